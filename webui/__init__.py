@@ -1,0 +1,1 @@
+"""Z-Image-Turbo team WebUI: settings, model loading, the generation engine and its front ends."""

@@ -1,0 +1,135 @@
+"""Command-line batch mode: the same engine as the WebUI, for scripts and cron jobs.
+
+    python -m webui.batch --prompts-file prompts.txt --out renders/ [--images-per-prompt 4]
+
+One prompt per line (blank lines and `#` lines skipped; `-` reads standard input). A
+progress bar goes to stderr; stdout gets one line per image: seed, path and prompt,
+tab-separated. Ctrl-C stops at the next step and keeps the finished images.
+
+Exit status: 0 done, 1 model or generation failure, 2 bad input or settings, 130 stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from tqdm import tqdm
+
+from webui.engine import Engine, GenerationRequest, Progress, RequestError
+from webui.loading import ModelLoadError, load_model
+from webui.log import configure_logging
+from webui.prompts import parse_prompts
+from webui.settings import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SIZE,
+    DEFAULT_STEPS,
+    SettingsError,
+    add_arguments,
+    from_namespace,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m webui.batch",
+        description="Generate images for every prompt in a file with Z-Image-Turbo.",
+    )
+    parser.add_argument("--prompts-file", required=True, type=Path, help="one prompt per line; - for stdin")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if missing)")
+    parser.add_argument("--images-per-prompt", type=int, default=1, help="variants per prompt (default 1)")
+    parser.add_argument("--seed", type=int, default=-1, help="base seed; image k gets seed+k; -1: random")
+    parser.add_argument("--width", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
+    parser.add_argument("--height", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
+    parser.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="default 0 (Turbo)")
+    parser.add_argument("--negative-prompt", default="", help="used only when guidance scale > 0")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = from_namespace(args, os.environ)
+        text = sys.stdin.read() if str(args.prompts_file) == "-" else args.prompts_file.read_text("utf-8")
+    except (SettingsError, OSError, UnicodeDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
+    request = GenerationRequest(
+        prompts=parse_prompts(text),
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        negative_prompt=args.negative_prompt,
+    )
+    try:
+        engine = Engine(load_model(settings), settings)
+        engine.validate(request)  # before the progress bar, so errors read cleanly
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    cancel = threading.Event()
+    _stop_on_signals(cancel)
+    bar = tqdm(total=request.image_count * request.steps, unit="step", disable=args.quiet, file=sys.stderr)
+
+    def on_progress(progress: Progress) -> None:
+        bar.set_description(f"images {progress.images_done + 1}-"
+                            f"{progress.images_done + progress.chunk_images} of {progress.images_total}")
+        bar.update(progress.images_done * progress.steps + progress.chunk_images * progress.step - bar.n)
+
+    try:
+        result = engine.generate(request, on_progress=on_progress, cancel=cancel, output_dir=args.out)
+    except Exception:
+        logger.exception("Generation failed")
+        return 1
+    finally:
+        bar.close()
+    for image in result.images:
+        print(f"{image.seed}\t{image.path}\t{image.prompt}", flush=True)
+    note = " (demo model: random weights, the images are noise)" if result.is_demo else ""
+    print(
+        f"{len(result.images)} of {len(result.seeds)} images in {result.elapsed_s:.1f} s, "
+        f"seeds {result.seeds[0]}..{result.seeds[-1]}, in {result.output_dir}{note}",
+        file=sys.stderr,
+    )
+    if result.cancelled:
+        print("stopped early; the images above are complete", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _stop_on_signals(cancel: threading.Event) -> None:
+    """First Ctrl-C or SIGTERM: stop at the next step. A second Ctrl-C: stop at once."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            signal.default_int_handler(signum, frame)
+        cancel.set()
+        print("\nstopping after the current step...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Loading a Z-Image pipeline: the real Tongyi-MAI weights or the built-in demo model.
+
+Both go through `ZImagePipeline.from_pretrained`; the demo model is only a folder we write
+ourselves first. Whatever goes wrong becomes one `ModelLoadError` that says what was tried
+and what to set, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import ZImagePipeline
+
+from webui.demo_model import DEMO_LABEL, ensure_demo_model
+from webui.settings import HUB_MODEL_ID, Settings, env_name
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says what was tried and what to set."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready pipeline and what the rest of the program reports about it."""
+
+    pipe: ZImagePipeline
+    source: str  # hub id or folder it was loaded from
+    label: str  # what logs, results and PNG metadata call it
+    is_demo: bool
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_model_name(settings: Settings, cuda_available: bool) -> str:
+    """`auto` means the real model where a CUDA GPU can run it, else the demo model."""
+    if settings.model == "auto":
+        return HUB_MODEL_ID if cuda_available else "demo"
+    return settings.model
+
+
+def resolve_device(settings: Settings, cuda_available: bool) -> torch.device:
+    if settings.device == "auto":
+        return torch.device("cuda" if cuda_available else "cpu")
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not cuda_available:
+        raise ModelLoadError(
+            f"{env_name('device')}={settings.device} but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}). Set {env_name('device')}=cpu, or install the CUDA build."
+        )
+    return device
+
+
+def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
+    if settings.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[settings.dtype]
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """Load the pipeline the settings ask for, placed and configured for generation."""
+    cuda_available = torch.cuda.is_available()
+    name = resolve_model_name(settings, cuda_available)
+    device = resolve_device(settings, cuda_available)
+    dtype = resolve_dtype(settings, device)
+    is_demo = name == "demo"
+    label = DEMO_LABEL if is_demo else name
+    started = time.monotonic()
+
+    if is_demo:
+        folder = ensure_demo_model(settings.cache_dir)
+        logger.warning(
+            "Using the built-in demo model (tiny, random weights: images are noise). "
+            "Set %s to %s or a local folder for real images.", env_name("model"), HUB_MODEL_ID
+        )
+    else:
+        folder = _locate_weights(name)
+
+    try:
+        pipe = ZImagePipeline.from_pretrained(folder, dtype=dtype)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load a ZImagePipeline from {folder} ({type(exc).__name__}: {exc}). "
+            f"Check that the folder holds the complete diffusers layout of {HUB_MODEL_ID}, "
+            f"or set {env_name('model')}=demo."
+        ) from exc
+
+    if settings.attention_backend != "default":
+        try:
+            pipe.transformer.set_attention_backend(settings.attention_backend)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Attention backend {settings.attention_backend!r} is not usable here: {exc}. "
+                f"Set {env_name('attention_backend')}=default (PyTorch SDPA)."
+            ) from exc
+    if settings.cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if settings.compile:
+        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+    pipe.set_progress_bar_config(disable=True)  # progress is reported through callbacks
+
+    logger.info(
+        "Loaded %s from %s on %s as %s in %.1f s%s",
+        label, folder, device, str(dtype).removeprefix("torch."), time.monotonic() - started,
+        " with CPU offload" if settings.cpu_offload else "",
+    )
+    return LoadedModel(pipe, str(folder), label, is_demo, device, dtype)
+
+
+def _locate_weights(name: str) -> Path:
+    """A local folder as it is, or a hub id downloaded (or found in the cache) first."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"{path} has no model_index.json, so it is not a diffusers pipeline folder. "
+                f"Point {env_name('model')} at the folder that holds model_index.json "
+                f"(e.g. a download of {HUB_MODEL_ID})."
+            )
+        return path
+    if not _HUB_ID.fullmatch(name) or name.startswith((".", "/", "~")):
+        raise ModelLoadError(
+            f"Model folder {name} does not exist. Set {env_name('model')} to an existing "
+            f"folder, a hub id such as {HUB_MODEL_ID}, or demo."
+        )
+    logger.info(
+        "Fetching %s from the Hugging Face hub (cache: HF_HOME); the first download is about "
+        "33 GB, progress bars follow", name,
+    )
+    try:
+        return Path(ZImagePipeline.download(name))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not download or find {name} in the Hugging Face cache "
+            f"({type(exc).__name__}: {exc}). Without network access, download it elsewhere "
+            f"and set {env_name('model')} to the local folder; for gated or private repos "
+            f"set HF_TOKEN; or set {env_name('model')}=demo."
+        ) from exc

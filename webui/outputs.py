@@ -1,0 +1,98 @@
+"""Writing generated images: PNG with the generation parameters inside, atomically.
+
+A file appears under its final name only once it is complete (written to a hidden temporary
+file, synced, then hard-linked into place), and an existing file is never overwritten: a
+clashing name gets a `-2`, `-3`, ... suffix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+# The whole parameter set as JSON, for reading back; each field also gets a text chunk of its
+# own so that any PNG viewer shows it.
+PARAMETERS_KEY = "zimage-webui"
+
+
+def request_dir(root: Path, request_id: str, started: datetime) -> Path:
+    """Where one request's images go: `root/YYYY-MM-DD/HHMMSS-<request id>`."""
+    return root / started.strftime("%Y-%m-%d") / f"{started.strftime('%H%M%S')}-{request_id}"
+
+
+def image_stem(index: int, prompt: str, seed: int) -> str:
+    """A readable file name without extension: `007_red-sneaker-front-view_s1234`."""
+    return f"{index:03d}_{slugify(prompt)}_s{seed}"
+
+
+def slugify(text: str, max_length: int = 48) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > max_length:
+            break
+        slug = candidate
+    return slug or "image"
+
+
+def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping[str, Any]) -> Path:
+    """Write `image` as `directory/stem.png` (or a free `stem-N.png`) and return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    info = PngInfo()
+    for key, value in parameters.items():
+        info.add_itxt(key, str(value))
+    info.add_itxt(PARAMETERS_KEY, json.dumps(dict(parameters), ensure_ascii=False))
+
+    fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        path = _link_unique(Path(temporary), directory, stem)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    _fsync_dir(directory)
+    return path
+
+
+def read_png_parameters(path: Path) -> dict[str, Any]:
+    """The parameters `save_png` embedded in a PNG; KeyError if it has none."""
+    with Image.open(path) as image:
+        image.load()
+        return json.loads(image.text[PARAMETERS_KEY])
+
+
+def _link_unique(temporary: Path, directory: Path, stem: str) -> Path:
+    for attempt in itertools.count(1):
+        path = directory / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,231 @@
+"""Server and engine settings: one table, read once from CLI flags and the environment.
+
+Every field of `Settings` is a setting. Its flag is `--name-with-dashes`, its environment
+variable `ZIMAGE_NAME_IN_CAPS`, and a flag wins over the environment. The help text in the
+field metadata is what `--help` prints and what the README documents (a test keeps the two
+in step). `Settings.validate()` runs at start-up and says which setting to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ZIMAGE_"
+
+# Request defaults and hard limits of the model, in one place.
+HUB_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
+DEFAULT_STEPS = 8  # 8 transformer forwards since diffusers 0.39's schedule; not the card's 9
+DEFAULT_GUIDANCE = 0.0  # Turbo is distilled without CFG; > 0 doubles the work
+DEFAULT_SIZE = 1024
+SIZE_MULTIPLE = 16  # VAE 8x downsampling times the transformer's 2x2 patches
+MODEL_MAX_TOKENS = 512  # the pipeline truncates prompts beyond this, after the chat template
+MAX_GUIDANCE = 20.0
+MAX_SEED = 2**53 - 1  # largest integer a browser's JSON number holds exactly
+RANDOM_SEED_RANGE = 2**32  # seed -1 draws a base seed below this: short enough to read back
+
+DTYPES = ("auto", "bf16", "fp32")
+ATTENTION_BACKENDS = (
+    "default", "native", "flash", "flash_varlen", "_flash_3", "_flash_varlen_3",
+    "_native_cudnn", "_native_efficient", "_native_flash", "_native_math", "flex",
+    "sage", "sage_varlen", "xformers", "flash_hub", "flash_varlen_hub", "_flash_3_hub",
+)  # fmt: skip
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot start with; the message names the fix."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can set. Read with `Settings.from_sources()`."""
+
+    model: str = _setting(
+        "auto",
+        f"`{HUB_MODEL_ID}` (or another hub id), a local folder in diffusers layout, or `demo` "
+        "for the built-in tiny model. `auto`: the hub model when a CUDA GPU is present, "
+        "else `demo`.",
+    )
+    device: str = _setting("auto", "`auto`, `cpu`, `cuda` or `cuda:N`. `auto`: `cuda` when available.")
+    dtype: str = _setting(
+        "auto", "`auto`, `bf16` or `fp32`. `auto`: bf16 on GPU, fp32 on CPU. fp16 is refused: "
+        "Z-Image gives black images in fp16."
+    )
+    attention_backend: str = _setting(
+        "default", "diffusers attention backend for the transformer, e.g. `native`, `flash`, "
+        "`_flash_3`, `flash_varlen`. `default`: PyTorch SDPA."
+    )
+    cpu_offload: bool = _setting(
+        False, "Keep weights in CPU memory and move each model to the GPU while it runs "
+        "(`enable_model_cpu_offload`); for 16 GB cards. Needs a CUDA device."
+    )
+    compile: bool = _setting(
+        False, "Compile the transformer's repeated blocks with torch.compile; the first "
+        "request of each new batch shape is slow."
+    )
+    max_batch_size: int = _setting(
+        4, "Most images in one pipeline call (one forward); larger requests run as several calls."
+    )
+    max_prompts: int = _setting(100, "Most prompts in one request.")
+    max_images: int = _setting(200, "Most images in one request (prompts x images per prompt).")
+    max_prompt_tokens: int = _setting(
+        MODEL_MAX_TOKENS, f"Longest prompt in tokens, counted after the chat template (at most "
+        f"{MODEL_MAX_TOKENS}: the model's limit)."
+    )
+    min_size: int = _setting(256, f"Smallest width or height in pixels (a multiple of {SIZE_MULTIPLE}).")
+    max_size: int = _setting(2048, f"Largest width or height in pixels (a multiple of {SIZE_MULTIPLE}).")
+    min_steps: int = _setting(1, "Fewest inference steps a request may ask for.")
+    max_steps: int = _setting(50, "Most inference steps a request may ask for.")
+    output_dir: Path = _setting(Path("outputs"), "Folder where generated PNGs are written.")
+    cache_dir: Path = _setting(
+        Path(".cache"), "Folder for the built-in demo model (built there once). Hub weights go "
+        "to the Hugging Face cache (`HF_HOME`)."
+    )
+    log_level: str = _setting("INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
+
+    @classmethod
+    def from_sources(
+        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings from flags (`argv`, no program name) over `environ`, validated."""
+        parser = argparse.ArgumentParser(add_help=False)
+        add_arguments(parser)
+        namespace, rest = parser.parse_known_args(list(argv or []))
+        if rest:
+            raise SettingsError(f"Unknown argument(s): {' '.join(rest)}. See --help.")
+        return from_namespace(namespace, os.environ if environ is None else environ)
+
+    def validate(self) -> Settings:
+        """Raise SettingsError naming the setting and the fix; return self when all is well."""
+        for name in ("max_batch_size", "max_prompts", "max_images", "max_prompt_tokens", "min_steps"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
+        if self.max_prompt_tokens > MODEL_MAX_TOKENS:
+            raise SettingsError(
+                f"{_names('max_prompt_tokens')} must be at most {MODEL_MAX_TOKENS}, the model's "
+                f"limit (got {self.max_prompt_tokens})."
+            )
+        for name in ("min_size", "max_size"):
+            value = getattr(self, name)
+            if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
+                raise SettingsError(
+                    f"{_names(name)} must be a positive multiple of {SIZE_MULTIPLE} (got {value})."
+                )
+        if self.min_size > self.max_size:
+            raise SettingsError(
+                f"{_names('min_size')} ({self.min_size}) must not exceed "
+                f"{_names('max_size')} ({self.max_size})."
+            )
+        if self.min_steps > self.max_steps:
+            raise SettingsError(
+                f"{_names('min_steps')} ({self.min_steps}) must not exceed "
+                f"{_names('max_steps')} ({self.max_steps})."
+            )
+        if self.dtype in ("fp16", "float16", "half"):
+            raise SettingsError(
+                f"{_names('dtype')}={self.dtype} is refused: Z-Image-Turbo produces NaN/black "
+                "images in fp16. Use bf16 on a GPU or fp32."
+            )
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"{_names('dtype')} must be one of {', '.join(DTYPES)} (got {self.dtype!r}).")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise SettingsError(
+                f"{_names('device')} must be auto, cpu, cuda or cuda:N (got {self.device!r})."
+            )
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise SettingsError(
+                f"{_names('attention_backend')} {self.attention_backend!r} is not known; use one "
+                f"of: {', '.join(ATTENTION_BACKENDS)}."
+            )
+        if self.cpu_offload and self.device == "cpu":
+            raise SettingsError(
+                f"{_names('cpu_offload')} needs a CUDA device; unset it or set "
+                f"{_names('device')} to auto or cuda."
+            )
+        if not self.model.strip():
+            raise SettingsError(f"{_names('model')} is empty; use auto, demo, a hub id or a folder.")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(
+                f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."
+            )
+        return self
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _names(name: str) -> str:
+    return f"{env_name(name)} / {flag_name(name)}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting. Defaults stay None so the environment can fill them."""
+    group = parser.add_argument_group("settings (each also read from ZIMAGE_<NAME>)")
+    for f in dataclasses.fields(Settings):
+        default_text = str(f.default).lower() if isinstance(f.default, bool) else f.default
+        group.add_argument(
+            flag_name(f.name),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [env {env_name(f.name)}; default {default_text}]",
+        )
+
+
+def from_namespace(namespace: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings from parsed flags, falling back to `environ`, then to the defaults."""
+    known = {env_name(name) for name in setting_names()}
+    for key in environ:
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(known))}"
+            raise SettingsError(f"Unknown setting {key}{hint}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = getattr(namespace, f.name, None)
+        if raw is None:
+            raw = environ.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _convert(f.name, type(f.default), raw)
+    return Settings(**values).validate()
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    text = raw.strip()
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{_names(name)} must be true or false (got {raw!r}).")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{_names(name)} must be a whole number (got {raw!r}).") from None
+    if issubclass(kind, Path):
+        if not text:
+            raise SettingsError(f"{_names(name)} is empty; give a folder path.")
+        return Path(text).expanduser()
+    return text
