@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m webui.batch",
+        allow_abbrev=False,
         description="Generate images for every prompt in a file with Z-Image-Turbo.",
     )
     parser.add_argument("--prompts-file", required=True, type=Path, help="one prompt per line; - for stdin")

@@ -135,14 +135,15 @@ class _StepWatcher:
     interrupted: bool = field(default=False, init=False)
 
     def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
-        # A cancel seen after the last step changes nothing: those images are complete.
-        if self.cancel is not None and self.cancel.is_set() and step + 1 < self.steps:
-            pipe._interrupt = True  # diffusers checks this before each step
-            self.interrupted = True
-        elif self.on_progress is not None:
+        if self.on_progress is not None:
             self.on_progress(
                 Progress(step + 1, self.steps, self.images_done, self.chunk_images, self.images_total)
             )
+        # Checked last, so a cancel raised while reporting still stops the next step. A cancel
+        # after the last step changes nothing: those images are complete.
+        if self.cancel is not None and self.cancel.is_set() and step + 1 < self.steps:
+            pipe._interrupt = True  # diffusers checks this before each step
+            self.interrupted = True
         return tensors
 
 

@@ -93,13 +93,17 @@ class Settings:
         "to the Hugging Face cache (`HF_HOME`)."
     )
     log_level: str = _setting("INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
+    host: str = _setting(
+        "127.0.0.1", "Address the web server listens on. `0.0.0.0` opens it to your network."
+    )
+    port: int = _setting(7860, "Port of the web server.")
 
     @classmethod
     def from_sources(
         cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
     ) -> Settings:
         """Settings from flags (`argv`, no program name) over `environ`, validated."""
-        parser = argparse.ArgumentParser(add_help=False)
+        parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         add_arguments(parser)
         namespace, rest = parser.parse_known_args(list(argv or []))
         if rest:
@@ -155,6 +159,10 @@ class Settings:
             )
         if not self.model.strip():
             raise SettingsError(f"{_names('model')} is empty; use auto, demo, a hub id or a folder.")
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"{_names('port')} must be from 1 to 65535 (got {self.port}).")
+        if not self.host.strip():
+            raise SettingsError(f"{_names('host')} is empty; use 127.0.0.1 or 0.0.0.0.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."

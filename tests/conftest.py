@@ -1,0 +1,50 @@
+"""Shared fixtures: the demo model is built once per test session, offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: the hub client must answer from its cache or fail.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from webui.engine import Engine  # noqa: E402
+from webui.loading import LoadedModel, load_model  # noqa: E402
+from webui.settings import Settings  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def demo_model(cache_dir: Path) -> LoadedModel:
+    return load_model(Settings(model="demo", cache_dir=cache_dir).validate())
+
+
+@pytest.fixture
+def settings(tmp_path: Path, cache_dir: Path) -> Settings:
+    """Small limits that keep the demo model fast on two CPU cores."""
+    return Settings(
+        model="demo", cache_dir=cache_dir, output_dir=tmp_path / "outputs", min_size=32
+    ).validate()
+
+
+@pytest.fixture
+def make_engine(demo_model: LoadedModel, settings: Settings):
+    def make(**overrides) -> Engine:
+        return Engine(demo_model, dataclasses.replace(settings, **overrides).validate())
+
+    return make
+
+
+@pytest.fixture
+def engine(make_engine) -> Engine:
+    return make_engine()

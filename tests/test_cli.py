@@ -1,0 +1,59 @@
+"""`python -m webui.batch` end to end, in a subprocess, on the demo model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from webui.outputs import read_png_parameters
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def run_batch(args: list[str], cache_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir), "ZIMAGE_MIN_SIZE": "32"}
+    return subprocess.run([sys.executable, "-m", "webui.batch", *args], cwd=PROJECT, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_dir: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red sneaker, front view\n# skipped\n\na navy mug\n", "utf-8")
+    out = tmp_path / "renders"
+    done = run_batch(["--prompts-file", str(prompts), "--out", str(out), "--images-per-prompt", "2",
+                      "--seed", "40", "--width", "48", "--height", "32", "--steps", "3"], cache_dir)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [(int(seed), prompt) for seed, _, prompt in rows] == [
+        (40, "a red sneaker, front view"), (41, "a red sneaker, front view"),
+        (42, "a navy mug"), (43, "a navy mug"),
+    ]  # fmt: skip
+    for seed, path, prompt in rows:
+        assert Path(path).parent == out
+        params = read_png_parameters(Path(path))
+        assert (params["seed"], params["prompt"], params["steps"]) == (int(seed), prompt, 3)
+        with Image.open(path) as image:
+            assert image.size == (48, 32)
+    assert "demo model" in done.stderr and "seeds 40..43" in done.stderr
+    assert "12/12" in done.stderr  # the progress bar reached its end: 4 images x 3 steps
+
+
+def test_bad_input_exits_2_with_the_limit(tmp_path: Path, cache_dir: Path) -> None:
+    done = run_batch(["--prompts-file", "-", "--out", str(tmp_path), "--width", "1000"], cache_dir,
+                     stdin="a red sneaker\n")  # fmt: skip
+    assert done.returncode == 2
+    assert "error: Width must be a multiple of 16 (got 1000; try 992 or 1008)." in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    empty = run_batch(["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="# nothing\n")
+    assert empty.returncode == 2 and "error: No prompts" in empty.stderr
+
+
+def test_a_bad_setting_exits_2_naming_it(tmp_path: Path, cache_dir: Path) -> None:
+    done = run_batch(["--prompts-file", "-", "--out", str(tmp_path), "--dtype", "fp16"], cache_dir, stdin="a\n")
+    assert done.returncode == 2 and "ZIMAGE_DTYPE / --dtype=fp16 is refused" in done.stderr

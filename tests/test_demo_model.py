@@ -1,0 +1,66 @@
+"""The built-in demo model: Z-Image's classes, built deterministically, loaded like real weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
+from diffusers import ZImageTransformer2DModel
+from transformers import Qwen3Model
+
+from webui.demo_model import ensure_demo_model
+from webui.loading import LoadedModel
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def test_it_is_built_identically_every_time(tmp_path: Path, demo_model: LoadedModel) -> None:
+    first = digest(ensure_demo_model(tmp_path / "a"))
+    second = digest(ensure_demo_model(tmp_path / "b"))
+    assert first == second
+    assert first == digest(Path(demo_model.source))  # and the same as the session's copy
+    assert "model_index.json" in first and "tokenizer/tokenizer.json" in first
+
+
+def test_it_is_written_once_and_reused(tmp_path: Path) -> None:
+    folder = ensure_demo_model(tmp_path)
+    marker = folder / "model_index.json"
+    before = marker.stat().st_mtime_ns
+    assert ensure_demo_model(tmp_path) == folder and marker.stat().st_mtime_ns == before
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left
+
+
+def test_it_has_the_z_image_architecture(demo_model: LoadedModel) -> None:
+    pipe = demo_model.pipe
+    assert isinstance(pipe, ZImagePipeline)
+    assert isinstance(pipe.transformer, ZImageTransformer2DModel)
+    assert isinstance(pipe.text_encoder, Qwen3Model)
+    assert isinstance(pipe.vae, AutoencoderKL) and pipe.vae_scale_factor == 8
+    assert isinstance(pipe.scheduler, FlowMatchEulerDiscreteScheduler)
+    assert pipe.transformer.config.cap_feat_dim == pipe.text_encoder.config.hidden_size
+    index = json.loads((Path(demo_model.source) / "model_index.json").read_text())
+    assert index["_class_name"] == "ZImagePipeline"
+
+
+def test_the_tokenizer_has_a_qwen_style_chat_template(demo_model: LoadedModel) -> None:
+    tokenizer = demo_model.pipe.tokenizer
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "a red sneaker"}],
+                                         tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=True)  # fmt: skip
+    assert text == "<|im_start|>user\na red sneaker<|im_end|>\n<|im_start|>assistant\n"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") in ids
+    assert tokenizer.decode(ids) == text  # byte-level: lossless, any script
+    assert tokenizer.decode(tokenizer("商品写真 ☕")["input_ids"]) == "商品写真 ☕"
+    assert len(tokenizer("a red sneaker on a white background")["input_ids"]) < 15  # BPE merges
+
+
+def test_loaded_in_fp32_on_cpu(demo_model: LoadedModel) -> None:
+    assert demo_model.is_demo and demo_model.label == "demo model"
+    assert str(demo_model.device) == "cpu"
+    assert {p.dtype for p in demo_model.pipe.transformer.parameters()} == {__import__("torch").float32}

@@ -1,0 +1,286 @@
+"""The engine on the demo model: seeds, chunking, batch independence, progress, cancel, limits."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from webui.engine import Engine, GenerationRequest, Progress, RequestError
+from webui.loading import LoadedModel
+from webui.outputs import read_png_parameters
+
+SMALL = {"width": 32, "height": 32}
+
+
+@pytest.fixture
+def forwards(demo_model: LoadedModel) -> Iterator[list[int]]:
+    """Batch size of every transformer forward the real pipeline makes, in order."""
+    sizes: list[int] = []
+    handle = demo_model.pipe.transformer.register_forward_hook(
+        lambda module, args, output: sizes.append(len(args[0]))
+    )
+    yield sizes
+    handle.remove()
+
+
+@pytest.fixture
+def encoder_calls(demo_model: LoadedModel) -> Iterator[list[int]]:
+    """Batch size of every text-encoder call: one per pipeline call at guidance 0."""
+    sizes: list[int] = []
+    handle = demo_model.pipe.text_encoder.register_forward_hook(
+        lambda module, args, kwargs, output: sizes.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True,
+    )
+    yield sizes
+    handle.remove()
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_images_come_in_prompt_then_variant_order_with_seed_plus_k(engine: Engine) -> None:
+    request = GenerationRequest(["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2,
+                                seed=100, steps=2, **SMALL)  # fmt: skip
+    result = engine.generate(request)
+
+    assert result.seeds == (100, 101, 102, 103, 104, 105)
+    assert [(i.prompt, i.variant, i.seed) for i in result.images] == [
+        ("a red sneaker", 0, 100), ("a red sneaker", 1, 101),
+        ("a navy mug", 0, 102), ("a navy mug", 1, 103),
+        ("an olive bag", 0, 104), ("an olive bag", 1, 105),
+    ]  # fmt: skip
+    assert [i.index for i in result.images] == list(range(6))
+    assert not result.cancelled and result.is_demo and result.model_label == "demo model"
+    assert all(i.image.size == (32, 32) for i in result.images)
+
+
+def test_same_seed_gives_same_pixels_and_other_seeds_differ(engine: Engine) -> None:
+    request = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=7, steps=2, **SMALL)
+    first = engine.generate(request).images
+    again = engine.generate(request).images
+    np.testing.assert_array_equal(pixels(first[0].image), pixels(again[0].image))
+    assert np.abs(pixels(first[0].image) - pixels(first[1].image)).mean() > 5
+
+
+def test_random_seed_is_drawn_reported_and_reproducible(engine: Engine) -> None:
+    request = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=-1, steps=2, **SMALL)
+    result = engine.generate(request)
+    other = engine.generate(request)
+    assert result.base_seed >= 0 and result.seeds == (result.base_seed, result.base_seed + 1)
+    assert other.base_seed != result.base_seed  # 1 in 2**32 to fail by chance
+
+    replay = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=result.base_seed,
+                               steps=2, **SMALL)  # fmt: skip
+    for made, remade in zip(result.images, engine.generate(replay).images):
+        np.testing.assert_array_equal(pixels(made.image), pixels(remade.image))
+
+
+def test_an_image_does_not_depend_on_its_batch(make_engine) -> None:
+    engine = make_engine(max_batch_size=4)
+    subject = "a red sneaker"
+    long_prompt = ("a ceramic coffee mug with steam on a wooden table, morning light, shallow depth "
+                   "of field, product photo, studio lighting, soft shadow, 85mm lens, close up")  # fmt: skip
+    # Caption lengths must fall in different 32-token buckets, so the batch needs a mask.
+    buckets = {-(-engine.count_tokens(p) // 32) for p in (long_prompt, subject)}
+    assert len(buckets) == 2
+
+    alone = engine.generate(GenerationRequest([subject], seed=1234, **SMALL)).images[0]
+    mixed = engine.generate(
+        GenerationRequest([long_prompt, "mug", subject, "a navy backpack"], seed=1232, **SMALL)
+    ).images[2]
+
+    assert (mixed.prompt, mixed.seed) == (subject, 1234)
+    assert np.abs(pixels(alone.image) - pixels(mixed.image)).max() <= 2
+
+
+def test_a_large_request_runs_as_chunks_of_at_most_max_batch_size(
+    make_engine, forwards: list[int], encoder_calls: list[int]
+) -> None:
+    engine = make_engine(max_batch_size=4)
+    request = GenerationRequest([f"product {n}" for n in range(10)], images_per_prompt=4, seed=0,
+                                steps=1, **SMALL)  # fmt: skip
+    result = engine.generate(request)
+
+    assert len(result.images) == 40
+    assert encoder_calls == [4] * 10  # ten pipeline calls of four images
+    assert forwards == [4] * 10  # one step each
+    assert [i.seed for i in result.images] == list(range(40))
+
+
+def test_progress_covers_every_step_of_every_chunk(make_engine) -> None:
+    engine = make_engine(max_batch_size=4)
+    events: list[Progress] = []
+    engine.generate(
+        GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, steps=3, **SMALL),
+        on_progress=events.append,
+    )
+    assert [(e.step, e.images_done, e.chunk_images) for e in events] == [
+        (1, 0, 4), (2, 0, 4), (3, 0, 4), (1, 4, 2), (2, 4, 2), (3, 4, 2),
+    ]  # fmt: skip
+    assert all(e.steps == 3 and e.images_total == 6 for e in events)
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
+    make_engine, forwards: list[int], tmp_path: Path
+) -> None:
+    engine = make_engine(max_batch_size=2)
+    cancel = threading.Event()
+
+    def cancel_in_second_chunk(progress: Progress) -> None:
+        if progress.images_done == 2 and progress.step == 2:
+            cancel.set()
+
+    out = tmp_path / "cancelled"
+    result = engine.generate(
+        GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, steps=4, **SMALL),
+        on_progress=cancel_in_second_chunk, cancel=cancel, output_dir=out,
+    )  # fmt: skip
+
+    assert result.cancelled
+    assert [i.seed for i in result.images] == [0, 1]
+    assert result.seeds == (0, 1, 2, 3, 4, 5)
+    # Chunk one ran its 4 steps; chunk two stopped after step 2 (the next step saw the flag).
+    assert forwards == [2, 2, 2, 2, 2, 2]
+    assert sorted(p.name for p in out.iterdir()) == sorted(i.path.name for i in result.images)
+
+    # The shared pipeline is left usable.
+    after = engine.generate(GenerationRequest(["a"], seed=0, steps=4, **SMALL))
+    assert not after.cancelled
+    np.testing.assert_array_equal(pixels(after.images[0].image), pixels(result.images[0].image))
+
+
+def test_cancel_before_start_makes_nothing(engine: Engine, forwards: list[int]) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    result = engine.generate(GenerationRequest(["a"], steps=2, **SMALL), cancel=cancel)
+    assert result.cancelled and result.images == () and forwards == []
+
+
+def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engine) -> None:
+    requests = [GenerationRequest([f"item {n}"], images_per_prompt=3, seed=10 * n, steps=3, **SMALL)
+                for n in range(3)]  # fmt: skip
+    expected = [engine.generate(r) for r in requests]
+    results: dict[int, object] = {}
+
+    def run(n: int) -> None:
+        results[n] = engine.generate(requests[n])
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for n, want in enumerate(expected):
+        for got_image, want_image in zip(results[n].images, want.images):
+            np.testing.assert_array_equal(pixels(got_image.image), pixels(want_image.image))
+
+
+def test_pngs_are_written_with_their_parameters(engine: Engine, tmp_path: Path) -> None:
+    request = GenerationRequest(["a red sneaker, front view", "ein grüner Stuhl"], seed=42, steps=2,
+                                guidance_scale=1.5, negative_prompt="blurry", **SMALL)  # fmt: skip
+    result = engine.generate(request, output_dir=tmp_path / "set")
+
+    for image in result.images:
+        assert image.path.parent == tmp_path / "set" and image.path.suffix == ".png"
+        assert read_png_parameters(image.path) == {
+            "prompt": image.prompt, "negative_prompt": "blurry", "seed": image.seed,
+            "width": 32, "height": 32, "steps": 2, "guidance_scale": 1.5,
+            "model": "demo model", "request_id": result.request_id, "index": image.index,
+        }  # fmt: skip
+    assert [i.path.name for i in result.images] == [
+        "001_a-red-sneaker-front-view_s42.png", "002_ein-gruner-stuhl_s43.png",
+    ]  # fmt: skip
+
+
+def test_default_output_folder_is_one_per_request(engine: Engine, settings) -> None:
+    first = engine.generate(GenerationRequest(["a"], steps=1, **SMALL))
+    second = engine.generate(GenerationRequest(["a"], steps=1, **SMALL))
+    assert first.output_dir != second.output_dir
+    for result in (first, second):
+        assert result.output_dir.is_relative_to(settings.output_dir)
+        assert result.request_id in result.output_dir.name
+        assert [p.name for p in result.output_dir.iterdir()] == [result.images[0].path.name]
+
+
+def test_the_negative_prompt_only_matters_above_zero_guidance(
+    engine: Engine, encoder_calls: list[int]
+) -> None:
+    base = dict(prompts=["a red sneaker"], seed=3, steps=2, **SMALL)
+    plain = engine.generate(GenerationRequest(**base)).images[0]
+    ignored = engine.generate(GenerationRequest(**base, negative_prompt="blurry")).images[0]
+    np.testing.assert_array_equal(pixels(plain.image), pixels(ignored.image))
+    assert encoder_calls == [1, 1]  # no negative pass at guidance 0
+
+    guided = engine.generate(GenerationRequest(**base, guidance_scale=4.0, negative_prompt="blurry"))
+    assert encoder_calls[2:] == [1, 1]  # prompt and negative prompt
+    assert np.abs(pixels(guided.images[0].image) - pixels(plain.image)).mean() > 1
+
+
+def test_the_pipeline_gets_a_copy_of_the_prompt_list(engine: Engine) -> None:
+    prompts = ["a red sneaker", "a navy mug"]
+    request = GenerationRequest(prompts, steps=1, **SMALL)
+    result = engine.generate(request)
+    assert prompts == ["a red sneaker", "a navy mug"]
+    assert request.prompts == ("a red sneaker", "a navy mug")
+    assert [i.prompt for i in result.images] == prompts  # not the chat-templated text
+
+
+LONG = "studio product photo " * 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prompts": []}, "No prompts"),
+        ({"prompts": ["a"] * 11}, "Too many prompts: 11 (the limit is 10"),
+        ({"prompts": ["a"] * 5, "images_per_prompt": 5}, "Too many images: 5 prompts x 5 = 25 (the limit is 20"),
+        ({"images_per_prompt": 0}, "Images per prompt must be a whole number from 1 to 20"),
+        ({"prompts": ["ok", "   "]}, "Prompt 2 is empty"),
+        ({"prompts": [LONG]}, "Prompt 1 is"),
+        ({"width": 1000}, "Width must be a multiple of 16 (got 1000; try 992 or 1008)"),
+        ({"height": 4096}, "Height must be a whole number from 32 to 2048 (got 4096)"),
+        ({"width": 0}, "Width must be a whole number from 32 to 2048"),
+        ({"height": -64}, "Height must be a whole number from 32"),
+        ({"steps": 0}, "Steps must be a whole number from 1 to 50 (got 0)"),
+        ({"steps": 500}, "Steps must be a whole number from 1 to 50 (got 500)"),
+        ({"guidance_scale": float("nan")}, "Guidance scale must be between 0 and 20"),
+        ({"guidance_scale": -1.0}, "Guidance scale must be between 0 and 20"),
+        ({"seed": -2}, "Seed must be -1 (random) or a whole number from 0"),
+        ({"seed": 2**64}, "Seed must be -1 (random) or a whole number from 0"),
+        ({"guidance_scale": 2.0, "negative_prompt": LONG}, "The negative prompt is"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(
+    make_engine, forwards: list[int], encoder_calls: list[int], changes: dict, message: str
+) -> None:
+    engine = make_engine(max_prompts=10, max_images=20)
+    fields = {"prompts": ["a red sneaker"], "steps": 2, **SMALL, **changes}
+    with pytest.raises(RequestError, match="^" + re.escape(message)):
+        engine.generate(GenerationRequest(**fields))
+    assert forwards == [] and encoder_calls == []
+
+
+def test_the_token_limit_counts_the_chat_template(make_engine) -> None:
+    engine = make_engine(max_prompt_tokens=20)
+    prompt = "a red leather sneaker on a white seamless background"
+    tokens = engine.count_tokens(prompt)
+    assert tokens > len(engine.model.pipe.tokenizer(prompt)["input_ids"])  # template included
+    if tokens <= 20:
+        pytest.fail(f"test prompt too short for the limit ({tokens} tokens)")
+    with pytest.raises(RequestError, match=f"Prompt 1 is {tokens} tokens long; the limit is 20"):
+        engine.validate(GenerationRequest([prompt], **SMALL))
+    engine.validate(GenerationRequest(["a sneaker"], **SMALL))
+
+
+def test_over_512_tokens_is_refused_with_the_model_limit(engine: Engine) -> None:
+    with pytest.raises(RequestError, match="the limit is 512 tokens"):
+        engine.validate(GenerationRequest([LONG], **SMALL))

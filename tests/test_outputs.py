@@ -1,0 +1,58 @@
+"""PNG writing: metadata round trip, readable unique names, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from webui.outputs import image_stem, read_png_parameters, request_dir, save_png, slugify
+
+
+def test_parameters_round_trip_and_show_as_text_chunks(tmp_path: Path) -> None:
+    params = {"prompt": "赤いスニーカー, studio", "seed": 2**40, "guidance_scale": 0.0, "model": "demo model"}
+    path = save_png(Image.new("RGB", (16, 16), "red"), tmp_path, "001_x_s1", params)
+    assert read_png_parameters(path) == params
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.text["prompt"] == "赤いスニーカー, studio"
+        assert image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_clashing_names_get_a_suffix_and_nothing_is_overwritten(tmp_path: Path) -> None:
+    paths = [save_png(Image.new("RGB", (8, 8), colour), tmp_path, "001_sneaker_s5", {"n": n})
+             for n, colour in enumerate(["red", "green", "blue"])]  # fmt: skip
+    assert [p.name for p in paths] == ["001_sneaker_s5.png", "001_sneaker_s5-2.png", "001_sneaker_s5-3.png"]
+    assert [read_png_parameters(p)["n"] for p in paths] == [0, 1, 2]
+
+
+def test_no_temporary_file_is_left_and_files_are_complete(tmp_path: Path) -> None:
+    def write(n: int) -> None:
+        save_png(Image.new("RGB", (64, 64), (n, n, n)), tmp_path, "same", {"n": n})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = os.listdir(tmp_path)
+    assert len(names) == 8 and all(n.endswith(".png") and not n.startswith(".") for n in names)
+    assert sorted(read_png_parameters(tmp_path / n)["n"] for n in names) == list(range(8))
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="cannot write mode CMYK as PNG"):
+        save_png(Image.new("CMYK", (8, 8)), tmp_path, "x", {"n": 1})
+    assert os.listdir(tmp_path) == []
+
+
+def test_names_are_readable() -> None:
+    assert image_stem(7, "A red sneaker, front view!", 1234) == "007_a-red-sneaker-front-view_s1234"
+    assert slugify("Crème brûlée ☕ on marble") == "creme-brulee-on-marble"
+    assert slugify("☕☕") == "image"
+    assert len(slugify("word " * 40)) <= 48
+    when = datetime(2026, 11, 21, 9, 5, 3)
+    assert request_dir(Path("out"), "ab12cd34", when) == Path("out/2026-11-21/090503-ab12cd34")
