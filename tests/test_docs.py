@@ -1,0 +1,42 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+README = (PROJECT / "README.md").read_text("utf-8")
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_dir: Path) -> None:
+    [command] = [b for b in code_blocks("bash") if "webui.batch" in b]
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[0] == ".venv/bin/python"
+    (tmp_path / "assets").symlink_to(PROJECT / "assets")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir)}
+    # The example as written, only smaller images so that the demo model is quick.
+    done = subprocess.run([sys.executable, *argv[1:], "--width", "256", "--height", "256"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 12  # six example prompts, two variants each
+
+    [snippet] = [b for b in code_blocks("python") if "read_png_parameters" in b]
+    *setup, expression = snippet.strip().splitlines()
+    namespace: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec("\n".join(setup), namespace)
+        parameters = eval(expression, namespace)
+    finally:
+        os.chdir(cwd)
+    assert parameters["seed"] == 42 and parameters["prompt"].startswith("a red leather sneaker")
