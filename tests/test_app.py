@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,21 +25,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def server(tmp_path: Path, cache_dir: Path) -> Iterator[tuple[str, Path]]:
     port, out = free_port(), tmp_path / "outputs"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir),
            "ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_MIN_SIZE": "32", "ZIMAGE_PORT": str(port)}  # fmt: skip
-    log = (tmp_path / "server.log").open("w")
+    log_path = tmp_path / "server.log"
+    log = log_path.open("w")
     process = subprocess.Popen([sys.executable, "-m", "webui"], cwd=PROJECT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 120
-        while "Serving demo model" not in (tmp_path / "server.log").read_text():
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "server did not start in 120 s"
+        # Up means: answering HTTP, and saying so in the log with the demo model named.
+        while not (answers(url) and "Serving demo model on http://127.0.0.1" in log_path.read_text()):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "server did not start in 120 s: " + log_path.read_text()
             time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/", out
+        yield url, out
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -6,8 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline
-from diffusers import ZImageTransformer2DModel
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from transformers import Qwen3Model
 
 from webui.demo_model import ensure_demo_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def test_random_seed_is_drawn_reported_and_reproducible(engine: Engine) -> None:
 
     replay = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=result.base_seed,
                                steps=2, **SMALL)  # fmt: skip
-    for made, remade in zip(result.images, engine.generate(replay).images):
+    for made, remade in zip(result.images, engine.generate(replay).images, strict=True):
         np.testing.assert_array_equal(pixels(made.image), pixels(remade.image))
 
 
@@ -180,7 +181,7 @@ def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engin
         thread.join()
 
     for n, want in enumerate(expected):
-        for got_image, want_image in zip(results[n].images, want.images):
+        for got_image, want_image in zip(results[n].images, want.images, strict=True):
             np.testing.assert_array_equal(pixels(got_image.image), pixels(want_image.image))
 
 
@@ -284,3 +285,12 @@ def test_the_token_limit_counts_the_chat_template(make_engine) -> None:
 def test_over_512_tokens_is_refused_with_the_model_limit(engine: Engine) -> None:
     with pytest.raises(RequestError, match="the limit is 512 tokens"):
         engine.validate(GenerationRequest([LONG], **SMALL))
+
+
+def test_every_engine_log_line_names_the_demo_model(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="webui.engine"):
+        result = engine.generate(GenerationRequest(["a", "b"], images_per_prompt=3, seed=9, steps=1, **SMALL))
+    lines = [r.getMessage() for r in caplog.records if r.name == "webui.engine"]
+    assert len(lines) == 4  # request, two chunks, done
+    assert all("demo model" in line and result.request_id in line for line in lines)
+    assert "seeds 9..14" in lines[0]

@@ -41,16 +41,22 @@ def test_the_demo_model_is_announced_as_such(settings: Settings, caplog: pytest.
 
 
 @pytest.mark.parametrize(
-    ("model", "message"),
+    ("model", "message", "fetches"),
     [
-        ("./no-such-folder", "Model folder ./no-such-folder does not exist. Set ZIMAGE_MODEL to"),
-        ("Tongyi-MAI/Z-Image-Turbo-Missing", "Could not download or find Tongyi-MAI/Z-Image-Turbo-Missing"),
+        ("./no-such-folder", "Model folder ./no-such-folder does not exist. Set ZIMAGE_MODEL to", False),
+        ("Tongyi-MAI/Z-Image-Turbo-Missing", "Could not download or find Tongyi-MAI/Z-Image-Turbo-Missing", True),
     ],
 )
-def test_a_model_that_is_not_there_gives_one_clear_message(settings: Settings, model: str, message: str) -> None:
-    with pytest.raises(ModelLoadError, match=re.escape(message)) as caught:
+def test_a_model_that_is_not_there_gives_one_clear_message(
+    settings: Settings, model: str, message: str, fetches: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), pytest.raises(ModelLoadError, match=re.escape(message)) as caught:
         load_model(dataclasses.replace(settings, model=model))
     assert "ZIMAGE_MODEL" in str(caught.value) and "\n" not in str(caught.value)
+    fetching = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Fetching")]
+    announced = (f"Fetching {model} from the Hugging Face hub (cache: HF_HOME); the first download "
+                 "is about 33 GB, progress bars follow")
+    assert fetching == [announced] * fetches
 
 
 def test_a_folder_that_is_not_a_pipeline_is_named(settings: Settings, tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     demo = create_demo(Engine(model, settings))
     demo.queue()
-    logger.info("Serving %s on http://%s:%d", model.label, settings.host, settings.port)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,
@@ -52,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssr_mode=False,
         enable_monitoring=False,
         quiet=True,
+        prevent_thread_lock=True,
     )
+    logger.info("Serving %s on http://%s:%d", model.label, settings.host, settings.port)
+    demo.block_thread()
     return 0
 
 

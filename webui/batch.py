@@ -21,10 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tqdm import tqdm
-
-from webui.engine import Engine, GenerationRequest, Progress, RequestError
-from webui.loading import ModelLoadError, load_model
 from webui.log import configure_logging
 from webui.prompts import parse_prompts
 from webui.settings import (
@@ -68,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, OSError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Heavy imports after the settings check, so a typo fails in a blink.
+    from tqdm import tqdm
+
+    from webui.engine import Engine, GenerationRequest, Progress, RequestError
+    from webui.loading import ModelLoadError, load_model
+
     configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
     request = GenerationRequest(
         prompts=parse_prompts(text),

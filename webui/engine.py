@@ -262,7 +262,7 @@ class Engine:
             if images is None or watcher.interrupted:
                 cancelled = True
                 break
-            for item, image in zip(chunk, images):
+            for item, image in zip(chunk, images, strict=True):
                 finished.append(self._save(request, request_id, item, image, folder))
             logger.info(
                 "request %s: images %d-%d of %d in %.2f s (%s)",
