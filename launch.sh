@@ -1,50 +1,144 @@
 #!/usr/bin/env bash
-# Z-Image-Turbo WebUI: set-up, serving and tests in one place.
+# Z-Image-Turbo WebUI: set-up, serving under Supervisor, and tests.
 #
-#   ./launch.sh [--setting value ...]   set up if needed, then serve the WebUI (port 7860)
-#   ./launch.sh test [pytest args]      set up if needed, then run the test suite
-#   ./launch.sh setup                   only create .venv and install requirements.txt
+#   ./launch.sh                    set up if needed, start under Supervisor, wait until healthy
+#   ./launch.sh stop               stop the WebUI and supervisord (no process left behind)
+#   ./launch.sh restart            restart the WebUI and wait until healthy
+#   ./launch.sh status             Supervisor's view and the app's /healthz
+#   ./launch.sh logs               follow the WebUI log
+#   ./launch.sh serve [--flags]    run in the foreground without Supervisor
+#   ./launch.sh test [pytest args] set up if needed, then run the test suite
+#   ./launch.sh setup              only create .venv and install requirements.txt
 #
-# Set-up creates a virtual environment in .venv and installs the pinned requirements; it
-# runs again only when requirements.txt changes. PYTHON picks the interpreter (3.10+).
+# Settings come from ZIMAGE_* environment variables (README). Set-up creates .venv and
+# installs the pinned requirements, again only when requirements.txt changes; PYTHON picks
+# the interpreter (3.10+). `test` also installs Debian's chromium for the browser tests
+# when it is missing and this user can (root with apt-get).
 set -euo pipefail
 cd "$(dirname "$0")"
+PROJECT=$(pwd)
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
+CONF=supervisor/supervisord.conf
+CTL=("$VENV/bin/supervisorctl" -c "$CONF")
+PORT=${ZIMAGE_PORT:-7860}
+HOST=${ZIMAGE_HOST:-127.0.0.1}
+[ "$HOST" = 0.0.0.0 ] || [ "$HOST" = "::" ] && PROBE_HOST=127.0.0.1 || PROBE_HOST=$HOST
+HEALTH_URL="http://$PROBE_HOST:$PORT/healthz"
+
+say() { echo "launch.sh: $*"; }
+die() { echo "launch.sh: $*" >&2; exit 1; }
 
 setup() {
-  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-    echo "launch.sh: needs Python 3.10 or newer as \$PYTHON (now: $PYTHON)" >&2
-    exit 1
-  fi
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null ||
+    die "needs Python 3.10 or newer as \$PYTHON (now: $PYTHON)"
   if [ ! -x "$VENV/bin/python" ]; then
-    echo "launch.sh: creating $VENV with $("$PYTHON" --version)"
+    say "creating $VENV with $("$PYTHON" --version)"
     "$PYTHON" -m venv "$VENV"
   fi
   local want
   want=$(sha256sum requirements.txt | cut -d' ' -f1)
   if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-    echo "launch.sh: installing requirements.txt into $VENV (first run: several minutes)"
+    say "installing requirements.txt into $VENV (first run: several minutes)"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -r requirements.txt
     echo "$want" >"$VENV/.requirements.sha256"
   fi
 }
 
-case "${1:-}" in
-  test)
+browser() {
+  command -v chromium >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "no chromium and no way to install it (needs root and apt-get): browser tests will be skipped"
+  fi
+}
+
+running() { [ -S run/supervisor.sock ] && "${CTL[@]}" pid >/dev/null 2>&1; }
+
+# supervisord gets exactly this environment; the program section adds a few of its own.
+start_supervisord() {
+  mkdir -p logs run
+  chmod 700 run
+  local startsecs=15
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then startsecs=180; fi
+  local keep=(PATH="$PATH" HOME="${HOME:-$PROJECT}" LANG="${LANG:-C.UTF-8}"
+              WEBUI_STARTSECS="${WEBUI_STARTSECS:-$startsecs}")
+  local name
+  for name in $(compgen -e); do
+    case "$name" in ZIMAGE_* | HF_* | HUGGINGFACE_* | CUDA_* | PYTORCH_* | GRADIO_TEMP_DIR | TMPDIR)
+      keep+=("$name=${!name}") ;;
+    esac
+  done
+  env -i "${keep[@]}" "$VENV/bin/supervisord" -c "$CONF"
+}
+
+wait_healthy() {
+  local deadline=$((SECONDS + ${WEBUI_START_TIMEOUT:-900})) state
+  while ((SECONDS < deadline)); do
+    if "$VENV/bin/python" - "$HEALTH_URL" <<'PY' 2>/dev/null; then
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+    sys.exit(0 if json.load(response).get("status") == "ok" else 1)
+PY
+      return 0
+    fi
+    state=$("${CTL[@]}" status webui 2>/dev/null | awk '{print $2}') || true
+    if [ "$state" = FATAL ] || [ "$state" = EXITED ]; then
+      tail -n 20 logs/webui.log >&2 || true
+      die "the WebUI did not start ($state); full log: logs/webui.log"
+    fi
+    sleep 1
+  done
+  die "the WebUI was not healthy within ${WEBUI_START_TIMEOUT:-900} s; see logs/webui.log"
+}
+
+stop_all() {
+  running || { say "not running"; return 0; }
+  local pid
+  pid=$(cat run/supervisord.pid)
+  "${CTL[@]}" stop webui >/dev/null || true
+  "${CTL[@]}" shutdown >/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  say "stopped"
+}
+
+case "${1:-start}" in
+  start)
+    setup
+    if running; then "${CTL[@]}" start webui >/dev/null || true; else start_supervisord; fi
+    say "waiting for $HEALTH_URL (model loading; logs/webui.log shows progress)"
+    wait_healthy
+    say "ready: http://$HOST:$PORT/"
+    ;;
+  stop) stop_all ;;
+  restart)
+    running || die "not running; start it with ./launch.sh"
+    "${CTL[@]}" restart webui
+    wait_healthy
+    say "ready: http://$HOST:$PORT/"
+    ;;
+  status)
+    running || { say "not running"; exit 3; }
+    "${CTL[@]}" status
+    "$VENV/bin/python" -c "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" \
+      "$HEALTH_URL" || say "no answer from $HEALTH_URL"
+    ;;
+  logs) exec tail -n 200 -F logs/webui.log ;;
+  serve)
     shift
-    setup
-    exec "$VENV/bin/python" -m pytest "$@"
-    ;;
-  setup)
-    setup
-    ;;
-  -h | --help | help)
-    sed -n '2,10s/^# \{0,1\}//p' "$0"
-    ;;
-  *)
     setup
     exec "$VENV/bin/python" -m webui "$@"
     ;;
+  test)
+    shift
+    setup
+    browser
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  setup) setup ;;
+  -h | --help | help) sed -n '2,18s/^# \{0,1\}//p' "$0" ;;
+  *) die "unknown command '$1'; see ./launch.sh --help" ;;
 esac

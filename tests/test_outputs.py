@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webui.outputs import image_stem, read_png_parameters, request_dir, save_png, slugify
+from webui.outputs import image_stem, read_png_parameters, request_dir, save_png, slugify, write_zip
 
 
 def test_parameters_round_trip_and_show_as_text_chunks(tmp_path: Path) -> None:
@@ -56,3 +56,15 @@ def test_names_are_readable() -> None:
     assert len(slugify("word " * 40)) <= 48
     when = datetime(2026, 11, 21, 9, 5, 3)
     assert request_dir(Path("out"), "ab12cd34", when) == Path("out/2026-11-21/090503-ab12cd34")
+
+
+def test_a_zip_bundles_the_files_by_name(tmp_path: Path) -> None:
+    import zipfile
+
+    paths = [save_png(Image.new("RGB", (8, 8), c), tmp_path, f"00{n}_x_s{n}", {"n": n})
+             for n, c in enumerate(["red", "blue"])]  # fmt: skip
+    archive = write_zip(paths, tmp_path / "images.zip")
+    with zipfile.ZipFile(archive) as bundle:
+        assert bundle.namelist() == ["000_x_s0.png", "001_x_s1.png"]
+        assert bundle.read("001_x_s1.png") == paths[1].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000_x_s0.png", "001_x_s1.png", "images.zip"]

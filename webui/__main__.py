@@ -1,6 +1,6 @@
 """Entry point of the WebUI: `python -m webui [--setting value ...]`.
 
-Exit status: 1 when the model cannot be loaded, 2 for a bad setting.
+Exit status: 1 when the port is taken or the model cannot be loaded, 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -32,29 +32,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from webui.engine import Engine
     from webui.loading import ModelLoadError, load_model
     from webui.log import configure_logging
-    from webui.ui import create_demo
+    from webui.server import PortInUseError, check_port_free, serve
 
     configure_logging(settings.log_level)
     try:
+        check_port_free(settings.host, settings.port)
         model = load_model(settings)
-    except ModelLoadError as exc:
+    except (PortInUseError, ModelLoadError) as exc:
         logger.error("%s", exc)
         return 1
-    demo = create_demo(Engine(model, settings))
-    demo.queue()
-    demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=False,
-        allowed_paths=[str(settings.output_dir)],
-        show_error=True,
-        ssr_mode=False,
-        enable_monitoring=False,
-        quiet=True,
-        prevent_thread_lock=True,
-    )
-    logger.info("Serving %s on http://%s:%d", model.label, settings.host, settings.port)
-    demo.block_thread()
+    serve(Engine(model, settings), settings)
     return 0
 
 

@@ -131,17 +131,19 @@ class _StepWatcher:
     chunk_images: int
     images_total: int
     on_progress: Callable[[Progress], None] | None
-    cancel: threading.Event | None
+    should_stop: Callable[[], bool]
+    on_step: Callable[[], None]
     interrupted: bool = field(default=False, init=False)
 
     def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+        self.on_step()
         if self.on_progress is not None:
             self.on_progress(
                 Progress(step + 1, self.steps, self.images_done, self.chunk_images, self.images_total)
             )
         # Checked last, so a cancel raised while reporting still stops the next step. A cancel
         # after the last step changes nothing: those images are complete.
-        if self.cancel is not None and self.cancel.is_set() and step + 1 < self.steps:
+        if step + 1 < self.steps and self.should_stop():
             pipe._interrupt = True  # diffusers checks this before each step
             self.interrupted = True
         return tensors
@@ -154,6 +156,25 @@ class Engine:
         self.model = model
         self.settings = settings
         self._lane = threading.Lock()
+        self._closing = threading.Event()
+        self._active = 0  # requests inside generate(), guarded by _count_lock
+        self._count_lock = threading.Lock()
+        self.last_progress_at: float | None = None  # time.time() of the last finished step
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is being generated now."""
+        return self._active > 0
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        """Shut down: running requests stop at their next step, new ones are refused."""
+        if not self._closing.is_set():
+            logger.info("Engine closing: stopping running requests at the next step")
+        self._closing.set()
 
     def count_tokens(self, prompt: str) -> int:
         """Tokens the text encoder sees for `prompt`, chat template included."""
@@ -231,6 +252,23 @@ class Engine:
         images of earlier chunks are kept and returned with `cancelled=True`.
         """
         self.validate(request)
+        if self.closing:
+            raise RequestError("The server is shutting down; try again in a minute.")
+        with self._count_lock:
+            self._active += 1
+        try:
+            return self._generate(request, on_progress, cancel, output_dir)
+        finally:
+            with self._count_lock:
+                self._active -= 1
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        on_progress: Callable[[Progress], None] | None,
+        cancel: threading.Event | None,
+        output_dir: Path | None,
+    ) -> GenerationResult:
         started = time.monotonic()
         request_id = uuid.uuid4().hex[:8]
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
@@ -249,14 +287,18 @@ class Engine:
             base, base + len(items) - 1, label,
         )  # fmt: skip
 
+        def should_stop() -> bool:
+            return self._closing.is_set() or (cancel is not None and cancel.is_set())
+
         finished: list[GeneratedImage] = []
         cancelled = False
         batch = self.settings.max_batch_size
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
             watcher = _StepWatcher(
-                request.steps, len(finished), len(chunk), len(items), on_progress, cancel
-            )
+                request.steps, len(finished), len(chunk), len(items), on_progress, should_stop,
+                self._record_step,
+            )  # fmt: skip
             chunk_started = time.monotonic()
             images = self._run_chunk(request, chunk, watcher)
             if images is None or watcher.interrupted:
@@ -294,7 +336,7 @@ class Engine:
         """One pipeline call for `chunk`; None if cancelled before it started."""
         use_negative = request.guidance_scale > 0 and request.negative_prompt
         with self._lane:
-            if watcher.cancel is not None and watcher.cancel.is_set():
+            if watcher.should_stop():
                 return None
             generators = [
                 torch.Generator(device=self.model.device).manual_seed(item.seed) for item in chunk
@@ -312,6 +354,9 @@ class Engine:
                 callback_on_step_end=watcher,
             )
         return list(output.images)
+
+    def _record_step(self) -> None:
+        self.last_progress_at = time.time()
 
     def _save(
         self, request: GenerationRequest, request_id: str, item: _Item, image: Image.Image,

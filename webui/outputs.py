@@ -14,7 +14,8 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,22 @@ def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping
             os.unlink(temporary)
     _fsync_dir(directory)
     return path
+
+
+def write_zip(paths: Sequence[Path], destination: Path) -> Path:
+    """Bundle `paths` (by file name) into the zip file `destination`, atomically."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
+    try:
+        # PNGs are compressed already: storing them is as small and much faster.
+        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+            for path in paths:
+                archive.write(path, arcname=path.name)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, destination)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    return destination
 
 
 def read_png_parameters(path: Path) -> dict[str, Any]:

@@ -97,6 +97,14 @@ class Settings:
         "127.0.0.1", "Address the web server listens on. `0.0.0.0` opens it to your network."
     )
     port: int = _setting(7860, "Port of the web server.")
+    queue_size: int = _setting(
+        32, "Most requests waiting in the queue; one more is refused with \"Queue is full\"."
+    )
+    max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
+    auth_user: str = _setting("", "User name for the login page; set with the password to turn auth on.")
+    auth_password: str = _setting(
+        "", "Password for the login page. Prefer the environment: flags show up in `ps`."
+    )
 
     @classmethod
     def from_sources(
@@ -112,7 +120,8 @@ class Settings:
 
     def validate(self) -> Settings:
         """Raise SettingsError naming the setting and the fix; return self when all is well."""
-        for name in ("max_batch_size", "max_prompts", "max_images", "max_prompt_tokens", "min_steps"):
+        for name in ("max_batch_size", "max_prompts", "max_images", "max_prompt_tokens", "min_steps",
+                     "queue_size", "max_threads"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
         if self.max_prompt_tokens > MODEL_MAX_TOKENS:
@@ -163,6 +172,11 @@ class Settings:
             raise SettingsError(f"{_names('port')} must be from 1 to 65535 (got {self.port}).")
         if not self.host.strip():
             raise SettingsError(f"{_names('host')} is empty; use 127.0.0.1 or 0.0.0.0.")
+        if bool(self.auth_user) != bool(self.auth_password):
+            raise SettingsError(
+                f"Set both {env_name('auth_user')} and {env_name('auth_password')} to turn the "
+                "login on, or neither."
+            )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."

@@ -1,17 +1,37 @@
-"""The Gradio page. It receives a ready engine and never loads a model itself."""
+"""The Gradio page. It receives a ready engine and never loads a model itself.
+
+`/generate` is the one event that touches the GPU: it runs in the concurrency group "gpu"
+with limit 1, so requests wait in Gradio's queue (which shows position and ETA) and reach
+the engine one at a time. Stop finds the running request of the same browser session and
+asks the engine to stop at the next step; the images finished by then are returned.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
+from webui.outputs import write_zip
 from webui.prompts import parse_prompts
 from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_GUIDANCE, SIZE_MULTIPLE
 
 logger = logging.getLogger(__name__)
 
+GPU_GROUP = "gpu"
+CUSTOM = "Custom"
+# The official 1024-based presets of the Z-Image demo: (label, width, height).
+PRESETS = [
+    ("1:1 (1024x1024)", 1024, 1024), ("9:7 (1152x896)", 1152, 896), ("7:9 (896x1152)", 896, 1152),
+    ("4:3 (1152x864)", 1152, 864), ("3:4 (864x1152)", 864, 1152), ("3:2 (1248x832)", 1248, 832),
+    ("2:3 (832x1248)", 832, 1248), ("16:9 (1280x720)", 1280, 720), ("9:16 (720x1280)", 720, 1280),
+    ("21:9 (1344x576)", 1344, 576), ("9:21 (576x1344)", 576, 1344),
+]  # fmt: skip
+EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "example_prompts.txt"
 DEMO_BANNER = (
     "**Demo model loaded.** This server runs the built-in tiny model with random weights "
     "(no CUDA GPU was found, or it was asked for): images are coloured noise. "
@@ -19,9 +39,37 @@ DEMO_BANNER = (
 )
 
 
+class _RunningRequests:
+    """The cancel flag of each browser session's running request, for the Stop button."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flags: dict[str, threading.Event] = {}
+
+    def start(self, session: str) -> threading.Event:
+        flag = threading.Event()
+        with self._lock:
+            self._flags[session] = flag
+        return flag
+
+    def finish(self, session: str, flag: threading.Event) -> None:
+        with self._lock:
+            if self._flags.get(session) is flag:
+                del self._flags[session]
+
+    def stop(self, session: str) -> bool:
+        with self._lock:
+            flag = self._flags.get(session)
+        if flag is not None:
+            flag.set()
+        return flag is not None
+
+
 def create_demo(engine: Engine) -> gr.Blocks:
-    """The page, wired to `engine`. Queueing and launch are the caller's business."""
+    """The page, wired to `engine`. Queueing and serving are the caller's business."""
     settings = engine.settings
+    running = _RunningRequests()
+
     with gr.Blocks(title="Z-Image-Turbo", analytics_enabled=False) as demo:
         gr.Markdown(f"## Z-Image-Turbo &nbsp; <small>{engine.model.label}</small>")
         if engine.model.is_demo:
@@ -30,65 +78,151 @@ def create_demo(engine: Engine) -> gr.Blocks:
             label="Prompts: one per line (blank lines and lines starting with # are skipped)",
             lines=6,
             placeholder="a red leather sneaker on a white seamless background, studio lighting",
+            elem_id="prompts",
         )
+        count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
         with gr.Row():
             images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random; image k gets seed + k)")
+            preset = gr.Dropdown(
+                [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution"
+            )
+        with gr.Row():
             width = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
                               step=SIZE_MULTIPLE, label="Width")  # fmt: skip
             height = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
                                step=SIZE_MULTIPLE, label="Height")  # fmt: skip
             steps = gr.Slider(settings.min_steps, settings.max_steps, value=DEFAULT_STEPS, step=1,
-                              label="Steps")  # fmt: skip
+                              label="Steps (8 for Turbo)")  # fmt: skip
+        with gr.Row():
             guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
                                        label="Guidance scale (0 for Turbo)")  # fmt: skip
-        generate = gr.Button("Generate", variant="primary")
-        summary = gr.Markdown()
-        gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto")
-
-        def run(
-            text: str, per_prompt: float, base_seed: float | None, w: float, h: float,
-            n_steps: float, guidance: float, progress: gr.Progress = gr.Progress(),
-        ) -> tuple[list[tuple[str, str]], str]:  # fmt: skip
-            request = GenerationRequest(
-                prompts=parse_prompts(text or ""),
-                images_per_prompt=int(per_prompt),
-                seed=-1 if base_seed is None else int(base_seed),
-                width=int(w),
-                height=int(h),
-                steps=int(n_steps),
-                guidance_scale=float(guidance),
+            negative_prompt = gr.Textbox(
+                "",
+                label="Negative prompt",
+                info="Used only when the guidance scale is above 0 (then each step costs twice).",
             )
+        with gr.Row():
+            generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+        summary = gr.Markdown(elem_id="summary")
+        gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
+        download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
+        details = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
+        examples = _load_examples()
+        if examples:
+            gr.Examples([[e] for e in examples], inputs=[prompts], label="Example prompts")
+
+        def generate(
+            prompts: str, images_per_prompt: float, seed: float | None, width: float, height: float,
+            steps: float, guidance_scale: float, negative_prompt: str = "",
+            request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+        ) -> tuple:  # fmt: skip
+            """Generate images for every prompt (one per line) and return them with their seeds."""
+            try:
+                job = GenerationRequest(
+                    prompts=parse_prompts(prompts or ""),
+                    images_per_prompt=_whole("Images per prompt", images_per_prompt),
+                    seed=-1 if seed is None else _whole("Seed", seed),
+                    width=_whole("Width", width),
+                    height=_whole("Height", height),
+                    steps=_whole("Steps", steps),
+                    guidance_scale=float(guidance_scale),
+                    negative_prompt=negative_prompt or "",
+                )
+            except (TypeError, ValueError) as exc:
+                raise gr.Error(str(exc)) from None
 
             def report(p: Progress) -> None:
                 first, last = p.images_done + 1, p.images_done + p.chunk_images
-                progress(p.fraction, desc=f"images {first}-{last} of {p.images_total}, "
-                                          f"step {p.step} of {p.steps}")  # fmt: skip
+                images = f"image {first}" if first == last else f"images {first}-{last}"
+                progress(p.fraction, desc=f"{images} of {p.images_total}, step {p.step} of {p.steps}")
 
+            session = request.session_hash if request is not None else None
+            flag = running.start(session) if session else threading.Event()
             try:
-                result = engine.generate(request, on_progress=report)
+                result = engine.generate(job, on_progress=report, cancel=flag)
             except RequestError as exc:
                 raise gr.Error(str(exc)) from None
-            return _gallery(result), _summary(result)
+            finally:
+                if session:
+                    running.finish(session, flag)
+            return _outputs(result)
 
-        generate.click(
-            run,
-            inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale],
-            outputs=[gallery, summary],
+        def stop(request: gr.Request) -> None:
+            if running.stop(request.session_hash):
+                gr.Info("Stopping after the current step; finished images are kept.")
+
+        generate_button.click(
+            generate,
+            inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt],
+            outputs=[gallery, summary, details, download],
             api_name="generate",
-            concurrency_id="gpu",
+            concurrency_id=GPU_GROUP,
             concurrency_limit=1,
         )
+        stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
+
+        def update_count(text: str, per_prompt: float) -> str:
+            return _count_text(text, per_prompt, settings.max_prompts, settings.max_images)
+
+        for trigger in (prompts.change, images_per_prompt.change):
+            trigger(update_count, [prompts, images_per_prompt], count, queue=False,
+                    show_progress="hidden", api_visibility="private")  # fmt: skip
+
+        def apply_preset(label: str) -> tuple:
+            for name, w, h in PRESETS:
+                if name == label:
+                    return w, h
+            return gr.skip(), gr.skip()
+
+        preset.change(apply_preset, preset, [width, height], queue=False, show_progress="hidden",
+                      api_visibility="private")  # fmt: skip
     return demo
 
 
-def _gallery(result: GenerationResult) -> list[tuple[str, str]]:
-    return [(str(image.path), f"{image.prompt} (seed {image.seed})") for image in result.images]
+def _whole(name: str, value: float) -> int:
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{name} must be a whole number (got {value}).")
+    return int(number)
+
+
+def _count_text(text: str, per_prompt: float, max_prompts: int, max_images: int) -> str:
+    n = len(parse_prompts(text or ""))
+    images = n * int(per_prompt or 1)
+    over = n > max_prompts or images > max_images
+    warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
+    return f"{n} prompt{'s' * (n != 1)} x {int(per_prompt or 1)} = **{images} image{'s' * (images != 1)}**{warning}"
+
+
+def _outputs(result: GenerationResult) -> tuple:
+    """The gallery, summary line, per-image details and zip of a result, as /generate returns them."""
+    gallery = [(str(i.path), f"{i.prompt} (seed {i.seed})") for i in result.images]
+    request = result.request
+    details = [
+        {"prompt": i.prompt, "seed": i.seed, "width": request.width, "height": request.height,
+         "steps": request.steps, "file": str(i.path)}  # not "path": Gradio takes that for a FileData
+        for i in result.images
+    ]  # fmt: skip
+    download = None
+    if result.images:
+        download = str(write_zip([i.path for i in result.images], result.output_dir / "images.zip"))
+    return gallery, _summary(result), details, download
 
 
 def _summary(result: GenerationResult) -> str:
-    rate = len(result.images) / result.elapsed_s if result.elapsed_s else 0.0
-    seeds = f"seeds {result.seeds[0]}..{result.seeds[-1]}" if len(result.seeds) > 1 else f"seed {result.seeds[0]}"
+    made, planned = len(result.images), len(result.seeds)
+    rate = made / result.elapsed_s if result.elapsed_s else 0.0
+    seeds = f"seeds {result.seeds[0]}..{result.seeds[-1]}" if planned > 1 else f"seed {result.seeds[0]}"
+    stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} images"
     note = " (demo model)" if result.is_demo else ""
-    return (f"{len(result.images)} images in {result.elapsed_s:.1f} s, {rate:.2f} images/s, "
-            f"{seeds}{note}")  # fmt: skip
+    return f"{stopped} in {result.elapsed_s:.1f} s, {rate:.2f} images/s, {seeds}{note}"
+
+
+def _load_examples() -> list[str]:
+    """Example prompt sets from assets/: each line on its own, and all of them together."""
+    if not EXAMPLES_FILE.is_file():
+        return []
+    lines = parse_prompts(EXAMPLES_FILE.read_text("utf-8"))
+    return [*lines, "\n".join(lines)] if lines else []

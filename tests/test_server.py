@@ -1,0 +1,169 @@
+"""The real server (`python -m webui`, queue on) driven over HTTP with gradio_client."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.client import Job
+from gradio_client.utils import QueueError
+from PIL import Image
+
+from tests.helpers import PROJECT, Server, get_json, running_server, wait_for
+from webui.outputs import read_png_parameters
+
+# A long request for the demo model: 80 images of 256x256, several seconds on two cores.
+LONG = dict(prompts="\n".join(f"product {n}" for n in range(20)), images_per_prompt=4, seed=1,
+            width=256, height=256, steps=8, guidance_scale=0.0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("server"), cache_dir, queue_size="1") as server:
+        yield server
+
+
+def client(server: Server) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def pngs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png")) if folder.exists() else []
+
+
+def stop(server: Server, user: Client) -> None:
+    """Press Stop as the page does: a direct call (Stop is not queued) in the user's session.
+
+    gradio_client would send it through the queue, which refuses everything while full.
+    """
+    body = json.dumps({"data": [], "session_hash": user.session_hash}).encode()
+    request = urllib.request.Request(server.url + "gradio_api/run/stop", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def stop_until_done(server: Server, user: Client, job: Job) -> None:
+    """Stop reaches a request once it runs; a queued one needs asking again."""
+    deadline = time.monotonic() + 60
+    while not job.done():
+        assert time.monotonic() < deadline, "request did not stop"
+        stop(server, user)
+        time.sleep(0.2)
+
+
+def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server) -> None:
+    gallery, summary, images, archive = client(server).predict(
+        prompts="a red sneaker\n# a comment\n\na navy mug\nan olive bag", images_per_prompt=2,
+        seed=5, width=64, height=48, steps=3, guidance_scale=0.0, api_name="/generate",
+    )  # fmt: skip
+    expected = [("a red sneaker", 5), ("a red sneaker", 6), ("a navy mug", 7), ("a navy mug", 8),
+                ("an olive bag", 9), ("an olive bag", 10)]  # fmt: skip
+    assert [item["caption"] for item in gallery] == [f"{p} (seed {s})" for p, s in expected]
+    assert [(i["prompt"], i["seed"], i["width"], i["height"], i["steps"]) for i in images] == [
+        (p, s, 64, 48, 3) for p, s in expected
+    ]
+    assert re.fullmatch(r"6 images in [\d.]+ s, [\d.]+ images/s, seeds 5\.\.10 \(demo model\)", summary)
+    for item, info in zip(gallery, images, strict=True):
+        with Image.open(item["image"]) as shown:
+            assert shown.format == "PNG" and shown.size == (64, 48)
+        assert read_png_parameters(Path(info["file"]))["seed"] == info["seed"]  # the file on disk
+    with zipfile.ZipFile(archive) as bundle:
+        assert bundle.namelist() == [Path(i["file"]).name for i in images]
+
+
+def test_the_readme_client_example_runs_as_written(server: Server) -> None:
+    readme = (PROJECT / "README.md").read_text("utf-8")
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "gradio_client" in b]
+    assert "http://127.0.0.1:7860/" in example
+    namespace: dict = {}
+    exec(example.replace("http://127.0.0.1:7860/", server.url), namespace)
+    assert "4 images in" in namespace["summary"]
+    assert [i["seed"] for i in namespace["images"]] == [42, 43, 44, 45]
+
+
+def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
+    idle = get_json(server.url + "healthz")
+    assert idle | {"last_progress": None} == {
+        "status": "ok", "model": "demo model", "device": "cpu", "demo": True, "busy": False,
+        "queue_length": 0, "last_progress": None,
+    }  # fmt: skip
+    user = client(server)
+    job = user.submit(**LONG, api_name="/generate")
+    try:
+        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the batch to start")
+        seen = set()
+        for _ in range(10):
+            started = time.monotonic()
+            health = get_json(server.url + "healthz", timeout=2)
+            assert time.monotonic() - started < 2  # not stuck behind the running batch
+            seen.add(health["last_progress"])
+            time.sleep(0.1)
+        assert health["busy"] and len(seen) > 1  # progress keeps moving
+    finally:
+        stop_until_done(server, user, job)
+
+
+def test_stop_keeps_the_images_already_finished(server: Server) -> None:
+    before = set(pngs(server.output_dir))
+    user = client(server)
+    job = user.submit(**LONG, api_name="/generate")
+    wait_for(lambda: len(set(pngs(server.output_dir)) - before) >= 4, 60, "four finished images")
+    user.predict(api_name="/stop")
+    gallery, summary, images, archive = job.result(timeout=60)
+
+    kept = len(gallery)
+    assert 4 <= kept < 80
+    assert summary.startswith(f"Stopped: {kept} of 80 images kept")
+    assert [i["seed"] for i in images] == list(range(1, kept + 1))
+    new = set(pngs(server.output_dir)) - before
+    assert sorted(str(p) for p in new) == sorted(i["file"] for i in images)
+    for path in new:
+        with Image.open(path) as image:
+            image.load()  # complete files only
+    assert not [p for p in server.output_dir.rglob("*") if p.name.endswith(".tmp")]
+    again = user.predict(prompts="a", images_per_prompt=1, seed=1, width=32, height=32, steps=1,
+                         guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    assert len(again[0]) == 1
+
+
+def test_a_full_queue_gets_a_clear_busy_error(server: Server) -> None:
+    running_user, waiting_user = client(server), client(server)
+    running = running_user.submit(**LONG, api_name="/generate")
+    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the first request to run")
+    waiting = waiting_user.submit(**LONG, api_name="/generate")
+    wait_for(lambda: get_json(server.url + "healthz")["queue_length"] == 1, 30, "the second to queue")
+    try:
+        with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
+            client(server).predict(prompts="a", images_per_prompt=1, seed=1, width=32, height=32,
+                                   steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    finally:
+        for user, job in ((running_user, running), (waiting_user, waiting)):
+            stop_until_done(server, user, job)
+
+
+def test_bad_input_comes_back_as_a_clear_error(server: Server) -> None:
+    user = client(server)
+    with pytest.raises(Exception, match=r"Width must be a multiple of 16 \(got 1000"):
+        user.predict(prompts="a", images_per_prompt=1, seed=-1, width=1000, height=64, steps=8,
+                     guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    with pytest.raises(Exception, match=r"No prompts"):
+        user.predict(prompts="# only a comment", images_per_prompt=1, seed=-1, width=64, height=64,
+                     steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+
+
+def test_direct_api_calls_cannot_skip_the_queue(server: Server) -> None:
+    body = b'{"data": ["a", 1, 1, 32, 32, 1, 0, ""]}'
+    request = urllib.request.Request(server.url + "gradio_api/run/generate", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 404 and b"join the queue" in refused.value.read()

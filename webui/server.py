@@ -1,0 +1,141 @@
+"""Serving the page: our FastAPI app with `/healthz`, the Gradio Blocks mounted at `/`.
+
+We run uvicorn ourselves rather than `Blocks.launch()` so that the app has a health route
+of its own, binds exactly the configured port (a taken port is an error, never a drift to
+the next one), and shuts down cleanly on SIGTERM (what `supervisorctl stop` sends): the
+engine stops the running request at its next step and refuses new ones, finished images
+stay on disk, and uvicorn closes the remaining connections.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+
+from webui.engine import Engine
+from webui.settings import Settings, env_name
+from webui.ui import create_demo
+
+logger = logging.getLogger(__name__)
+
+# Seconds uvicorn waits for open connections after SIGTERM; below Supervisor's stopwaitsecs.
+SHUTDOWN_GRACE_S = 10
+
+
+class PortInUseError(OSError):
+    """The configured port is taken; the message says what to do."""
+
+
+def create_app(engine: Engine, settings: Settings) -> FastAPI:
+    """The ASGI app: `/healthz` plus the queued Gradio page at `/`."""
+    demo = create_demo(engine)
+    demo.max_threads = settings.max_threads  # read by queue() and by the app's thread limiter
+    # api_open=False: the REST route of a queued event refuses direct calls, so every
+    # generation waits its turn in the queue.
+    demo.queue(max_size=settings.queue_size, api_open=False, default_concurrency_limit=1)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        # Async and lock-free: it answers from the event loop even while a batch runs.
+        last = engine.last_progress_at
+        return {
+            "status": "stopping" if engine.closing else "ok",
+            "model": engine.model.label,
+            "device": str(engine.model.device),
+            "demo": engine.model.is_demo,
+            "busy": engine.busy,
+            # What Gradio's own /queue/status route reports: requests waiting their turn.
+            "queue_length": demo._queue.get_status().queue_size,
+            "last_progress": None if last is None else datetime.fromtimestamp(last, timezone.utc).isoformat(),
+        }
+
+    auth = [(settings.auth_user, settings.auth_password)] if settings.auth_user else None
+    return gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        allowed_paths=[str(settings.output_dir)],
+        show_error=True,
+        ssr_mode=False,
+        enable_monitoring=False,
+        footer_links=["api"],
+    )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, before the model loads, if another process holds the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUseError(
+                f"Port {port} on {host} is already in use (another instance of this app?). "
+                f"Stop it, or set {env_name('port')} to a free port."
+            ) from None
+
+
+def warn_if_exposed(settings: Settings) -> None:
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback and not settings.auth_user:
+        logger.warning(
+            "Listening on %s without a login: anyone who can reach port %d can generate images. "
+            "Set %s and %s to require one.",
+            settings.host, settings.port, env_name("auth_user"), env_name("auth_password"),
+        )  # fmt: skip
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: close the engine on SIGTERM/SIGINT, and say when the port is bound."""
+
+    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        logger.info("Signal %d: no new work; the running request stops at its next step", sig)
+        self.engine.close()
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        logger.info("Server stopped")  # uvicorn then re-raises the signal to exit with it
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            cfg = self.config
+            logger.info("Serving %s on http://%s:%d", self.engine.model.label, cfg.host, cfg.port)
+
+
+def serve(engine: Engine, settings: Settings) -> None:
+    """Run the server until SIGTERM or SIGINT."""
+    warn_if_exposed(settings)
+    config = uvicorn.Config(
+        create_app(engine, settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our logging configuration, to stdout
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+    _Server(config, engine).run()
