@@ -277,7 +277,8 @@ class Engine:
                   request.prompts[k // request.images_per_prompt], base + k)
             for k in range(request.image_count)
         ]  # fmt: skip
-        folder = output_dir or request_dir(self.settings.output_dir, request_id, datetime.now())
+        # Absolute, so that paths reported to clients mean something outside this process.
+        folder = output_dir or request_dir(self.settings.output_dir.resolve(), request_id, datetime.now())
         label = self.model.label
         logger.info(
             "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, "

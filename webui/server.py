@@ -13,7 +13,7 @@ import errno
 import ipaddress
 import logging
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -56,7 +56,7 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
             "busy": engine.busy,
             # What Gradio's own /queue/status route reports: requests waiting their turn.
             "queue_length": demo._queue.get_status().queue_size,
-            "last_progress": None if last is None else datetime.fromtimestamp(last, timezone.utc).isoformat(),
+            "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
         }
 
     auth = [(settings.auth_user, settings.auth_password)] if settings.auth_user else None

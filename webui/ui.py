@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
@@ -85,13 +84,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
             images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1: random; image k gets seed + k)")
             preset = gr.Dropdown(
-                [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution"
+                [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution",
+                elem_id="resolution",
             )
         with gr.Row():
             width = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                              step=SIZE_MULTIPLE, label="Width")  # fmt: skip
+                              step=SIZE_MULTIPLE, label="Width", elem_id="width")  # fmt: skip
             height = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                               step=SIZE_MULTIPLE, label="Height")  # fmt: skip
+                               step=SIZE_MULTIPLE, label="Height", elem_id="height")  # fmt: skip
             steps = gr.Slider(settings.min_steps, settings.max_steps, value=DEFAULT_STEPS, step=1,
                               label="Steps (8 for Turbo)")  # fmt: skip
         with gr.Row():
@@ -109,9 +109,12 @@ def create_demo(engine: Engine) -> gr.Blocks:
         gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
         download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
         details = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
-        examples = _load_examples()
-        if examples:
-            gr.Examples([[e] for e in examples], inputs=[prompts], label="Example prompts")
+        lines = _load_examples()
+        if lines:
+            # Each product shot alone, and the whole set as one multi-prompt request.
+            gr.Examples([[line] for line in lines] + [["\n".join(lines)]], inputs=[prompts],
+                        example_labels=[*lines, f"All {len(lines)} product shots"],
+                        label="Example prompts")  # fmt: skip
 
         def generate(
             prompts: str, images_per_prompt: float, seed: float | None, width: float, height: float,
@@ -221,8 +224,5 @@ def _summary(result: GenerationResult) -> str:
 
 
 def _load_examples() -> list[str]:
-    """Example prompt sets from assets/: each line on its own, and all of them together."""
-    if not EXAMPLES_FILE.is_file():
-        return []
-    lines = parse_prompts(EXAMPLES_FILE.read_text("utf-8"))
-    return [*lines, "\n".join(lines)] if lines else []
+    """The example product-shot prompts in assets/."""
+    return parse_prompts(EXAMPLES_FILE.read_text("utf-8")) if EXAMPLES_FILE.is_file() else []

@@ -1,0 +1,84 @@
+"""A real browser (Debian's Chromium, driven by Playwright) on the real server."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PROJECT, Server, running_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = PROJECT / "artifacts"
+# Headless, and quiet on a machine without internet (no update or sync traffic).
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+if not Path(CHROMIUM).is_file():
+    if os.environ.get("CI"):
+        pytest.fail("CI must run the browser tests, but chromium is not installed", pytrace=False)
+    pytest.skip(
+        "no chromium: install Debian's package (apt-get install chromium) to run the browser tests; "
+        "./launch.sh test does that when run as root",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("browser"), cache_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def page(server: Server) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(server.url)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_three_prompts_show_progress_then_three_captioned_images(page: Page, server: Server) -> None:
+    expect(page.locator("#demo-banner")).to_contain_text("Demo model loaded")
+    page.locator("#prompts textarea").fill("a red sneaker\na navy mug\nan olive bag")
+    expect(page.locator("#count")).to_contain_text("3 prompts x 1 = 3 images")
+
+    page.locator("#generate").click()
+    # The default 1024x1024 takes the demo model a few seconds: long enough to see the bar.
+    progress = page.locator("#gallery").get_by_text(re.compile(r"images 1-3 of 3, step \d of 8"))
+    expect(progress.first).to_be_visible(timeout=30_000)
+    expect(page.locator("#gallery img")).to_have_count(3, timeout=120_000)
+    expect(page.locator("#summary")).to_contain_text("3 images in")
+    captions = page.locator("#gallery .caption-label").all_inner_texts()
+    assert [c.split(" (seed")[0] for c in captions] == ["a red sneaker", "a navy mug", "an olive bag"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-gallery.png"), full_page=True)
+    assert len(list(server.output_dir.rglob("*.png"))) >= 3
+
+
+def test_a_preset_sets_width_and_height(page: Page) -> None:
+    page.locator("#resolution input").click()
+    page.get_by_role("option", name="16:9 (1280x720)").click()
+    expect(page.locator("#width input[type=number]")).to_have_value("1280")
+    expect(page.locator("#height input[type=number]")).to_have_value("720")
+
+
+def test_stop_in_the_page_keeps_the_finished_chunk(page: Page) -> None:
+    page.locator("#prompts textarea").fill("\n".join(f"product {n}" for n in range(6)))
+    page.locator("#generate").click()
+    # Chunks of four: once the second chunk runs, the first four images are on disk.
+    second_chunk = page.locator("#gallery").get_by_text(re.compile(r"images 5-6 of 6, step \d of 8"))
+    expect(second_chunk.first).to_be_visible(timeout=120_000)
+    page.locator("#stop").click()
+    expect(page.locator("#summary")).to_contain_text("Stopped: 4 of 6 images kept", timeout=60_000)
+    expect(page.locator("#gallery img")).to_have_count(4)
