@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+
+def readme_code_blocks(language: str) -> list[str]:
+    """The fenced code blocks of the README in `language`, in order."""
+    readme = (PROJECT / "README.md").read_text("utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.S)
 
 
 def free_port() -> int:

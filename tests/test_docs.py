@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-README = (PROJECT / "README.md").read_text("utf-8")
-
-
-def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+from tests.helpers import PROJECT, readme_code_blocks
 
 
 def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_dir: Path) -> None:
-    [command] = [b for b in code_blocks("bash") if "webui.batch" in b]
+    [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b]
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[0] == ".venv/bin/python"
     (tmp_path / "assets").symlink_to(PROJECT / "assets")
@@ -29,7 +23,7 @@ def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_d
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 12  # six example prompts, two variants each
 
-    [snippet] = [b for b in code_blocks("python") if "read_png_parameters" in b]
+    [snippet] = [b for b in readme_code_blocks("python") if "read_png_parameters" in b]
     *setup, expression = snippet.strip().splitlines()
     namespace: dict = {}
     cwd = os.getcwd()

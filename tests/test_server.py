@@ -17,7 +17,7 @@ from gradio_client.client import Job
 from gradio_client.utils import QueueError
 from PIL import Image
 
-from tests.helpers import PROJECT, Server, get_json, running_server, wait_for
+from tests.helpers import Server, get_json, readme_code_blocks, running_server, wait_for
 from webui.outputs import read_png_parameters
 
 # A long request for the demo model: 80 images of 256x256, several seconds on two cores.
@@ -81,8 +81,7 @@ def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server
 
 
 def test_the_readme_client_example_runs_as_written(server: Server) -> None:
-    readme = (PROJECT / "README.md").read_text("utf-8")
-    [example] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "gradio_client" in b]
+    [example] = [b for b in readme_code_blocks("python") if "gradio_client" in b]
     assert "http://127.0.0.1:7860/" in example
     namespace: dict = {}
     exec(example.replace("http://127.0.0.1:7860/", server.url), namespace)
@@ -167,3 +166,17 @@ def test_direct_api_calls_cannot_skip_the_queue(server: Server) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 404 and b"join the queue" in refused.value.read()
+
+
+def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir: Path) -> None:
+    with running_server(tmp_path, cache_dir, auth_user="team", auth_password="s3cret pass") as server:
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(server.url + "config", timeout=10)
+        assert anonymous.value.code == 401
+        with pytest.raises(Exception, match="Could not login"):
+            Client(server.url, auth=("team", "wrong"), verbose=False)
+        user = Client(server.url, auth=("team", "s3cret pass"), verbose=False)
+        gallery = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32, height=32,
+                               steps=1, guidance_scale=0.0, api_name="/generate")[0]  # fmt: skip
+        assert len(gallery) == 1
+        assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
