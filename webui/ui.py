@@ -130,7 +130,7 @@ def create_demo(engine: Engine) -> gr.Blocks:
                     width=_whole("Width", width),
                     height=_whole("Height", height),
                     steps=_whole("Steps", steps),
-                    guidance_scale=_number("Guidance scale", guidance_scale),
+                    guidance_scale=float(guidance_scale),
                     negative_prompt=negative_prompt or "",
                 )
             except ValueError as exc:
@@ -184,16 +184,8 @@ def create_demo(engine: Engine) -> gr.Blocks:
     return demo
 
 
-def _number(name: str, value: float | None) -> float:
-    """A number from a widget or API argument, or ValueError naming the field."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number (got {value!r}).") from None
-
-
-def _whole(name: str, value: float | None) -> int:
-    number = _number(name, value)
+def _whole(name: str, value: float) -> int:
+    number = float(value)
     if not number.is_integer():
         raise ValueError(f"{name} must be a whole number (got {value}).")
     return int(number)
