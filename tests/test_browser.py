@@ -27,7 +27,7 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +37,25 @@ def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterato
 
 
 @pytest.fixture
-def page(server: Server) -> Iterator[Page]:
+def browser(server: Server) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(server.url)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser: Browser, server: Server) -> Page:
+    """A page in a context of its own: a separate user with a separate Gradio session."""
+    page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
+    page.goto(server.url)
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Page:
+    return open_page(browser, server)
 
 
 def test_three_prompts_show_progress_then_three_captioned_images(page: Page, server: Server) -> None:
@@ -82,3 +92,25 @@ def test_stop_in_the_page_keeps_the_finished_chunk(page: Page) -> None:
     page.locator("#stop").click()
     expect(page.locator("#summary")).to_contain_text("Stopped: 4 of 6 images kept", timeout=60_000)
     expect(page.locator("#gallery img")).to_have_count(4)
+
+
+def test_a_second_user_sees_queue_position_and_eta(browser: Browser, server: Server) -> None:
+    first, second = open_page(browser, server), open_page(browser, server)
+    # Gradio estimates the ETA from finished requests, so let one finish first.
+    second.locator("#prompts textarea").fill("a warm-up shot")
+    second.locator("#generate").click()
+    expect(second.locator("#gallery img")).to_have_count(1, timeout=120_000)
+
+    first.locator("#prompts textarea").fill("\n".join(f"product {n}" for n in range(6)))
+    first.locator("#generate").click()
+    expect(first.locator("#gallery").get_by_text(re.compile(r"step \d of 8")).first).to_be_visible(timeout=60_000)
+
+    second.locator("#prompts textarea").fill("a navy mug")
+    second.locator("#generate").click()
+    # Gradio's status tracker: "queue: <position>/<size> | <elapsed>/<eta>s".
+    waiting = second.locator("#gallery").get_by_text(re.compile(r"queue: 1/1 \| [\d.]+/[\d.]+s"))
+    expect(waiting.first).to_be_visible(timeout=30_000)
+
+    first.locator("#stop").click()
+    expect(first.locator("#summary")).to_contain_text("Stopped:", timeout=60_000)
+    expect(second.locator("#gallery img")).to_have_count(1, timeout=120_000)
