@@ -32,7 +32,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("browser"), cache_dir) as server:
+    # One request at a time into the engine, so that a second user waits in Gradio's queue.
+    with running_server(tmp_path_factory.mktemp("browser"), cache_dir, cross_batching="false") as server:
         yield server
 
 

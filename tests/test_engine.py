@@ -109,8 +109,9 @@ def test_a_large_request_runs_as_chunks_of_at_most_max_batch_size(
     result = engine.generate(request)
 
     assert len(result.images) == 40
-    assert encoder_calls == [4] * 10  # ten pipeline calls of four images
-    assert forwards == [4] * 10  # one step each
+    assert engine.lane.calls == 10
+    assert forwards == [4] * 10  # ten calls of four images, one step each
+    assert encoder_calls == [1] * 10  # each call holds one prompt's variants: encoded once
     assert [i.seed for i in result.images] == list(range(40))
 
 
@@ -219,10 +220,10 @@ def test_the_negative_prompt_only_matters_above_zero_guidance(
     plain = engine.generate(GenerationRequest(**base)).images[0]
     ignored = engine.generate(GenerationRequest(**base, negative_prompt="blurry")).images[0]
     np.testing.assert_array_equal(pixels(plain.image), pixels(ignored.image))
-    assert encoder_calls == [1, 1]  # no negative pass at guidance 0
+    assert encoder_calls == [1]  # no negative pass at guidance 0; the repeat came from the cache
 
     guided = engine.generate(GenerationRequest(**base, guidance_scale=4.0, negative_prompt="blurry"))
-    assert encoder_calls[2:] == [1, 1]  # prompt and negative prompt
+    assert encoder_calls[1:] == [1]  # only the negative prompt was new
     assert np.abs(pixels(guided.images[0].image) - pixels(plain.image)).mean() > 1
 
 
@@ -288,9 +289,9 @@ def test_over_512_tokens_is_refused_with_the_model_limit(engine: Engine) -> None
 
 
 def test_every_engine_log_line_names_the_demo_model(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="webui.engine"):
+    with caplog.at_level(logging.INFO, logger="webui"):
         result = engine.generate(GenerationRequest(["a", "b"], images_per_prompt=3, seed=9, steps=1, **SMALL))
-    lines = [r.getMessage() for r in caplog.records if r.name == "webui.engine"]
-    assert len(lines) == 4  # request, two chunks, done
+    lines = [r.getMessage() for r in caplog.records if r.name in ("webui.engine", "webui.lane")]
+    assert len(lines) == 4  # request, two pipeline calls, done
     assert all("demo model" in line and result.request_id in line for line in lines)
     assert "seeds 9..14" in lines[0]

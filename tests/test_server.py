@@ -27,7 +27,9 @@ LONG = dict(prompts="\n".join(f"product {n}" for n in range(20)), images_per_pro
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("server"), cache_dir, queue_size="1") as server:
+    # One request at a time into the engine, so that the queue in front of it is what we test.
+    with running_server(tmp_path_factory.mktemp("server"), cache_dir, queue_size="1",
+                        cross_batching="false") as server:  # fmt: skip
         yield server
 
 
@@ -180,3 +182,17 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
                                steps=1, guidance_scale=0.0, api_name="/generate")[0]  # fmt: skip
         assert len(gallery) == 1
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
+
+
+def test_two_users_requests_share_pipeline_calls(tmp_path: Path, cache_dir: Path) -> None:
+    with running_server(tmp_path, cache_dir, max_batch_size="4") as server:  # cross-batching on
+        long_user, short_user = client(server), client(server)
+        long_job = long_user.submit(**LONG, api_name="/generate")
+        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
+        short = short_user.predict(prompts="a short one", images_per_prompt=1, seed=7, width=256, height=256,
+                                   steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        assert not long_job.done()  # the short request did not wait for the 80 images
+        assert [i["seed"] for i in short[2]] == [7]
+        stop_until_done(server, long_user, long_job)
+        shared = re.findall(r"call of 4 images \((\w+) x\d, (\w+) x\d\)", server.log_text())
+        assert shared, "no pipeline call held images of both requests"

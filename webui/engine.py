@@ -1,12 +1,10 @@
 """The generation engine: a list of prompts in, images on disk out, on one shared pipeline.
 
-The engine validates a request before any work, gives every image its own seed and noise
-generator, runs the images in chunks of at most `max_batch_size` per pipeline call, reports
-per-step progress, stops at the next step when cancelled (keeping finished images), and
-writes each chunk's PNGs as soon as the chunk is done. It knows nothing about Gradio.
-
-The pipeline keeps per-call state on itself and its scheduler, so every call goes through
-one lock: the lane.
+The engine validates a request before any work, gives every image its own seed, hands the
+images to the lane (webui/lane.py), which makes all pipeline calls on one thread, at most
+`max_batch_size` images each and possibly shared with other requests, reports per-step
+progress, stops at the next step when cancelled (keeping finished images), and writes PNGs as
+soon as their call is done. It knows nothing about Gradio.
 """
 
 from __future__ import annotations
@@ -18,14 +16,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent import futures
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
+from webui.lane import CAPTION_MULTIPLE, Job, Lane, Progress, WorkItem
 from webui.loading import LoadedModel
 from webui.outputs import image_stem, request_dir, save_png
 from webui.settings import (
@@ -70,22 +69,6 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """Where a request stands, reported after every denoising step."""
-
-    step: int  # steps finished in the running chunk, 1..steps
-    steps: int
-    images_done: int  # images finished before the running chunk
-    chunk_images: int  # images in the running chunk
-    images_total: int
-
-    @property
-    def fraction(self) -> float:
-        done = self.images_done * self.steps + self.chunk_images * self.step
-        return done / (self.images_total * self.steps)
-
-
-@dataclass(frozen=True)
 class GeneratedImage:
     image: Image.Image
     index: int  # position in prompt-then-variant order, from 0
@@ -113,53 +96,16 @@ class GenerationResult:
         return self.seeds[0]
 
 
-@dataclass(frozen=True)
-class _Item:
-    index: int
-    prompt_index: int
-    variant: int
-    prompt: str
-    seed: int
-
-
-@dataclass
-class _StepWatcher:
-    """The pipeline's step-end callback: reports progress and raises the interrupt flag."""
-
-    steps: int
-    images_done: int
-    chunk_images: int
-    images_total: int
-    on_progress: Callable[[Progress], None] | None
-    should_stop: Callable[[], bool]
-    on_step: Callable[[], None]
-    interrupted: bool = field(default=False, init=False)
-
-    def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
-        self.on_step()
-        if self.on_progress is not None:
-            self.on_progress(
-                Progress(step + 1, self.steps, self.images_done, self.chunk_images, self.images_total)
-            )
-        # Checked last, so a cancel raised while reporting still stops the next step. A cancel
-        # after the last step changes nothing: those images are complete.
-        if step + 1 < self.steps and self.should_stop():
-            pipe._interrupt = True  # diffusers checks this before each step
-            self.interrupted = True
-        return tensors
-
-
 class Engine:
-    """Runs generation requests on one loaded pipeline, one pipeline call at a time."""
+    """Runs generation requests on one loaded pipeline through one lane."""
 
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.model = model
         self.settings = settings
-        self._lane = threading.Lock()
+        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend)
         self._closing = threading.Event()
         self._active = 0  # requests inside generate(), guarded by _count_lock
         self._count_lock = threading.Lock()
-        self.last_progress_at: float | None = None  # time.time() of the last finished step
 
     @property
     def busy(self) -> bool:
@@ -170,11 +116,17 @@ class Engine:
     def closing(self) -> bool:
         return self._closing.is_set()
 
+    @property
+    def last_progress_at(self) -> float | None:
+        """time.time() of the last finished denoising step, if any."""
+        return self.lane.last_step_at
+
     def close(self) -> None:
         """Shut down: running requests stop at their next step, new ones are refused."""
         if not self._closing.is_set():
             logger.info("Engine closing: stopping running requests at the next step")
         self._closing.set()
+        self.lane.close()
 
     def count_tokens(self, prompt: str) -> int:
         """Tokens the text encoder sees for `prompt`, chat template included."""
@@ -272,9 +224,10 @@ class Engine:
         started = time.monotonic()
         request_id = uuid.uuid4().hex[:8]
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
+        buckets = {p: -(-self.count_tokens(p) // CAPTION_MULTIPLE) for p in set(request.prompts)}
+        per = request.images_per_prompt
         items = [
-            _Item(k, k // request.images_per_prompt, k % request.images_per_prompt,
-                  request.prompts[k // request.images_per_prompt], base + k)
+            WorkItem(k, k // per, k % per, request.prompts[k // per], base + k, buckets[request.prompts[k // per]])
             for k in range(request.image_count)
         ]  # fmt: skip
         # Absolute, so that paths reported to clients mean something outside this process.
@@ -283,47 +236,43 @@ class Engine:
         logger.info(
             "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, "
             "seeds %d..%d, %s",
-            request_id, len(request.prompts), request.images_per_prompt, len(items),
-            request.width, request.height, request.steps, request.guidance_scale,
-            base, base + len(items) - 1, label,
+            request_id, len(request.prompts), per, len(items), request.width, request.height,
+            request.steps, request.guidance_scale, base, base + len(items) - 1, label,
         )  # fmt: skip
 
-        def should_stop() -> bool:
-            return self._closing.is_set() or (cancel is not None and cancel.is_set())
-
-        finished: list[GeneratedImage] = []
-        cancelled = False
-        batch = self.settings.max_batch_size
-        for start in range(0, len(items), batch):
-            chunk = items[start : start + batch]
-            watcher = _StepWatcher(
-                request.steps, len(finished), len(chunk), len(items), on_progress, should_stop,
-                self._record_step,
-            )  # fmt: skip
-            chunk_started = time.monotonic()
-            images = self._run_chunk(request, chunk, watcher)
-            if images is None or watcher.interrupted:
-                cancelled = True
+        job = Job(
+            request_id=request_id,
+            items=items,
+            width=request.width,
+            height=request.height,
+            steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            negative_prompt=request.negative_prompt,
+            on_step=on_progress,
+            on_image=lambda item, image: self._save(request, request_id, item, image, folder),
+            cancel=cancel or threading.Event(),
+        )
+        self.lane.submit(job)
+        while not job.done.wait(0.05):
+            if job.stopped:  # a Stop, or the engine closing
+                self.lane.withdraw(job)  # its images in a running call are dropped
                 break
-            for item, image in zip(chunk, images, strict=True):
-                finished.append(self._save(request, request_id, item, image, folder))
-            logger.info(
-                "request %s: images %d-%d of %d in %.2f s (%s)",
-                request_id, start + 1, start + len(chunk), len(items),
-                time.monotonic() - chunk_started, label,
-            )  # fmt: skip
+        futures.wait(list(job.saves))
+        if job.error is not None:
+            raise job.error
+        images = sorted((f.result() for f in job.saves), key=lambda image: image.index)
+        cancelled = len(images) < len(items)
 
         elapsed = time.monotonic() - started
         logger.info(
             "request %s: %s, %d of %d images in %.2f s (%s)",
-            request_id, "cancelled" if cancelled else "done", len(finished), len(items), elapsed,
-            label,
+            request_id, "cancelled" if cancelled else "done", len(images), len(items), elapsed, label,
         )  # fmt: skip
         return GenerationResult(
             request_id=request_id,
             request=request,
             seeds=tuple(item.seed for item in items),
-            images=tuple(finished),
+            images=tuple(images),
             cancelled=cancelled,
             elapsed_s=elapsed,
             model_label=label,
@@ -331,36 +280,8 @@ class Engine:
             output_dir=folder,
         )
 
-    def _run_chunk(
-        self, request: GenerationRequest, chunk: list[_Item], watcher: _StepWatcher
-    ) -> list[Image.Image] | None:
-        """One pipeline call for `chunk`; None if cancelled before it started."""
-        use_negative = request.guidance_scale > 0 and request.negative_prompt
-        with self._lane:
-            if watcher.should_stop():
-                return None
-            generators = [
-                torch.Generator(device=self.model.device).manual_seed(item.seed) for item in chunk
-            ]
-            output = self.model.pipe(
-                # A fresh list: the pipeline overwrites its prompt list with templated text.
-                prompt=[item.prompt for item in chunk],
-                negative_prompt=[request.negative_prompt] * len(chunk) if use_negative else None,
-                height=request.height,
-                width=request.width,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                generator=generators,
-                max_sequence_length=MODEL_MAX_TOKENS,
-                callback_on_step_end=watcher,
-            )
-        return list(output.images)
-
-    def _record_step(self) -> None:
-        self.last_progress_at = time.time()
-
     def _save(
-        self, request: GenerationRequest, request_id: str, item: _Item, image: Image.Image,
+        self, request: GenerationRequest, request_id: str, item: WorkItem, image: Image.Image,
         folder: Path,
     ) -> GeneratedImage:  # fmt: skip
         parameters: dict[str, Any] = {

@@ -77,6 +77,10 @@ class Settings:
     max_batch_size: int = _setting(
         4, "Most images in one pipeline call (one forward); larger requests run as several calls."
     )
+    cross_batching: bool = _setting(
+        True, "Pack images of different users' requests with the same size, steps and guidance "
+        "into shared pipeline calls. Off: requests run strictly one after the other."
+    )
     max_prompts: int = _setting(100, "Most prompts in one request.")
     max_images: int = _setting(200, "Most images in one request (prompts x images per prompt).")
     max_prompt_tokens: int = _setting(

@@ -17,7 +17,14 @@ import gradio as gr
 from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
 from webui.outputs import write_zip
 from webui.prompts import parse_prompts
-from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, MAX_GUIDANCE, SIZE_MULTIPLE
+from webui.settings import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SIZE,
+    DEFAULT_STEPS,
+    MAX_GUIDANCE,
+    SIZE_MULTIPLE,
+    Settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +148,7 @@ def create_demo(engine: Engine) -> gr.Blocks:
                 images = f"image {first}" if first == last else f"images {first}-{last}"
                 progress(p.fraction, desc=f"{images} of {p.images_total}, step {p.step} of {p.steps}")
 
+            progress(0, desc="waiting for the GPU")  # until the lane reaches this request
             session = request.session_hash if request is not None else None
             flag = running.start(session) if session else threading.Event()
             try:
@@ -162,7 +170,7 @@ def create_demo(engine: Engine) -> gr.Blocks:
             outputs=[gallery, summary, details, download],
             api_name="generate",
             concurrency_id=GPU_GROUP,
-            concurrency_limit=1,
+            concurrency_limit=active_requests(settings),
         )
         stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
 
@@ -182,6 +190,15 @@ def create_demo(engine: Engine) -> gr.Blocks:
         preset.change(apply_preset, preset, [width, height], queue=False, show_progress="hidden",
                       api_visibility="private")  # fmt: skip
     return demo
+
+
+def active_requests(settings: Settings) -> int:
+    """Requests let through the queue to the engine at once.
+
+    The engine's lane makes one pipeline call at a time whatever this is; with cross-user
+    batching it needs enough requests in hand to fill the next call while one runs.
+    """
+    return 2 * settings.max_batch_size if settings.cross_batching else 1
 
 
 def _whole(name: str, value: float) -> int:

@@ -1,0 +1,316 @@
+"""The GPU lane: one worker thread owns the pipeline and packs the work of every request.
+
+Requests arrive as jobs (a list of images still to make). The worker forms each pipeline
+call from the oldest job that has work and every job compatible with it (same size, steps,
+guidance, negative prompt), taking one image from each in turn, so a short request that
+arrives behind a long one gets into the very next call. Every image has its own generator,
+so its pixels do not depend on the company it ran in.
+
+Around the transformer, the worker does only what must be serial: prompts are encoded once
+per unique text (with a small cache for repeats), latents are decoded by us (one image at a
+time on CPU, where that is faster), and the conversion to PIL, PNG encoding and saving run on
+saver threads while the next call is already running.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from webui.loading import LoadedModel
+from webui.settings import MODEL_MAX_TOKENS
+
+logger = logging.getLogger(__name__)
+
+# Backends that raise on an attention mask; a mask appears when captions in one call pad to
+# different lengths (multiples of 32 tokens), so calls on these hold one caption bucket only.
+MASKLESS_BACKENDS = frozenset({"flash", "flash_hub", "_flash_3", "_flash_3_hub", "_native_flash",
+                               "sage", "sage_hub"})  # fmt: skip
+CAPTION_MULTIPLE = 32
+EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
+SAVER_THREADS = 2
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image to make."""
+
+    index: int  # position in its request, prompt-then-variant order
+    prompt_index: int
+    variant: int
+    prompt: str
+    seed: int
+    caption_bucket: int  # padded caption length / 32, for mask-free batching
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a request stands, reported after every denoising step of a call it is in."""
+
+    step: int  # steps finished in the running call, 1..steps
+    steps: int
+    images_done: int  # the request's images finished before the running call
+    chunk_images: int  # the request's images in the running call
+    images_total: int
+
+    @property
+    def fraction(self) -> float:
+        done = self.images_done * self.steps + self.chunk_images * self.step
+        return done / (self.images_total * self.steps)
+
+
+@dataclass(eq=False)
+class Job:
+    """A request as the lane sees it. The engine creates it, waits on `done`, then on `saves`."""
+
+    request_id: str
+    items: list[WorkItem]
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    negative_prompt: str
+    on_step: Callable[[Progress], None] | None
+    on_image: Callable[[WorkItem, Image.Image], Any]  # runs on a saver thread
+    cancel: threading.Event
+    pending: deque[WorkItem] = field(init=False)
+    forwarded: int = field(default=0, init=False)  # images whose call has finished
+    in_flight: int = field(default=0, init=False)
+    saves: list[Future] = field(default_factory=list, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    done: threading.Event = field(default_factory=threading.Event, init=False)  # no more calls
+    # The submitting thread's context variables (Gradio finds its event through them), so that
+    # on_step, called on the lane's thread, behaves as if called by the submitter.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context, init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = deque(self.items)
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys can share a pipeline call."""
+        negative = self.negative_prompt if self.guidance_scale > 0 else ""
+        return (self.width, self.height, self.steps, self.guidance_scale, negative)
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel.is_set()
+
+
+class Lane:
+    """Runs every pipeline call of an engine, one at a time, on one worker thread."""
+
+    def __init__(self, model: LoadedModel, max_batch_size: int, cross_batching: bool,
+                 attention_backend: str) -> None:  # fmt: skip
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.cross_batching = cross_batching
+        self.one_bucket = attention_backend in MASKLESS_BACKENDS
+        self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._savers = ThreadPoolExecutor(SAVER_THREADS, thread_name_prefix="saver")
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.last_step_at: float | None = None  # time.time() of the last finished step
+        self.calls = 0  # pipeline calls made, for logs and tests
+
+    @property
+    def job_count(self) -> int:
+        """Requests in the lane: waiting for a call or in one."""
+        with self._wake:
+            return len(self._jobs)
+
+    def submit(self, job: Job) -> None:
+        with self._wake:
+            if self._closing:
+                raise RuntimeError("the lane is closed")
+            if self._thread is None:  # started on first use, never at construction
+                self._thread = threading.Thread(target=self._work, name="gpu-lane", daemon=True)
+                self._thread.start()
+            self._jobs.append(job)
+            self._wake.notify()
+
+    def withdraw(self, job: Job) -> None:
+        """Stop giving `job` work; its images in a running call are dropped when it ends."""
+        with self._wake:
+            job.pending.clear()
+            if job.in_flight == 0:
+                self._retire(job)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            for job in self._jobs:
+                job.cancel.set()
+                job.pending.clear()
+            self._wake.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                batch = self._next_batch()
+                while batch is None:
+                    if self._closing:
+                        return
+                    self._wake.wait()
+                    batch = self._next_batch()
+                for job, _ in batch:
+                    job.in_flight += 1
+            self._run(batch)
+
+    def _next_batch(self) -> list[tuple[Job, WorkItem]] | None:
+        """Items for the next call: the oldest job's kind, one from each such job in turn."""
+        head = next((job for job in self._jobs if job.pending), None)
+        if head is None:
+            return None
+        peers = [j for j in self._jobs if j.pending and j.key == head.key] if self.cross_batching else [head]
+        bucket = head.pending[0].caption_bucket
+        batch: list[tuple[Job, WorkItem]] = []
+        while len(batch) < self.max_batch_size:
+            took = False
+            for job in peers:
+                item = self._take(job, bucket)
+                if item is not None and len(batch) < self.max_batch_size:
+                    batch.append((job, item))
+                    took = True
+            if not took:
+                break
+        return batch
+
+    def _take(self, job: Job, bucket: int) -> WorkItem | None:
+        if not self.one_bucket:
+            return job.pending.popleft() if job.pending else None
+        for item in job.pending:
+            if item.caption_bucket == bucket:
+                job.pending.remove(item)
+                return item
+        return None
+
+    def _run(self, batch: list[tuple[Job, WorkItem]]) -> None:
+        jobs = list(dict.fromkeys(job for job, _ in batch))
+        started = time.monotonic()
+        try:
+            images = self._forward(batch, jobs)
+        except Exception as exc:  # the calling requests report it; the lane keeps serving
+            logger.exception("Pipeline call for %d images failed", len(batch))
+            images, error = None, exc
+        else:
+            error = None
+            shares = ", ".join(f"{job.request_id} x{sum(1 for j, _ in batch if j is job)}" for job in jobs)
+            logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), shares,
+                        time.monotonic() - started, "" if images else ", stopped", self.model.label)  # fmt: skip
+        with self._wake:
+            for job in jobs:
+                job.forwarded += sum(1 for j, _ in batch if j is job)
+            for (job, item), image in zip(batch, images or [None] * len(batch), strict=True):
+                if error is not None:
+                    job.error = error
+                    job.pending.clear()
+                elif image is not None and not job.stopped:
+                    job.saves.append(self._savers.submit(self._save, job, item, image))
+            for job in jobs:
+                job.in_flight -= sum(1 for j, _ in batch if j is job)
+                if job.in_flight == 0 and (not job.pending or job.stopped or job.error):
+                    self._retire(job)
+
+    def _retire(self, job: Job) -> None:
+        """No call will include `job` again; its saves may still be running."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.done.set()
+
+    @staticmethod
+    def _save(job: Job, item: WorkItem, pixels: torch.Tensor) -> Any:
+        return job.on_image(item, Image.fromarray(pixels.numpy()))
+
+    def _forward(self, batch: list[tuple[Job, WorkItem]], jobs: list[Job]) -> list[torch.Tensor | None] | None:
+        """One pipeline call; uint8 HWC images on the CPU, or None if every job stopped."""
+        pipe, first = self.model.pipe, batch[0][0]
+        if all(job.stopped for job in jobs) or self._closing:
+            return None
+        prompts = [item.prompt for _, item in batch]
+        embeds = self._embed(prompts)
+        negative = self._embed([first.negative_prompt] * len(batch)) if first.guidance_scale > 0 else None
+        generators = [torch.Generator(device=self.model.device).manual_seed(i.seed) for _, i in batch]
+        watcher = _Watcher(self, jobs, [sum(1 for j, _ in batch if j is job) for job in jobs], first.steps)
+        output = pipe(
+            prompt_embeds=embeds,
+            negative_prompt_embeds=negative,
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            generator=generators,
+            max_sequence_length=MODEL_MAX_TOKENS,
+            callback_on_step_end=watcher,
+            output_type="latent",
+        )
+        self.calls += 1
+        if watcher.interrupted:
+            return None  # partly denoised: nothing to decode
+        return self._decode(output.images)
+
+    def _embed(self, prompts: list[str]) -> list[torch.Tensor]:
+        """Text-encoder output per prompt; each unique text encoded once, recent ones cached."""
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._embeddings))
+        if missing:
+            pipe = self.model.pipe
+            # A fresh list: _encode_prompt overwrites its argument with templated text.
+            encoded, _ = pipe.encode_prompt(prompt=list(missing), device=self.model.device,
+                                            do_classifier_free_guidance=False,
+                                            max_sequence_length=MODEL_MAX_TOKENS)  # fmt: skip
+            for text, embedding in zip(missing, encoded, strict=True):
+                self._embeddings[text] = embedding
+        for text in prompts:
+            self._embeddings.move_to_end(text)
+        result = [self._embeddings[p] for p in prompts]
+        while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
+            self._embeddings.popitem(last=False)
+        return result
+
+    @torch.no_grad()
+    def _decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        vae, processor = self.model.pipe.vae, self.model.pipe.image_processor
+        latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        if self.model.device.type == "cpu":
+            # Measured on the demo model: one at a time beats one batched decode on CPU.
+            decoded = torch.cat([vae.decode(z[None], return_dict=False)[0] for z in latents])
+        else:
+            decoded = vae.decode(latents, return_dict=False)[0]
+        images = processor.postprocess(decoded, output_type="pt")  # 0..1, NCHW
+        # The same rounding as diffusers' numpy_to_pil, done before the copy to the CPU.
+        pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+        return list(pixels)
+
+
+class _Watcher:
+    """The step-end callback of one call: progress for each job, and the interrupt flag."""
+
+    def __init__(self, lane: Lane, jobs: list[Job], shares: list[int], steps: int) -> None:
+        self.lane, self.jobs, self.shares, self.steps = lane, jobs, shares, steps
+        self.interrupted = False
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+        self.lane.last_step_at = time.time()
+        for job, share in zip(self.jobs, self.shares, strict=True):
+            if job.on_step is not None and not job.stopped:
+                report = Progress(step + 1, self.steps, job.forwarded, share, len(job.items))
+                job.context.run(job.on_step, report)
+        # Checked last, so a stop raised while reporting still saves the next step. Only when
+        # every job in the call has stopped: the others' images must not suffer.
+        everyone_stopped = self.lane._closing or all(job.stopped for job in self.jobs)
+        if step + 1 < self.steps and everyone_stopped:
+            pipe._interrupt = True  # diffusers checks this before each step
+            self.interrupted = True
+        return tensors
