@@ -111,6 +111,16 @@ def test_requests_of_different_users_share_calls_fairly_with_unchanged_pixels(ma
     assert [i.seed for i in results[0].images] == list(range(100, 108))
 
 
+def test_more_waiting_requests_than_one_call_holds_all_finish(make_engine, calls: Calls) -> None:
+    engine = make_engine(max_batch_size=4)
+    first, gate = hold_first_call(engine, GenerationRequest(["first"], seed=0, **SMALL))
+    others = queue_behind(engine, *[GenerationRequest([f"user {n}"], seed=n, **SMALL) for n in range(1, 7)])
+    gate.set()
+    results = [first.join(), *(r.join() for r in others)]
+    assert [[i.seed for i in r.images] for r in results] == [[n] for n in range(7)]
+    assert calls.sizes == [1, 1, 4, 4, 2, 2]  # the held call, then 4 + 2 of the six waiting
+
+
 def test_with_cross_batching_off_requests_run_one_after_the_other(make_engine, calls: Calls) -> None:
     engine = make_engine(max_batch_size=4, cross_batching=False)
     first, gate = hold_first_call(engine, GenerationRequest(["long"], images_per_prompt=8, seed=1, **SMALL))

@@ -180,8 +180,10 @@ class Lane:
         while len(batch) < self.max_batch_size:
             took = False
             for job in peers:
+                if len(batch) == self.max_batch_size:
+                    break  # before taking: an item taken must go into the call
                 item = self._take(job, bucket)
-                if item is not None and len(batch) < self.max_batch_size:
+                if item is not None:
                     batch.append((job, item))
                     took = True
             if not took:
