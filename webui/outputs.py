@@ -26,6 +26,10 @@ from PIL.PngImagePlugin import PngInfo
 # The whole parameter set as JSON, for reading back; each field also gets a text chunk of its
 # own so that any PNG viewer shows it.
 PARAMETERS_KEY = "zimage-webui"
+# zlib level for PNGs. Measured on a 1024x1024 image here: level 6 (Pillow's default) 0.36 s
+# and 1697 KB, level 1 0.11 s and 1900 KB. Encoding sits on the throughput path; 12% more
+# disk is the cheaper side of that trade.
+PNG_COMPRESS_LEVEL = 1
 
 
 def request_dir(root: Path, request_id: str, started: datetime) -> Path:
@@ -61,7 +65,7 @@ def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping
     fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
+            image.save(handle, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
             handle.flush()
             os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
