@@ -18,7 +18,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -200,29 +200,29 @@ class Lane:
         return None
 
     def _run(self, batch: list[tuple[Job, WorkItem]]) -> None:
-        jobs = list(dict.fromkeys(job for job, _ in batch))
+        shares = Counter(job for job, _ in batch)  # images per job in this call, in batch order
         started = time.monotonic()
         try:
-            images = self._forward(batch, jobs)
+            images = self._forward(batch, shares)
         except Exception as exc:  # the calling requests report it; the lane keeps serving
             logger.exception("Pipeline call for %d images failed", len(batch))
             images, error = None, exc
         else:
             error = None
-            shares = ", ".join(f"{job.request_id} x{sum(1 for j, _ in batch if j is job)}" for job in jobs)
-            logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), shares,
+            served = ", ".join(f"{job.request_id} x{n}" for job, n in shares.items())
+            logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), served,
                         time.monotonic() - started, "" if images else ", stopped", self.model.label)  # fmt: skip
         with self._wake:
-            for job in jobs:
-                job.forwarded += sum(1 for j, _ in batch if j is job)
+            for job, n in shares.items():
+                job.forwarded += n
             for (job, item), image in zip(batch, images or [None] * len(batch), strict=True):
                 if error is not None:
                     job.error = error
                     job.pending.clear()
                 elif image is not None and not job.stopped:
                     job.saves.append(self._savers.submit(self._save, job, item, image))
-            for job in jobs:
-                job.in_flight -= sum(1 for j, _ in batch if j is job)
+            for job, n in shares.items():
+                job.in_flight -= n
                 if job.in_flight == 0 and (not job.pending or job.stopped or job.error):
                     self._retire(job)
 
@@ -236,16 +236,16 @@ class Lane:
     def _save(job: Job, item: WorkItem, pixels: torch.Tensor) -> Any:
         return job.on_image(item, Image.fromarray(pixels.numpy()))
 
-    def _forward(self, batch: list[tuple[Job, WorkItem]], jobs: list[Job]) -> list[torch.Tensor | None] | None:
+    def _forward(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> list[torch.Tensor] | None:
         """One pipeline call; uint8 HWC images on the CPU, or None if every job stopped."""
         pipe, first = self.model.pipe, batch[0][0]
-        if all(job.stopped for job in jobs) or self._closing:
+        if all(job.stopped for job in shares) or self._closing:
             return None
         prompts = [item.prompt for _, item in batch]
         embeds = self._embed(prompts)
         negative = self._embed([first.negative_prompt] * len(batch)) if first.guidance_scale > 0 else None
         generators = [torch.Generator(device=self.model.device).manual_seed(i.seed) for _, i in batch]
-        watcher = _Watcher(self, jobs, [sum(1 for j, _ in batch if j is job) for job in jobs], first.steps)
+        watcher = _Watcher(self, list(shares), list(shares.values()), first.steps)
         output = pipe(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative,
