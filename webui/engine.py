@@ -139,8 +139,11 @@ class Engine:
         )
         return len(tokenizer(text)["input_ids"])
 
-    def validate(self, request: GenerationRequest) -> None:
-        """Raise RequestError if the request breaks a limit; does no GPU work."""
+    def validate(self, request: GenerationRequest) -> dict[str, int]:
+        """Raise RequestError if the request breaks a limit; does no GPU work.
+
+        Returns the token count of each distinct text checked (chat template included).
+        """
         s = self.settings
         if not request.prompts:
             raise RequestError(
@@ -177,17 +180,21 @@ class Engine:
         texts = [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
         if guidance > 0:
             texts.append(("The negative prompt", request.negative_prompt))
+        counts: dict[str, int] = {}
         for name, text in texts:
             if not isinstance(text, str):
                 raise RequestError(f"{name} must be text (got {type(text).__name__}).")
             if name.startswith("Prompt") and not text.strip():
                 raise RequestError(f"{name} is empty.")
-            tokens = self.count_tokens(text)
+            if text not in counts:
+                counts[text] = self.count_tokens(text)
+            tokens = counts[text]
             if tokens > limit:
                 raise RequestError(
                     f"{name} is {tokens} tokens long; the limit is {limit} tokens "
                     f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
                 )
+        return counts
 
     def generate(
         self,
@@ -197,19 +204,20 @@ class Engine:
         cancel: threading.Event | None = None,
         output_dir: Path | None = None,
     ) -> GenerationResult:
-        """Validate, then generate every image of `request`, saving PNGs as chunks finish.
+        """Validate, then generate every image of `request`, saving PNGs as calls finish.
 
         `output_dir` defaults to a new folder per request under the output setting. If
-        `cancel` is set, the running chunk stops at its next step and is discarded; the
-        images of earlier chunks are kept and returned with `cancelled=True`.
+        `cancel` is set, the request's images in the running call are dropped (the call
+        stops at its next step unless other requests share it); images of earlier calls are
+        kept and returned with `cancelled=True`.
         """
-        self.validate(request)
+        tokens = self.validate(request)
         if self.closing:
             raise RequestError("The server is shutting down; try again in a minute.")
         with self._count_lock:
             self._active += 1
         try:
-            return self._generate(request, on_progress, cancel, output_dir)
+            return self._generate(request, tokens, on_progress, cancel, output_dir)
         finally:
             with self._count_lock:
                 self._active -= 1
@@ -217,6 +225,7 @@ class Engine:
     def _generate(
         self,
         request: GenerationRequest,
+        tokens: dict[str, int],
         on_progress: Callable[[Progress], None] | None,
         cancel: threading.Event | None,
         output_dir: Path | None,
@@ -224,7 +233,7 @@ class Engine:
         started = time.monotonic()
         request_id = uuid.uuid4().hex[:8]
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
-        buckets = {p: -(-self.count_tokens(p) // CAPTION_MULTIPLE) for p in set(request.prompts)}
+        buckets = {p: -(-tokens[p] // CAPTION_MULTIPLE) for p in set(request.prompts)}
         per = request.images_per_prompt
         items = [
             WorkItem(k, k // per, k % per, request.prompts[k // per], base + k, buckets[request.prompts[k // per]])
