@@ -215,11 +215,12 @@ class Lane:
         with self._wake:
             for job, n in shares.items():
                 job.forwarded += n
-            for (job, item), image in zip(batch, images or [None] * len(batch), strict=True):
-                if error is not None:
+            if error is not None:
+                for job in shares:
                     job.error = error
                     job.pending.clear()
-                elif image is not None and not job.stopped:
+            for (job, item), image in zip(batch, images or [None] * len(batch), strict=True):
+                if image is not None and not job.stopped:
                     job.saves.append(self._savers.submit(self._save, job, item, image))
             for job, n in shares.items():
                 job.in_flight -= n
@@ -245,7 +246,7 @@ class Lane:
         embeds = self._embed(prompts)
         negative = self._embed([first.negative_prompt] * len(batch)) if first.guidance_scale > 0 else None
         generators = [torch.Generator(device=self.model.device).manual_seed(i.seed) for _, i in batch]
-        watcher = _Watcher(self, list(shares), list(shares.values()), first.steps)
+        watcher = _Watcher(self, shares, first.steps)
         output = pipe(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative,
@@ -299,19 +300,19 @@ class Lane:
 class _Watcher:
     """The step-end callback of one call: progress for each job, and the interrupt flag."""
 
-    def __init__(self, lane: Lane, jobs: list[Job], shares: list[int], steps: int) -> None:
-        self.lane, self.jobs, self.shares, self.steps = lane, jobs, shares, steps
+    def __init__(self, lane: Lane, shares: Counter[Job], steps: int) -> None:
+        self.lane, self.shares, self.steps = lane, shares, steps
         self.interrupted = False
 
     def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
         self.lane.last_step_at = time.time()
-        for job, share in zip(self.jobs, self.shares, strict=True):
+        for job, share in self.shares.items():
             if job.on_step is not None and not job.stopped:
                 report = Progress(step + 1, self.steps, job.forwarded, share, len(job.items))
                 job.context.run(job.on_step, report)
-        # Checked last, so a stop raised while reporting still saves the next step. Only when
+        # Checked last, so a stop raised while reporting still spares the next step. Only when
         # every job in the call has stopped: the others' images must not suffer.
-        everyone_stopped = self.lane._closing or all(job.stopped for job in self.jobs)
+        everyone_stopped = self.lane._closing or all(job.stopped for job in self.shares)
         if step + 1 < self.steps and everyone_stopped:
             pipe._interrupt = True  # diffusers checks this before each step
             self.interrupted = True
