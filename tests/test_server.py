@@ -82,6 +82,18 @@ def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server
         assert bundle.namelist() == [Path(i["file"]).name for i in images]
 
 
+def test_the_gallery_serves_the_saved_pngs_themselves(server: Server) -> None:
+    # Encoded once: the page fetches the very file the engine wrote, not a re-encoded or
+    # cached copy; a one-image request downloads that PNG rather than a zip of it.
+    raw = Client(server.url, verbose=False, download_files=False)
+    gallery, _, images, download = raw.predict(prompts="a teal kettle", images_per_prompt=1, seed=3,
+                                               width=64, height=64, steps=2, api_name="/generate")  # fmt: skip
+    [shown], [info] = gallery, images
+    assert shown["image"]["path"] == info["file"] == download["path"]
+    with urllib.request.urlopen(shown["image"]["url"], timeout=10) as response:
+        assert response.read() == Path(info["file"]).read_bytes()
+
+
 def test_the_readme_client_example_runs_as_written(server: Server) -> None:
     [example] = [b for b in readme_code_blocks("python") if "gradio_client" in b]
     assert "http://127.0.0.1:7860/" in example

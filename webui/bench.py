@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import os
 import subprocess
 import sys
@@ -26,6 +28,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,36 +44,38 @@ COLOURS = ["red", "navy", "olive", "black", "white", "tan", "grey", "teal"]
 
 
 class LatencyPipeline:
-    """Stands in for ZImagePipeline: a call of n images takes a + b*n seconds of sleep."""
+    """Stands in for ZImagePipeline: a call of n images takes a + b*n seconds, images included.
+
+    Like a GPU pipeline, it makes its output images inside the call's time (their CPU cost is
+    taken out of the sleep), so that the lane's own decode step costs next to nothing.
+    """
 
     def __init__(self, a: float, b: float, tokenizer: Any) -> None:
         self.a, self.b, self.tokenizer = a, b, tokenizer
         self.busy_s = 0.0  # simulated GPU time, for the busy fraction
         self._interrupt = False
+        # output_type="latent" returns finished images in [-1, 1]; "decoding" passes them on.
         self.vae = SimpleNamespace(dtype=torch.float32, config=SimpleNamespace(scaling_factor=1.0, shift_factor=0.0),
-                                   decode=self._decode)  # fmt: skip
-        self.image_processor = SimpleNamespace(postprocess=lambda x, output_type: (x / 2 + 0.5).clamp(0, 1))
+                                   decode=lambda images, return_dict=False: (images,))  # fmt: skip
 
     def encode_prompt(self, prompt: list[str], **_: Any) -> tuple[list[torch.Tensor], list]:
         return [torch.zeros(len(self.tokenizer(p)["input_ids"]), 8) for p in prompt], []
 
     def __call__(self, *, prompt_embeds: list, height: int, width: int, num_inference_steps: int,
                  generator: list[torch.Generator], callback_on_step_end: Any, **_: Any) -> Any:  # fmt: skip
+        started = time.monotonic()
         self._interrupt = False
-        latents = torch.stack([torch.randn(3, height // 8, width // 8, generator=g) for g in generator])
-        per_step = (self.a + self.b * len(prompt_embeds)) / num_inference_steps
+        # Smooth colour fields of the full size: they PNG-encode like a photo, not like noise.
+        small = torch.stack([torch.randn(3, height // 8, width // 8, generator=g) for g in generator])
+        images = torch.nn.functional.interpolate(small.tanh(), scale_factor=8, mode="bilinear")
+        total = self.a + self.b * len(prompt_embeds)
         for step in range(num_inference_steps):
             if self._interrupt:
                 continue
-            time.sleep(per_step)
-            self.busy_s += per_step
+            time.sleep(max(0.0, started + total * (step + 1) / num_inference_steps - time.monotonic()))
+            self.busy_s += total / num_inference_steps
             callback_on_step_end(self, step, None, {})
-        return SimpleNamespace(images=latents)
-
-    @staticmethod
-    def _decode(latents: torch.Tensor, return_dict: bool = False) -> tuple[torch.Tensor]:
-        # Smooth colour fields of the full size: PNG-encodes like a photo, not like noise.
-        return (torch.nn.functional.interpolate(latents.tanh(), scale_factor=8, mode="bilinear"),)
+        return SimpleNamespace(images=images)
 
 
 def build_model(args: argparse.Namespace, settings: Settings) -> LoadedModel:
@@ -121,17 +126,21 @@ def bench_served(url: str, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.1)
 
     per_user = max(1, args.images // args.users)
+    # Each user has the page open already (clients made before the clock starts) and, like
+    # the page, fetches the gallery's images; gradio_client would also fetch every file of
+    # the result (the zip too), which a browser does only when asked.
+    clients = [Client(url, verbose=False, download_files=False) for _ in range(args.users)]
 
     def user(n: int) -> None:
-        client = Client(url, verbose=False)
         for k in range(per_user):
             started = time.perf_counter()
-            client.predict(prompts=PROMPT.format(n=n * 100 + k, colour=COLOURS[n % 8]), **common)
+            view(clients[n].predict(prompts=PROMPT.format(n=n * 100 + k, colour=COLOURS[n % 8]), **common))
             latencies.append(time.perf_counter() - started)
 
-    Client(url, verbose=False).predict(prompts="warm-up", **common)
+    view(clients[0].predict(prompts="warm-up", **common))
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
+    windows = {"users": time.time()}
     started = time.monotonic()
     users = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
     for thread in users:
@@ -139,10 +148,12 @@ def bench_served(url: str, args: argparse.Namespace) -> dict[str, Any]:
     for thread in users:
         thread.join()
     users_wall = time.monotonic() - started
+    windows["users"] = (windows["users"], time.time())
     box = "\n".join(PROMPT.format(n=n, colour=COLOURS[n % 8]) for n in range(args.images))
-    started = time.monotonic()
-    Client(url, verbose=False).predict(prompts=box, **common)
+    started, box_started = time.monotonic(), time.time()
+    view(clients[0].predict(prompts=box, **common))
     box_wall = time.monotonic() - started
+    windows["box"] = (box_started, time.time())
     stop.set()
     prober.join()
     return {
@@ -152,7 +163,33 @@ def bench_served(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "box_images_per_s": args.images / box_wall,
         "healthz_latency_ms": {k: v * 1000 for k, v in percentiles(probes["healthz"]).items() if k != "n"},
         "page_latency_ms": {k: v * 1000 for k, v in percentiles(probes["page"]).items() if k != "n"},
+        "windows": windows,
     }
+
+
+CALL_LINE = re.compile(r"^(\S+ \S+) INFO webui\.lane: call of (\d+) images .* in ([\d.]+) s")
+
+
+def call_stats(log: Path, start: float, end: float) -> dict[str, float]:
+    """Pipeline calls that ended within [start, end] (epoch seconds), from the server's log."""
+    sizes, busy = [], 0.0
+    for line in log.read_text("utf-8", "replace").splitlines():
+        match = CALL_LINE.match(line)
+        if match is None:
+            continue
+        ended = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if start <= ended <= end:
+            sizes.append(int(match[2]))
+            busy += float(match[3])
+    return {"calls": len(sizes), "images_per_call": sum(sizes) / max(1, len(sizes)),
+            "pipeline_busy_fraction": busy / (end - start)}  # fmt: skip
+
+
+def view(result: tuple) -> None:
+    """Fetch a /generate result's gallery images, as the page does."""
+    for item in result[0]:
+        with urllib.request.urlopen(item["image"]["url"], timeout=60) as response:
+            response.read()
 
 
 def serve_main(args: argparse.Namespace, settings: Settings) -> None:
@@ -160,7 +197,7 @@ def serve_main(args: argparse.Namespace, settings: Settings) -> None:
     from webui.log import configure_logging
     from webui.server import serve
 
-    configure_logging("WARNING")
+    configure_logging("INFO")  # the lane's "call of N images" lines feed the call statistics
     serve(Engine(build_model(args, settings), settings), settings)
 
 
@@ -169,7 +206,8 @@ def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subproce
            "ZIMAGE_OUTPUT_DIR": str(workdir / "served"), "ZIMAGE_MIN_SIZE": "32"}  # fmt: skip
     command = [sys.executable, "-m", "webui.bench", "--serve", "--model", args.model, "--a", str(args.a),
                "--b", str(args.b)]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
+    log = (workdir / "server.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -187,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", type=float, default=0.05, help="latency model: seconds per call")
     parser.add_argument("--b", type=float, default=0.8, help="latency model: seconds per image")
     parser.add_argument("--size", type=int, default=256, help="width and height (default 256)")
-    parser.add_argument("--images", type=int, default=16, help="images per measurement (default 16)")
+    parser.add_argument("--images", type=int, default=32, help="images per measurement (default 32)")
     parser.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
     parser.add_argument("--port", type=int, default=7899)
     parser.add_argument("--json", type=Path, default=Path("bench-report.json"))
+    parser.add_argument("--server-log", type=Path, help="keep the benchmark server's log here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -215,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(30)
+        windows = report["served"].pop("windows", {})
+        for name, (start, end) in windows.items():
+            report["served"][f"{name}_calls"] = call_stats(workdir / "server.log", start, end)
+        if args.server_log:
+            shutil.copyfile(workdir / "server.log", args.server_log)
     engine_rate = report["engine"]["batched_images_per_s"]
     served = report["served"]
     report["ratios"] = {

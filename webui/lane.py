@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -38,7 +39,8 @@ MASKLESS_BACKENDS = frozenset({"flash", "flash_hub", "_flash_3", "_flash_3_hub",
                                "sage", "sage_hub"})  # fmt: skip
 CAPTION_MULTIPLE = 32
 EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
-SAVER_THREADS = 2
+# PNG encoding (zlib, GIL released) and saving, in parallel with the next pipeline call.
+SAVER_THREADS = max(2, min(8, os.cpu_count() or 2))
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,12 @@ class Lane:
     """Runs every pipeline call of an engine, one at a time, on one worker thread."""
 
     def __init__(self, model: LoadedModel, max_batch_size: int, cross_batching: bool,
-                 attention_backend: str) -> None:  # fmt: skip
+                 attention_backend: str, batch_wait_s: float = 0.0) -> None:  # fmt: skip
         self.model = model
         self.max_batch_size = max_batch_size
         self.cross_batching = cross_batching
+        self.batch_wait_s = batch_wait_s
+        self._last_call = (0.0, 0)  # when the last call ended (monotonic), how many jobs it served
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
         self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
         self._wake = threading.Condition()
@@ -159,15 +163,37 @@ class Lane:
     def _work(self) -> None:
         while True:
             with self._wake:
-                batch = self._next_batch()
-                while batch is None:
-                    if self._closing:
+                while True:
+                    if any(job.pending for job in self._jobs):
+                        hold = self._hold_s()
+                        if hold <= 0:
+                            break
+                        self._wake.wait(hold)
+                    elif self._closing:
                         return
-                    self._wake.wait()
-                    batch = self._next_batch()
+                    else:
+                        self._wake.wait()
+                batch = self._next_batch()
+                assert batch is not None
                 for job, _ in batch:
                     job.in_flight += 1
             self._run(batch)
+
+    def _hold_s(self) -> float:
+        """How long to hold the next call for users of the last one to come back; <= 0: go.
+
+        Users who just got their images typically send the next request within a fraction of
+        a second. Starting a call with fewer requests than the last one served would leave
+        them to wait a whole call and make a small, expensive call of the ones there now.
+        """
+        if self._closing or not self.cross_batching or self.batch_wait_s <= 0:
+            return 0.0
+        head = next(job for job in self._jobs if job.pending)
+        peers = [job for job in self._jobs if job.pending and job.key == head.key]
+        ended, served = self._last_call
+        if len(peers) >= served or sum(len(job.pending) for job in peers) >= self.max_batch_size:
+            return 0.0
+        return ended + self.batch_wait_s - time.monotonic()
 
     def _next_batch(self) -> list[tuple[Job, WorkItem]] | None:
         """Items for the next call: the oldest job's kind, one from each such job in turn."""
@@ -213,6 +239,7 @@ class Lane:
             logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), served,
                         time.monotonic() - started, "" if images else ", stopped", self.model.label)  # fmt: skip
         with self._wake:
+            self._last_call = (time.monotonic(), len(shares))
             for job, n in shares.items():
                 job.forwarded += n
             if error is not None:
@@ -234,7 +261,8 @@ class Lane:
         job.done.set()
 
     @staticmethod
-    def _save(job: Job, item: WorkItem, pixels: torch.Tensor) -> Any:
+    def _save(job: Job, item: WorkItem, decoded: torch.Tensor) -> Any:
+        pixels = decoded if decoded.dtype == torch.uint8 else to_pixels(decoded)
         return job.on_image(item, Image.fromarray(pixels.numpy()))
 
     def _forward(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> list[torch.Tensor] | None:
@@ -284,17 +312,27 @@ class Lane:
 
     @torch.no_grad()
     def _decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
-        vae, processor = self.model.pipe.vae, self.model.pipe.image_processor
+        """VAE output per image: uint8 HWC pixels on a GPU; on the CPU, the float decoder output.
+
+        On a GPU the conversion to pixels is GPU work and shrinks the copy to the CPU fourfold.
+        On the CPU it is CPU work either way, so it moves to the saver threads, off the lane.
+        """
+        vae = self.model.pipe.vae
         latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
         if self.model.device.type == "cpu":
             # Measured on the demo model: one at a time beats one batched decode on CPU.
-            decoded = torch.cat([vae.decode(z[None], return_dict=False)[0] for z in latents])
-        else:
-            decoded = vae.decode(latents, return_dict=False)[0]
-        images = processor.postprocess(decoded, output_type="pt")  # 0..1, NCHW
-        # The same rounding as diffusers' numpy_to_pil, done before the copy to the CPU.
-        pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-        return list(pixels)
+            return [vae.decode(z[None], return_dict=False)[0][0] for z in latents]
+        return list(to_pixels(vae.decode(latents, return_dict=False)[0]).cpu())
+
+
+def to_pixels(decoded: torch.Tensor) -> torch.Tensor:
+    """Decoder output in [-1, 1], CHW or NCHW, to contiguous uint8 HWC / NHWC pixels.
+
+    The same values as diffusers' postprocess then numpy_to_pil (denormalize, clamp to
+    0..1, times 255, round), in fewer passes over the data.
+    """
+    pixels = decoded.float().mul(0.5).add_(0.5).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    return pixels.movedim(-3, -1).contiguous()
 
 
 class _Watcher:

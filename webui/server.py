@@ -38,6 +38,9 @@ class PortInUseError(OSError):
 def create_app(engine: Engine, settings: Settings) -> FastAPI:
     """The ASGI app: `/healthz` plus the queued Gradio page at `/`."""
     demo = create_demo(engine)
+    # Outputs are served from where the engine wrote them, not copied into Gradio's cache
+    # once more per request (the folder is in allowed_paths below either way).
+    gr.set_static_paths([settings.output_dir])
     demo.max_threads = settings.max_threads  # read by queue() and by the app's thread limiter
     # api_open=False: the REST route of a queued event refuses direct calls, so every
     # generation waits its turn in the queue.

@@ -225,8 +225,10 @@ def _outputs(result: GenerationResult) -> tuple:
          "steps": request.steps, "file": str(i.path)}  # not "path": Gradio takes that for a FileData
         for i in result.images
     ]  # fmt: skip
-    download = None
-    if result.images:
+    download = None  # "Download all": the zip, or the PNG itself when there is only one
+    if len(result.images) == 1:
+        download = str(result.images[0].path)
+    elif result.images:
         download = str(write_zip([i.path for i in result.images], result.output_dir / "images.zip"))
     return gallery, _summary(result), details, download
 
