@@ -121,41 +121,6 @@ def test_more_waiting_requests_than_one_call_holds_all_finish(make_engine, calls
     assert calls.sizes == [1, 1, 4, 4, 2, 2]  # the held call, then 4 + 2 of the six waiting
 
 
-def test_the_next_call_waits_briefly_for_users_of_the_last_one(make_engine, calls: Calls) -> None:
-    engine = make_engine(max_batch_size=4, batch_wait_ms=3000)
-    first, gate = hold_first_call(engine, GenerationRequest(["first"], seed=0, **SMALL))
-    pair = queue_behind(engine, GenerationRequest(["user a"], seed=1, **SMALL), GenerationRequest(["user b"], seed=2, **SMALL))
-    gate.set()
-    [r.join() for r in (first, *pair)]
-    assert calls.sizes[-2:] == [2, 2]  # users a and b shared a call
-
-    # Both come back, b a moment after a: the call waits for b instead of running a alone.
-    again_a = Running(engine, GenerationRequest(["user a again"], seed=3, **SMALL))
-    time.sleep(0.3)
-    again_b = Running(engine, GenerationRequest(["user b again"], seed=4, **SMALL))
-    assert [len(r.join().images) for r in (again_a, again_b)] == [1, 1]
-    assert calls.sizes[-2:] == [2, 2]
-
-    # b leaves: a's next call waits for b once, then a alone is never held (the last call
-    # served one request and one is ready).
-    engine.generate(GenerationRequest(["user a alone"], seed=5, **SMALL))
-    started = time.monotonic()
-    engine.generate(GenerationRequest(["user a alone again"], seed=6, **SMALL))
-    engine.generate(GenerationRequest(["and again"], seed=7, **SMALL))
-    assert time.monotonic() - started < 2.5  # each would have waited 3 s
-    assert calls.sizes[-6:] == [1] * 6
-
-
-def test_a_user_who_does_not_come_back_delays_the_next_call_only_briefly(make_engine, calls: Calls) -> None:
-    engine = make_engine(max_batch_size=4, batch_wait_ms=300)
-    first, gate = hold_first_call(engine, GenerationRequest(["first"], seed=0, **SMALL))
-    pair = queue_behind(engine, GenerationRequest(["user a"], seed=1, **SMALL), GenerationRequest(["user b"], seed=2, **SMALL))
-    gate.set()
-    [r.join() for r in (first, *pair)]
-    result = engine.generate(GenerationRequest(["only a comes back"], seed=3, **SMALL))
-    assert len(result.images) == 1 and calls.sizes[-2:] == [1, 1]
-
-
 def test_with_cross_batching_off_requests_run_one_after_the_other(make_engine, calls: Calls) -> None:
     engine = make_engine(max_batch_size=4, cross_batching=False)
     first, gate = hold_first_call(engine, GenerationRequest(["long"], images_per_prompt=8, seed=1, **SMALL))

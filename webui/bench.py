@@ -7,7 +7,9 @@ Measures (1) the engine alone: N single-prompt requests one after the other, and
 prompts as one request; (2) the served app (`python -m webui`-equivalent in a subprocess, on
 loopback): U concurrent gradio_client users each sending single-prompt requests, then the N
 prompts in one box, with request latencies; (3) /healthz and page-load latency while (2)
-runs; (4) the ratios. Prints a table and writes the JSON report.
+runs; (4) the ratios. The batched engine and the served measurements alternate for R rounds
+(a shared machine's speed drifts by tens of percent within minutes) and each ratio is the
+median of its per-round values. Prints a table and writes the JSON report.
 
 `--model latency` swaps the pipeline for a stand-in that sleeps `a + b*n` seconds per call of
 n images and returns real images of the requested size: server overhead at GPU speeds,
@@ -18,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
 import os
+import re
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,8 @@ from webui.loading import LoadedModel, load_model
 from webui.settings import Settings
 
 PROMPT = "product shot {n}: a {colour} sneaker on a white seamless background, studio lighting"
+# A monitor's pace, not a load of its own: each probe loads the page and asks /healthz.
+PROBE_INTERVAL_S = 0.5
 COLOURS = ["red", "navy", "olive", "black", "white", "tan", "grey", "teal"]
 
 
@@ -93,78 +99,144 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(pick(0.5), 4), "p95": round(pick(0.95), 4), "n": len(ordered)}
 
 
-def bench_engine(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
-    prompts = [PROMPT.format(n=n, colour=COLOURS[n % 8]) for n in range(args.images)]
-    common = {"width": args.size, "height": args.size, "seed": 1}
-    engine.generate(GenerationRequest(prompts[:1], **common))  # warm-up
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time used so far by process `pid` and by this process (Linux /proc; zeros elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        other = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        other = 0.0
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return other, own.ru_utime + own.ru_stime
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def prompts_for(args: argparse.Namespace) -> list[str]:
+    return [PROMPT.format(n=n, colour=COLOURS[n % 8]) for n in range(args.images)]
+
+
+def engine_sequential(engine: Engine, args: argparse.Namespace) -> float:
+    """Images/s for N single-prompt requests, one after the other (after a warm-up)."""
+    prompts, common = prompts_for(args), {"width": args.size, "height": args.size, "seed": 1}
+    # Warm-up with a full call: the first call of each batch shape is slow on the CPU.
+    engine.generate(GenerationRequest(prompts[: engine.settings.max_batch_size], **common))
     started = time.monotonic()
     for prompt in prompts:
         engine.generate(GenerationRequest([prompt], **common))
-    sequential = time.monotonic() - started
-    started = time.monotonic()
-    engine.generate(GenerationRequest(prompts, **common))
-    batched = time.monotonic() - started
-    return {"sequential_images_per_s": args.images / sequential, "batched_images_per_s": args.images / batched}
+    return args.images / (time.monotonic() - started)
 
 
-def bench_served(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    from gradio_client import Client
+def engine_batched(engine: Engine, args: argparse.Namespace) -> dict[str, float]:
+    """Images/s for the N prompts as one request, and the CPU seconds it took."""
+    request = GenerationRequest(prompts_for(args), width=args.size, height=args.size, seed=1)
+    cpu_before, started = cpu_seconds(os.getpid())[1], time.monotonic()
+    engine.generate(request)
+    wall = time.monotonic() - started
+    return {"images_per_s": args.images / wall, "cpu_s": cpu_seconds(os.getpid())[1] - cpu_before}
 
-    common = {"images_per_prompt": 1, "seed": 1, "width": args.size, "height": args.size, "steps": 8,
-              "guidance_scale": 0.0, "api_name": "/generate"}  # fmt: skip
-    latencies: list[float] = []
-    probes: dict[str, list[float]] = {"healthz": [], "page": []}
-    stop = threading.Event()
+
+def view(result: tuple) -> None:
+    """Fetch a /generate result's gallery images, as the page does."""
+    for item in result[0]:
+        with urllib.request.urlopen(item["image"]["url"], timeout=60) as response:
+            response.read()
+
+
+class Users:
+    """The load, in its own process: U gradio_client users, then one box of N prompts."""
+
+    def __init__(self, url: str, args: argparse.Namespace, batch_size: int, server_pid: int) -> None:
+        from gradio_client import Client
+
+        self.args, self.server_pid, self.round = args, server_pid, 0
+        self.common = {"images_per_prompt": 1, "seed": 1, "width": args.size, "height": args.size, "steps": 8,
+                       "guidance_scale": 0.0, "api_name": "/generate"}  # fmt: skip
+        # Each user has the page open already (clients made before the clock starts) and, like
+        # the page, fetches the gallery's images; gradio_client would also fetch every file of
+        # the result (the zip too), which a browser does only when asked.
+        self.clients = [Client(url, verbose=False, download_files=False) for _ in range(args.users)]
+        view(self.clients[0].predict(prompts="\n".join(f"warm-up {n}" for n in range(batch_size)), **self.common))
+
+    def run_round(self) -> dict[str, Any]:
+        args, latencies = self.args, []
+        per_user = max(1, args.images // args.users)
+        self.round += 1
+
+        def user(n: int) -> None:
+            for k in range(per_user):
+                prompt = PROMPT.format(n=f"{self.round}.{n}.{k}", colour=COLOURS[n % 8])  # new text: no cache hits
+                started = time.perf_counter()
+                view(self.clients[n].predict(prompts=prompt, **self.common))
+                latencies.append(time.perf_counter() - started)
+
+        users_started, cpu_before = time.time(), cpu_seconds(self.server_pid)
+        threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        users_ended, cpu_after = time.time(), cpu_seconds(self.server_pid)
+        box = "\n".join(f"{self.round}: {prompt}" for prompt in prompts_for(args))
+        box_started = time.time()
+        view(self.clients[0].predict(prompts=box, **self.common))
+        box_ended = time.time()
+        return {
+            "users_images_per_s": per_user * args.users / (users_ended - users_started),
+            "box_images_per_s": args.images / (box_ended - box_started),
+            "latencies": latencies,
+            # Where the CPU went while the users ran: the server, and these clients.
+            "users_cpu": {"server_s": cpu_after[0] - cpu_before[0], "clients_s": cpu_after[1] - cpu_before[1],
+                          "wall_s": users_ended - users_started},  # fmt: skip
+            "windows": {"users": (users_started, users_ended), "box": (box_started, box_ended)},
+        }
+
+
+def users_main(args: argparse.Namespace, settings: Settings) -> None:
+    """The users' process: one round per line on stdin, one JSON line back each."""
+    users = Users(args.users_of, args, settings.max_batch_size, args.server_pid)
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(json.dumps(users.run_round()), flush=True)
+
+
+def start_users(args: argparse.Namespace, url: str, server_pid: int) -> subprocess.Popen:
+    """The users run at the lowest CPU priority: in real use they sit on other machines, and
+    here 8 gradio_client instances would take about as much CPU as the server itself."""
+    command = [sys.executable, "-m", "webui.bench", "--users-of", url, "--server-pid", str(server_pid),
+               "--size", str(args.size), "--images", str(args.images), "--users", str(args.users)]  # fmt: skip
+    users = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: os.nice(19))  # fmt: skip
+    assert users.stdout is not None and users.stdout.readline().strip() == "ready", "benchmark users failed"
+    return users
+
+
+def served_round(users: subprocess.Popen, url: str, probes: dict[str, list[float]]) -> dict[str, Any]:
+    """One round of load, with /healthz and the page probed (at normal priority) meanwhile."""
+    assert users.stdin is not None and users.stdout is not None
+    done = threading.Event()
 
     def probe() -> None:
-        while not stop.is_set():
+        while not done.is_set():
             for name, path in (("healthz", "healthz"), ("page", "")):
                 started = time.perf_counter()
                 with urllib.request.urlopen(url + path, timeout=10) as response:
                     response.read()
                 probes[name].append(time.perf_counter() - started)
-            time.sleep(0.1)
+            done.wait(PROBE_INTERVAL_S)
 
-    per_user = max(1, args.images // args.users)
-    # Each user has the page open already (clients made before the clock starts) and, like
-    # the page, fetches the gallery's images; gradio_client would also fetch every file of
-    # the result (the zip too), which a browser does only when asked.
-    clients = [Client(url, verbose=False, download_files=False) for _ in range(args.users)]
-
-    def user(n: int) -> None:
-        for k in range(per_user):
-            started = time.perf_counter()
-            view(clients[n].predict(prompts=PROMPT.format(n=n * 100 + k, colour=COLOURS[n % 8]), **common))
-            latencies.append(time.perf_counter() - started)
-
-    view(clients[0].predict(prompts="warm-up", **common))
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
-    windows = {"users": time.time()}
-    started = time.monotonic()
-    users = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
-    for thread in users:
-        thread.start()
-    for thread in users:
-        thread.join()
-    users_wall = time.monotonic() - started
-    windows["users"] = (windows["users"], time.time())
-    box = "\n".join(PROMPT.format(n=n, colour=COLOURS[n % 8]) for n in range(args.images))
-    started, box_started = time.monotonic(), time.time()
-    view(clients[0].predict(prompts=box, **common))
-    box_wall = time.monotonic() - started
-    windows["box"] = (box_started, time.time())
-    stop.set()
+    users.stdin.write("round\n")
+    users.stdin.flush()
+    line = users.stdout.readline()
+    done.set()
     prober.join()
-    return {
-        "users": args.users,
-        "users_images_per_s": per_user * args.users / users_wall,
-        "request_latency_s": percentiles(latencies),
-        "box_images_per_s": args.images / box_wall,
-        "healthz_latency_ms": {k: v * 1000 for k, v in percentiles(probes["healthz"]).items() if k != "n"},
-        "page_latency_ms": {k: v * 1000 for k, v in percentiles(probes["page"]).items() if k != "n"},
-        "windows": windows,
-    }
+    if not line:
+        raise RuntimeError(f"benchmark users failed (exit {users.wait()})")
+    return json.loads(line)
 
 
 CALL_LINE = re.compile(r"^(\S+ \S+) INFO webui\.lane: call of (\d+) images .* in ([\d.]+) s")
@@ -181,15 +253,8 @@ def call_stats(log: Path, start: float, end: float) -> dict[str, float]:
         if start <= ended <= end:
             sizes.append(int(match[2]))
             busy += float(match[3])
-    return {"calls": len(sizes), "images_per_call": sum(sizes) / max(1, len(sizes)),
-            "pipeline_busy_fraction": busy / (end - start)}  # fmt: skip
-
-
-def view(result: tuple) -> None:
-    """Fetch a /generate result's gallery images, as the page does."""
-    for item in result[0]:
-        with urllib.request.urlopen(item["image"]["url"], timeout=60) as response:
-            response.read()
+    return {"calls": len(sizes), "images_per_call": round(sum(sizes) / max(1, len(sizes)), 2),
+            "pipeline_busy_fraction": round(busy / (end - start), 3)}  # fmt: skip
 
 
 def serve_main(args: argparse.Namespace, settings: Settings) -> None:
@@ -219,6 +284,79 @@ def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subproce
             time.sleep(0.3)
 
 
+def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str, Any]:
+    engine = Engine(build_model(args, settings), settings)
+    report: dict[str, Any] = {"model": engine.model.source, "size": args.size, "images": args.images,
+                              "users": args.users, "rounds": args.rounds, "max_batch_size": settings.max_batch_size,
+                              "cross_batching": settings.cross_batching, "cores": os.cpu_count()}  # fmt: skip
+    say("engine: one request per prompt")
+    sequential = engine_sequential(engine, args)
+    url = f"http://127.0.0.1:{args.port}/"
+    say("starting the server and the users")
+    server = start_server(args, args.port, workdir)
+    batched, served, probes = [], [], {"healthz": [], "page": []}
+    try:
+        users = start_users(args, url, server.pid)
+        for n in range(1, args.rounds + 1):  # side by side: engine, then served, in each round
+            say(f"round {n} of {args.rounds}: engine, then served")
+            batched.append(engine_batched(engine, args))
+            served.append(served_round(users, url, probes))
+        users.stdin.close()  # type: ignore[union-attr]
+        users.wait(60)
+    finally:
+        engine.close()
+        server.terminate()
+        server.wait(30)
+    if args.server_log:
+        shutil.copyfile(workdir / "server.log", args.server_log)
+    log = workdir / "server.log"
+    report["engine"] = {
+        "sequential_images_per_s": sequential,
+        "batched_images_per_s": [b["images_per_s"] for b in batched],
+        "batched_cpu_s": [b["cpu_s"] for b in batched],
+    }
+    if args.model == "latency":
+        report["engine"]["simulated_gpu_busy_s"] = engine.model.pipe.busy_s  # type: ignore[attr-defined]
+    report["served"] = {
+        "users_images_per_s": [r["users_images_per_s"] for r in served],
+        "box_images_per_s": [r["box_images_per_s"] for r in served],
+        "users_cpu": [r["users_cpu"] for r in served],
+        "users_calls": [call_stats(log, *r["windows"]["users"]) for r in served],
+        "box_calls": [call_stats(log, *r["windows"]["box"]) for r in served],
+        "request_latency_s": percentiles([x for r in served for x in r["latencies"]]),
+        "healthz_latency_ms": {k: round(v * 1000, 1) for k, v in percentiles(probes["healthz"]).items() if k != "n"},
+        "page_latency_ms": {k: round(v * 1000, 1) for k, v in percentiles(probes["page"]).items() if k != "n"},
+    }
+    per_round = {
+        "served_users_vs_engine_batched": [r["users_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched)],
+        "served_box_vs_engine_batched": [r["box_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched)],
+        "engine_batched_vs_sequential": [b["images_per_s"] / sequential for b in batched],
+    }
+    if args.model == "latency":
+        per_round["served_users_vs_1_over_b"] = [r["users_images_per_s"] * args.b for r in served]
+        per_round["served_users_vs_8_over_a_plus_8b"] = [r["users_images_per_s"] * (args.a + 8 * args.b) / 8
+                                                         for r in served]  # fmt: skip
+    report["ratios"] = {name: {"median": statistics.median(values), "per_round": values}
+                        for name, values in per_round.items()}  # fmt: skip
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    engine, served = report["engine"], report["served"]
+    rows = [("engine, one request per prompt", [engine["sequential_images_per_s"]]),
+            ("engine, one request with all prompts", engine["batched_images_per_s"]),
+            (f"served, {report['users']} users x single prompts", served["users_images_per_s"]),
+            ("served, all prompts in one box", served["box_images_per_s"])]  # fmt: skip
+    print(f"\n{'images/s':<42}{'median':>8}   per round")
+    for name, rates in rows:
+        print(f"{name:<42}{statistics.median(rates):>8.3f}   {' '.join(f'{r:.3f}' for r in rates)}")
+    latency, healthz, page = served["request_latency_s"], served["healthz_latency_ms"], served["page_latency_ms"]
+    print(f"request latency p50/p95 s: {latency['p50']}/{latency['p95']}; /healthz p50/p95 ms: "
+          f"{healthz['p50']}/{healthz['p95']}; page p50/p95 ms: {page['p50']}/{page['p95']}")  # fmt: skip
+    for name, ratio in report["ratios"].items():
+        print(f"{name}: {ratio['median']:.3f}   ({' '.join(f'{r:.3f}' for r in ratio['per_round'])})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webui.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["demo", "latency"], default="demo")
@@ -227,62 +365,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="width and height (default 256)")
     parser.add_argument("--images", type=int, default=32, help="images per measurement (default 32)")
     parser.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of engine and served runs (default 3)")
     parser.add_argument("--port", type=int, default=7899)
     parser.add_argument("--json", type=Path, default=Path("bench-report.json"))
     parser.add_argument("--server-log", type=Path, help="keep the benchmark server's log here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--users-of", help=argparse.SUPPRESS)  # the users' process: the server URL
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = Settings.from_sources([], os.environ)
+    if args.users_of:
+        users_main(args, settings)
+        return 0
+    if args.serve:
+        serve_main(args, replace(settings, output_dir=Path(os.environ["ZIMAGE_OUTPUT_DIR"])))
+        return 0
     with tempfile.TemporaryDirectory(prefix="zimage-bench-") as tmp:
         workdir = Path(tmp)
-        settings = Settings.from_sources([], os.environ)
-        settings = replace(settings, output_dir=workdir / "engine", min_size=32).validate()
-        if args.serve:
-            serve_main(args, replace(settings, output_dir=Path(os.environ["ZIMAGE_OUTPUT_DIR"])))
-            return 0
-        engine = Engine(build_model(args, settings), settings)
-        report: dict[str, Any] = {"model": engine.model.source, "size": args.size, "images": args.images,
-                                  "max_batch_size": settings.max_batch_size,
-                                  "cross_batching": settings.cross_batching}  # fmt: skip
-        report["engine"] = bench_engine(engine, args)
-        if args.model == "latency":
-            report["engine"]["simulated_gpu_busy_s"] = engine.model.pipe.busy_s  # type: ignore[attr-defined]
-        engine.close()
-        server = start_server(args, args.port, workdir)
-        try:
-            report["served"] = bench_served(f"http://127.0.0.1:{args.port}/", args)
-        finally:
-            server.terminate()
-            server.wait(30)
-        windows = report["served"].pop("windows", {})
-        for name, (start, end) in windows.items():
-            report["served"][f"{name}_calls"] = call_stats(workdir / "server.log", start, end)
-        if args.server_log:
-            shutil.copyfile(workdir / "server.log", args.server_log)
-    engine_rate = report["engine"]["batched_images_per_s"]
-    served = report["served"]
-    report["ratios"] = {
-        "served_users_vs_engine_batched": served["users_images_per_s"] / engine_rate,
-        "served_box_vs_engine_batched": served["box_images_per_s"] / engine_rate,
-        "engine_batched_vs_sequential": engine_rate / report["engine"]["sequential_images_per_s"],
-    }
-    if args.model == "latency":
-        report["ratios"]["served_users_vs_1_over_b"] = served["users_images_per_s"] * args.b
-        report["ratios"]["served_users_vs_8_over_a_plus_8b"] = served["users_images_per_s"] * (args.a + 8 * args.b) / 8
+        report = run(args, replace(settings, output_dir=workdir / "engine", min_size=32).validate(), workdir)
     args.json.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    rows = [("engine, one request per prompt", report["engine"]["sequential_images_per_s"]),
-            ("engine, one request with all prompts", engine_rate),
-            (f"served, {args.users} users x single prompts", served["users_images_per_s"]),
-            ("served, all prompts in one box", served["box_images_per_s"])]  # fmt: skip
-    print(f"\n{'measurement':<42}{'images/s':>10}")
-    for name, rate in rows:
-        print(f"{name:<42}{rate:>10.3f}")
-    print(f"request latency p50/p95 s: {served['request_latency_s']['p50']}/{served['request_latency_s']['p95']}; "
-          f"/healthz p50/p95 ms: {served['healthz_latency_ms']['p50']:.1f}/{served['healthz_latency_ms']['p95']:.1f}; "
-          f"page p50/p95 ms: {served['page_latency_ms']['p50']:.1f}/{served['page_latency_ms']['p95']:.1f}")  # fmt: skip
-    for name, value in report["ratios"].items():
-        print(f"{name}: {value:.3f}")
+    print_table(report)
+    print(f"report: {args.json}")
     return 0
 
 

@@ -102,8 +102,7 @@ class Engine:
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.model = model
         self.settings = settings
-        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend,
-                         settings.batch_wait_ms / 1000)  # fmt: skip
+        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend)
         self._closing = threading.Event()
         self._active = 0  # requests inside generate(), guarded by _count_lock
         self._count_lock = threading.Lock()

@@ -113,12 +113,10 @@ class Lane:
     """Runs every pipeline call of an engine, one at a time, on one worker thread."""
 
     def __init__(self, model: LoadedModel, max_batch_size: int, cross_batching: bool,
-                 attention_backend: str, batch_wait_s: float = 0.0) -> None:  # fmt: skip
+                 attention_backend: str) -> None:  # fmt: skip
         self.model = model
         self.max_batch_size = max_batch_size
         self.cross_batching = cross_batching
-        self.batch_wait_s = batch_wait_s
-        self._last_call = (0.0, 0)  # when the last call ended (monotonic), how many jobs it served
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
         self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
         self._wake = threading.Condition()
@@ -163,37 +161,15 @@ class Lane:
     def _work(self) -> None:
         while True:
             with self._wake:
-                while True:
-                    if any(job.pending for job in self._jobs):
-                        hold = self._hold_s()
-                        if hold <= 0:
-                            break
-                        self._wake.wait(hold)
-                    elif self._closing:
-                        return
-                    else:
-                        self._wake.wait()
                 batch = self._next_batch()
-                assert batch is not None
+                while batch is None:
+                    if self._closing:
+                        return
+                    self._wake.wait()
+                    batch = self._next_batch()
                 for job, _ in batch:
                     job.in_flight += 1
             self._run(batch)
-
-    def _hold_s(self) -> float:
-        """How long to hold the next call for users of the last one to come back; <= 0: go.
-
-        Users who just got their images typically send the next request within a fraction of
-        a second. Starting a call with fewer requests than the last one served would leave
-        them to wait a whole call and make a small, expensive call of the ones there now.
-        """
-        if self._closing or not self.cross_batching or self.batch_wait_s <= 0:
-            return 0.0
-        head = next(job for job in self._jobs if job.pending)
-        peers = [job for job in self._jobs if job.pending and job.key == head.key]
-        ended, served = self._last_call
-        if len(peers) >= served or sum(len(job.pending) for job in peers) >= self.max_batch_size:
-            return 0.0
-        return ended + self.batch_wait_s - time.monotonic()
 
     def _next_batch(self) -> list[tuple[Job, WorkItem]] | None:
         """Items for the next call: the oldest job's kind, one from each such job in turn."""
@@ -239,7 +215,6 @@ class Lane:
             logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), served,
                         time.monotonic() - started, "" if images else ", stopped", self.model.label)  # fmt: skip
         with self._wake:
-            self._last_call = (time.monotonic(), len(shares))
             for job, n in shares.items():
                 job.forwarded += n
             if error is not None:

@@ -81,11 +81,6 @@ class Settings:
         True, "Pack images of different users' requests with the same size, steps and guidance "
         "into shared pipeline calls. Off: requests run strictly one after the other."
     )
-    batch_wait_ms: int = _setting(
-        100, "With cross batching: how long after a call the GPU may wait for the users whose "
-        "images were in it to send their next request, so that the next call is fuller. Waits "
-        "only while fewer requests are ready than the last call served; 0: never wait."
-    )
     max_prompts: int = _setting(100, "Most prompts in one request.")
     max_images: int = _setting(200, "Most images in one request (prompts x images per prompt).")
     max_prompt_tokens: int = _setting(
@@ -133,8 +128,6 @@ class Settings:
                      "queue_size", "max_threads"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
-        if self.batch_wait_ms < 0:
-            raise SettingsError(f"{_names('batch_wait_ms')} must be 0 or more (got {self.batch_wait_ms}).")
         if self.max_prompt_tokens > MODEL_MAX_TOKENS:
             raise SettingsError(
                 f"{_names('max_prompt_tokens')} must be at most {MODEL_MAX_TOKENS}, the model's "
