@@ -7,9 +7,9 @@ arrives behind a long one gets into the very next call. Every image has its own 
 so its pixels do not depend on the company it ran in.
 
 Around the transformer, the worker does only what must be serial: prompts are encoded once
-per unique text (with a small cache for repeats), latents are decoded by us (one image at a
-time on CPU, where that is faster), and the conversion to PIL, PNG encoding and saving run on
-saver threads while the next call is already running.
+per unique text (with a small cache for repeats) and latents are decoded by us (on a GPU
+straight to uint8 pixels; on the CPU one image at a time, where that is faster). The rest
+(pixels on the CPU, PNG encoding, saving) runs on saver threads while the next call runs.
 """
 
 from __future__ import annotations
