@@ -188,14 +188,22 @@ class Users:
             "box_images_per_s": args.images / (box_ended - box_started),
             "latencies": latencies,
             # Where the CPU went while the users ran: the server, and these clients.
-            "users_cpu": {"server_s": cpu_after[0] - cpu_before[0], "clients_s": cpu_after[1] - cpu_before[1],
-                          "wall_s": users_ended - users_started},  # fmt: skip
+            "users_cpu": {
+                "server_s": cpu_after[0] - cpu_before[0],
+                "clients_s": cpu_after[1] - cpu_before[1],
+                "wall_s": users_ended - users_started,
+            },
             "windows": {"users": (users_started, users_ended), "box": (box_started, box_ended)},
         }
 
 
 def users_main(args: argparse.Namespace, settings: Settings) -> None:
-    """The users' process: one round per line on stdin, one JSON line back each."""
+    """The users' process: one round per line on stdin, one JSON line back each.
+
+    It runs at the lowest CPU priority: in real use users sit on other machines, and here 8
+    gradio_client instances would take about as much CPU as the server itself.
+    """
+    os.nice(19)
     users = Users(args.users_of, args, settings.max_batch_size, args.server_pid)
     print("ready", flush=True)
     for _ in sys.stdin:
@@ -203,12 +211,9 @@ def users_main(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def start_users(args: argparse.Namespace, url: str, server_pid: int) -> subprocess.Popen:
-    """The users run at the lowest CPU priority: in real use they sit on other machines, and
-    here 8 gradio_client instances would take about as much CPU as the server itself."""
     command = [sys.executable, "-m", "webui.bench", "--users-of", url, "--server-pid", str(server_pid),
                "--size", str(args.size), "--images", str(args.images), "--users", str(args.users)]  # fmt: skip
-    users = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: os.nice(19))  # fmt: skip
+    users = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert users.stdout is not None and users.stdout.readline().strip() == "ready", "benchmark users failed"
     return users
 
