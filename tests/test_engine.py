@@ -259,6 +259,11 @@ LONG = "studio product photo " * 200
         ({"seed": -2}, "Seed must be -1 (random) or a whole number from 0"),
         ({"seed": 2**64}, "Seed must be -1 (random) or a whole number from 0"),
         ({"guidance_scale": 2.0, "negative_prompt": LONG}, "The negative prompt is"),
+        ({"prompts": ["x" * 100_000]}, "Prompt 1 is 100,000 characters long; the limit is 16,384 characters"),
+        ({"prompts": ["ok", "a red\x00sneaker"]}, "Prompt 2 contains a control character or non-text byte (U+0000 at character 6)"),
+        ({"prompts": ["bell\x07"]}, "Prompt 1 contains a control character or non-text byte (U+0007"),
+        ({"prompts": ["bytes \ufffd\ufffd"]}, "Prompt 1 contains a control character or non-text byte (U+FFFD"),
+        ({"prompts": ["lone \ud800"]}, "Prompt 1 contains a control character or non-text byte (U+D800"),
     ],
 )
 def test_bad_requests_fail_before_any_work(
@@ -269,6 +274,10 @@ def test_bad_requests_fail_before_any_work(
     with pytest.raises(RequestError, match="^" + re.escape(message)):
         engine.generate(GenerationRequest(**fields))
     assert forwards == [] and encoder_calls == []
+
+
+def test_tabs_accents_and_emoji_are_plain_text(engine: Engine) -> None:
+    engine.validate(GenerationRequest(["caf\u00e9\tcr\u00e8me, \u2764\ufe0f, \U0001f45f \u5496\u5561"], **SMALL))
 
 
 def test_the_token_limit_counts_the_chat_template(make_engine) -> None:

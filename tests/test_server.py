@@ -94,6 +94,40 @@ def test_the_gallery_serves_the_saved_pngs_themselves(server: Server) -> None:
         assert response.read() == Path(info["file"]).read_bytes()
 
 
+NORMAL = dict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, height=64, steps=2,
+              guidance_scale=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prompts": "x" * 100_000}, "Prompt 1 is 100,000 characters long; the limit is 16,384 characters"),
+        ({"prompts": "\n".join(f"shoe {n}" for n in range(500))}, "Too many prompts: 500 (the limit is 100"),
+        ({"images_per_prompt": 10_000}, "Value 10000 is greater than maximum value 16"),
+        ({"prompts": "\n".join(f"shoe {n}" for n in range(100)), "images_per_prompt": 16},
+         "Too many images: 100 prompts x 16 = 1600 (the limit is 200"),
+        ({"width": 1000}, "Width must be a multiple of 16 (got 1000; try 992 or 1008)"),
+        ({"width": 8192}, "Value 8192 is greater than maximum value 2048"),
+        ({"height": 0}, "Value 0 is less than minimum value 32"),
+        ({"height": -64}, "Value -64 is less than minimum value 32"),
+        ({"steps": 500}, "Value 500 is greater than maximum value 50"),
+        ({"seed": 2**70}, "Seed must be -1 (random) or a whole number from 0"),
+        ({"prompts": "a red\x07sneaker"}, "Prompt 1 contains a control character or non-text byte (U+0007"),
+        ({"prompts": "a red \ufffd\ufffd sneaker"}, "Prompt 1 contains a control character or non-text byte"),
+        ({"prompts": "shoe\n" * 400_000}, "The prompt box holds 2,000,000 characters; the limit is 1,638,500"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_clear_error_before_any_work_and_the_next_request_runs(
+    server: Server, changes: dict, message: str
+) -> None:
+    before = pngs(server.output_dir)
+    with pytest.raises(Exception, match=re.escape(message)):
+        client(server).predict(**{**NORMAL, **changes}, api_name="/generate")
+    assert pngs(server.output_dir) == before  # nothing made
+    gallery, *_ = client(server).predict(**NORMAL, api_name="/generate")
+    assert len(gallery) == 1
+
+
 def test_the_readme_client_example_runs_as_written(server: Server) -> None:
     [example] = [b for b in readme_code_blocks("python") if "gradio_client" in b]
     assert "http://127.0.0.1:7860/" in example

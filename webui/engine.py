@@ -14,6 +14,7 @@ import math
 import secrets
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -32,6 +33,7 @@ from webui.settings import (
     DEFAULT_SIZE,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
+    MAX_PROMPT_CHARS,
     MAX_SEED,
     MODEL_MAX_TOKENS,
     RANDOM_SEED_RANGE,
@@ -186,6 +188,17 @@ class Engine:
                 raise RequestError(f"{name} must be text (got {type(text).__name__}).")
             if name.startswith("Prompt") and not text.strip():
                 raise RequestError(f"{name} is empty.")
+            if len(text) > MAX_PROMPT_CHARS:
+                raise RequestError(
+                    f"{name} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
+                    f"characters (and {limit} tokens)."
+                )
+            bad = next((c for c in text if _is_control(c)), None)
+            if bad is not None:
+                raise RequestError(
+                    f"{name} contains a control character or non-text byte (U+{ord(bad):04X} at "
+                    f"character {text.index(bad) + 1}); prompts must be plain text."
+                )
             if text not in counts:
                 counts[text] = self.count_tokens(text)
             tokens = counts[text]
@@ -308,6 +321,12 @@ class Engine:
             parameters["negative_prompt"] = request.negative_prompt
         path = save_png(image, folder, image_stem(item.index + 1, item.prompt, item.seed), parameters)
         return GeneratedImage(image, item.index, item.prompt_index, item.variant, item.prompt, item.seed, path)
+
+
+def _is_control(char: str) -> bool:
+    """Control characters (tab aside), lone surrogates, and U+FFFD, which stands in for bytes
+    that were not valid UTF-8."""
+    return char != "\t" and (unicodedata.category(char) in ("Cc", "Cs") or char == "\ufffd")
 
 
 def _check_int(name: str, value: Any, low: int, high: int, also: str = "") -> None:

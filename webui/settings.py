@@ -28,6 +28,9 @@ DEFAULT_SIZE = 1024
 SIZE_MULTIPLE = 16  # VAE 8x downsampling times the transformer's 2x2 patches
 MODEL_MAX_TOKENS = 512  # the pipeline truncates prompts beyond this, after the chat template
 MAX_GUIDANCE = 20.0
+# Longest prompt in characters, checked before tokenizing (32 per token of the model's limit):
+# no real 512-token prompt is longer, and text sent to tie the server up is refused unread.
+MAX_PROMPT_CHARS = 32 * MODEL_MAX_TOKENS
 MAX_SEED = 2**53 - 1  # largest integer a browser's JSON number holds exactly
 RANDOM_SEED_RANGE = 2**32  # seed -1 draws a base seed below this: short enough to read back
 

@@ -22,6 +22,7 @@ from webui.settings import (
     DEFAULT_SIZE,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
+    MAX_PROMPT_CHARS,
     SIZE_MULTIPLE,
     Settings,
 )
@@ -129,6 +130,12 @@ def create_demo(engine: Engine) -> gr.Blocks:
             request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
         ) -> tuple:  # fmt: skip
             """Generate images for every prompt (one per line) and return them with their seeds."""
+            # Gradio does not hold a textbox to any length on the server: check before parsing.
+            box_limit = settings.max_prompts * (MAX_PROMPT_CHARS + 1)
+            for name, text, most in (("The prompt box", prompts, box_limit),
+                                     ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS)):  # fmt: skip
+                if len(text or "") > most:
+                    raise gr.Error(f"{name} holds {len(text):,} characters; the limit is {most:,}.")
             try:
                 job = GenerationRequest(
                     prompts=parse_prompts(prompts or ""),
