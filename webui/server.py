@@ -10,7 +10,6 @@ stay on disk, and uvicorn closes the remaining connections.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from webui.engine import Engine
 from webui.settings import Settings, env_name
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds uvicorn waits for open connections after SIGTERM; below Supervisor's stopwaitsecs.
 SHUTDOWN_GRACE_S = 10
+# Largest upload Gradio accepts: the page takes none yet; prompt lists will need little.
+MAX_UPLOAD = "2mb"
 
 
 class PortInUseError(OSError):
@@ -46,6 +48,9 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
     # generation waits its turn in the queue.
     demo.queue(max_size=settings.queue_size, api_open=False, default_concurrency_limit=1)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
+    # let any web page call the API once the server listens beyond localhost.
+    app.add_middleware(CORSMiddleware, allow_origins=[])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -71,6 +76,7 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
         server_port=settings.port,
         auth=auth,
         allowed_paths=[str(settings.output_dir)],
+        max_file_size=MAX_UPLOAD,
         show_error=True,
         ssr_mode=False,
         enable_monitoring=False,
@@ -95,11 +101,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def warn_if_exposed(settings: Settings) -> None:
-    try:
-        loopback = ipaddress.ip_address(settings.host).is_loopback
-    except ValueError:
-        loopback = settings.host == "localhost"
-    if not loopback and not settings.auth_user:
+    if settings.exposed_without_login:
         logger.warning(
             "Listening on %s without a login: anyone who can reach port %d can generate images. "
             "Set %s and %s to require one.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,15 @@ class Settings:
     auth_password: str = _setting(
         "", "Password for the login page. Prefer the environment: flags show up in `ps`."
     )
+
+    @property
+    def exposed_without_login(self) -> bool:
+        """Listening beyond loopback with no login: anyone who reaches the port can generate."""
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        return not loopback and not self.auth_user
 
     @classmethod
     def from_sources(

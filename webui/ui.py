@@ -45,6 +45,11 @@ DEMO_BANNER = (
     "Set `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` on a GPU machine for real images."
 )
 
+EXPOSED_BANNER = (
+    "**Open to the network without a login.** This server listens on {host}: anyone who can "
+    "reach it can generate images. An admin can set ZIMAGE_AUTH_USER and ZIMAGE_AUTH_PASSWORD."
+)
+
 
 class _RunningRequests:
     """The cancel flag of each browser session's running request, for the Stop button."""
@@ -81,6 +86,8 @@ def create_demo(engine: Engine) -> gr.Blocks:
         gr.Markdown(f"## Z-Image-Turbo &nbsp; <small>{engine.model.label}</small>")
         if engine.model.is_demo:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
+        if settings.exposed_without_login:
+            gr.Markdown(EXPOSED_BANNER.format(host=settings.host), elem_id="exposed-banner")
         prompts = gr.Textbox(
             label="Prompts: one per line (blank lines and lines starting with # are skipped)",
             lines=6,
