@@ -105,3 +105,18 @@ def test_the_page_warns_when_open_to_the_network_without_a_login(
     exposed = dataclasses.replace(settings, host=host, auth_user=user, auth_password=user and "secret")
     config = str(create_demo(Engine(demo_model, exposed.validate())).get_config_file())
     assert ("Open to the network without a login" in config) is warned
+
+
+def test_an_output_folder_that_cannot_be_written_gives_a_clear_error_and_the_server_keeps_answering(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")  # unwritable even for root
+    with running_server(tmp_path, cache_dir, output_dir=str(blocker / "outputs")) as broken:
+        user = Client(broken.url, verbose=False)
+        for _ in range(2):  # and again: the failure leaves nothing stuck
+            with pytest.raises(Exception, match="Could not save the images: Not a directory .* is writable and has free space"):
+                user.predict(prompts="a teal kettle", images_per_prompt=2, seed=1, width=64, height=64, steps=2,
+                             guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        code, _ = status(broken.url + "healthz")
+        assert code == 200 and status(broken.url)[0] == 200

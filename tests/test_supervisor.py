@@ -97,6 +97,16 @@ def test_launch_restart_mid_batch_and_stop(project: tuple[Path, dict[str, str], 
                                                height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
     assert len(again[0]) == 1
 
+    # kill -9 of the app: Supervisor starts a new one; nothing of the old one is left.
+    [app] = supervisord.children()
+    app.kill()
+    app.wait(10)
+    wait_for(lambda: healthy(url), 120, "the app to come back after kill -9")
+    [new_app] = supervisord.children()
+    assert new_app.pid != app.pid and not app.is_running()
+    assert sorted(p.pid for p in processes_of(copy)) == sorted([supervisord.pid, new_app.pid])
+    assert "exited: webui (terminated by SIGKILL" in (copy / "logs" / "supervisord.log").read_text()
+
     stopped = run(copy, env, "./launch.sh", "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not supervisord.is_running()

@@ -282,6 +282,13 @@ class Engine:
         futures.wait(list(job.saves))
         if job.error is not None:
             raise job.error
+        unsaved = next((f.exception() for f in job.saves if isinstance(f.exception(), OSError)), None)
+        if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine
+            logger.error("request %s: could not save images in %s: %s", request_id, folder, unsaved)
+            raise RequestError(
+                f"Could not save the images: {unsaved.strerror or unsaved} ({unsaved.filename or folder}). "
+                f"An admin should check that {self.settings.output_dir} is writable and has free space."
+            )
         images = sorted((f.result() for f in job.saves), key=lambda image: image.index)
         cancelled = len(images) < len(items)
 
