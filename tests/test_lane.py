@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+import torch
 
-from webui.engine import Engine, GenerationRequest, GenerationResult, Progress
+from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
 from webui.loading import LoadedModel
 
 SMALL = {"width": 32, "height": 32, "steps": 2}
@@ -195,3 +196,44 @@ def test_prompts_are_encoded_once_and_repeats_come_from_the_cache(demo_model: Lo
         assert encoded == [2, 1]  # only the new text
     finally:
         handle.remove()
+
+
+def test_out_of_memory_retries_in_smaller_calls_with_unchanged_pixels(
+    demo_model: LoadedModel, make_engine, calls: Calls
+) -> None:
+    engine = make_engine(max_batch_size=4)
+    request = GenerationRequest(["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=7, **SMALL)
+    alone = engine.generate(request)
+
+    def too_big(module, args) -> None:
+        if len(args[0]) > 2:  # a forward of more than two images runs out of memory
+            raise torch.OutOfMemoryError("injected: out of memory")
+
+    handle = demo_model.pipe.transformer.register_forward_pre_hook(too_big)
+    try:
+        calls.sizes.clear()
+        result = engine.generate(request)
+    finally:
+        handle.remove()
+    assert [i.seed for i in result.images] == [i.seed for i in alone.images] == list(range(7, 13))
+    assert calls.sizes and max(calls.sizes) <= 2  # every forward that ran held at most two images
+    for n in range(6):
+        assert np.abs(pixels(result, n) - pixels(alone, n)).max() <= 2
+    assert engine.lane.call_limit == 4  # back to full calls once idle
+
+
+def test_out_of_memory_for_one_image_fails_the_request_with_advice_and_the_next_runs(
+    demo_model: LoadedModel, make_engine
+) -> None:
+    engine = make_engine(max_batch_size=4)
+
+    def always(module, args) -> None:
+        raise torch.OutOfMemoryError("injected: out of memory")
+
+    handle = demo_model.pipe.transformer.register_forward_pre_hook(always)
+    try:
+        with pytest.raises(RequestError, match="Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"):
+            engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=1, **SMALL))
+    finally:
+        handle.remove()
+    assert len(engine.generate(GenerationRequest(["a red sneaker"], seed=1, **SMALL)).images) == 1

@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from webui.lane import CAPTION_MULTIPLE, Job, Lane, Progress, WorkItem
+from webui.lane import CAPTION_MULTIPLE, Job, Lane, OutOfMemory, Progress, WorkItem
 from webui.loading import LoadedModel
 from webui.outputs import image_stem, request_dir, save_png
 from webui.settings import (
@@ -280,6 +280,8 @@ class Engine:
                 self.lane.withdraw(job)  # its images in a running call are dropped
                 break
         futures.wait(list(job.saves))
+        if isinstance(job.error, OutOfMemory):
+            raise RequestError(str(job.error)) from job.error
         if job.error is not None:
             raise job.error
         unsaved = next((f.exception() for f in job.saves if isinstance(f.exception(), OSError)), None)

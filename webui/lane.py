@@ -15,6 +15,7 @@ straight to uint8 pixels; on the CPU one image at a time, where that is faster).
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import os
 import threading
@@ -116,6 +117,7 @@ class Lane:
                  attention_backend: str) -> None:  # fmt: skip
         self.model = model
         self.max_batch_size = max_batch_size
+        self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
         self.cross_batching = cross_batching
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
         self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
@@ -179,10 +181,10 @@ class Lane:
         peers = [j for j in self._jobs if j.pending and j.key == head.key] if self.cross_batching else [head]
         bucket = head.pending[0].caption_bucket
         batch: list[tuple[Job, WorkItem]] = []
-        while len(batch) < self.max_batch_size:
+        while len(batch) < self.call_limit:
             took = False
             for job in peers:
-                if len(batch) == self.max_batch_size:
+                if len(batch) == self.call_limit:
                     break  # before taking: an item taken must go into the call
                 item = self._take(job, bucket)
                 if item is not None:
@@ -206,6 +208,18 @@ class Lane:
         started = time.monotonic()
         try:
             images = self._forward(batch, shares)
+        except (torch.OutOfMemoryError, MemoryError):
+            if len(batch) > 1:
+                self._retry_smaller(batch, shares)
+                return
+            first = batch[0][0]
+            images, error = None, OutOfMemory(
+                f"Out of memory even for one {first.width}x{first.height} image (calls were cut down "
+                f"from {self.max_batch_size} images). Lower the size, or an admin can lower "
+                f"ZIMAGE_MAX_BATCH_SIZE or free memory on the device."
+            )
+            logger.error("Out of memory in a call of one image (%s)", first.request_id)
+            release_memory(self.model.device)
         except Exception as exc:  # the calling requests report it; the lane keeps serving
             logger.exception("Pipeline call for %d images failed", len(batch))
             images, error = None, exc
@@ -229,10 +243,27 @@ class Lane:
                 if job.in_flight == 0 and (not job.pending or job.stopped or job.error):
                     self._retire(job)
 
+    def _retry_smaller(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> None:
+        """After an out-of-memory error: the items go back, and calls hold half as many."""
+        with self._wake:
+            self.call_limit = max(1, len(batch) // 2)
+            for job, item in reversed(batch):
+                if not job.stopped:
+                    job.pending.appendleft(item)
+            for job, n in shares.items():
+                job.in_flight -= n
+                if job.in_flight == 0 and not job.pending:
+                    self._retire(job)
+        logger.warning("Out of memory in a call of %d images; retrying in calls of at most %d",
+                       len(batch), self.call_limit)  # fmt: skip
+        release_memory(self.model.device)
+
     def _retire(self, job: Job) -> None:
         """No call will include `job` again; its saves may still be running."""
         if job in self._jobs:
             self._jobs.remove(job)
+        if not self._jobs:
+            self.call_limit = self.max_batch_size  # idle: memory pressure may have passed
         job.done.set()
 
     @staticmethod
@@ -298,6 +329,16 @@ class Lane:
             # Measured on the demo model: one at a time beats one batched decode on CPU.
             return [vae.decode(z[None], return_dict=False)[0][0] for z in latents]
         return list(to_pixels(vae.decode(latents, return_dict=False)[0]).cpu())
+
+
+class OutOfMemory(RuntimeError):
+    """Even a call of one image ran out of memory; the message says what to lower."""
+
+
+def release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def to_pixels(decoded: torch.Tensor) -> torch.Tensor:
