@@ -304,3 +304,23 @@ def test_every_engine_log_line_names_the_demo_model(engine: Engine, caplog: pyte
     assert len(lines) == 4  # request, two pipeline calls, done
     assert all("demo model" in line and result.request_id in line for line in lines)
     assert "seeds 9..14" in lines[0]
+
+
+def test_an_image_that_comes_out_black_or_nan_is_reported_and_not_saved(demo_model, engine: Engine) -> None:
+    from webui.ui import _summary
+
+    decodes: list[int] = []
+
+    def nan_for_the_second(module, args, output):  # the CPU decodes one image at a time
+        decodes.append(1)
+        return output * float("nan") if len(decodes) == 2 else output
+
+    handle = demo_model.pipe.vae.decoder.register_forward_hook(nan_for_the_second)
+    try:
+        result = engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=20, steps=2, **SMALL))
+    finally:
+        handle.remove()
+    assert [i.seed for i in result.images] == [20, 22] and result.black_seeds == (21,)
+    assert not result.cancelled
+    assert sorted(p.name for p in result.output_dir.glob("*.png")) == sorted(i.path.name for i in result.images)
+    assert "1 image came out black and was not saved (seed 21)" in _summary(result)

@@ -92,6 +92,7 @@ class GenerationResult:
     model_label: str
     is_demo: bool
     output_dir: Path
+    black_seeds: tuple[int, ...] = ()  # images that came out black (NaN): not saved, not in images
 
     @property
     def base_seed(self) -> int:
@@ -291,8 +292,9 @@ class Engine:
                 f"Could not save the images: {unsaved.strerror or unsaved} ({unsaved.filename or folder}). "
                 f"An admin should check that {self.settings.output_dir} is writable and has free space."
             )
-        images = sorted((f.result() for f in job.saves), key=lambda image: image.index)
-        cancelled = len(images) < len(items)
+        made = [image for image in (f.result() for f in job.saves) if image is not None]
+        images = sorted(made, key=lambda image: image.index)
+        cancelled = job.stopped and len(images) + len(job.black) < len(items)
 
         elapsed = time.monotonic() - started
         logger.info(
@@ -309,6 +311,7 @@ class Engine:
             model_label=label,
             is_demo=self.model.is_demo,
             output_dir=folder,
+            black_seeds=tuple(sorted(job.black)),
         )
 
     def _save(

@@ -91,6 +91,7 @@ class Job:
     in_flight: int = field(default=0, init=False)
     saves: list[Future] = field(default_factory=list, init=False)
     error: BaseException | None = field(default=None, init=False)
+    black: list[int] = field(default_factory=list, init=False)  # seeds of all-black images
     done: threading.Event = field(default_factory=threading.Event, init=False)  # no more calls
     # The submitting thread's context variables (Gradio finds its event through them), so that
     # on_step, called on the lane's thread, behaves as if called by the submitter.
@@ -268,7 +269,13 @@ class Lane:
 
     @staticmethod
     def _save(job: Job, item: WorkItem, decoded: torch.Tensor) -> Any:
+        """The image's on_image result, or None for an all-black image, which is not saved."""
         pixels = decoded if decoded.dtype == torch.uint8 else to_pixels(decoded)
+        if not pixels.any():  # NaN in the model's output also ends up as 0 here
+            logger.warning("request %s: image %d (seed %d) came out black; not saved",
+                           job.request_id, item.index + 1, item.seed)  # fmt: skip
+            job.black.append(item.seed)
+            return None
         return job.on_image(item, Image.fromarray(pixels.numpy()))
 
     def _forward(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> list[torch.Tensor] | None:

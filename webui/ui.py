@@ -253,7 +253,12 @@ def _summary(result: GenerationResult) -> str:
     seeds = f"seeds {result.seeds[0]}..{result.seeds[-1]}" if planned > 1 else f"seed {result.seeds[0]}"
     stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} images"
     note = " (demo model)" if result.is_demo else ""
-    return f"{stopped} in {result.elapsed_s:.1f} s, {rate:.2f} images/s, {seeds}{note}"
+    black = ""
+    if result.black_seeds:
+        n = len(result.black_seeds)
+        black = (f". {n} image{'s' * (n != 1)} came out black and {'were' if n != 1 else 'was'} not saved "
+                 f"(seed{'s' * (n != 1)} {', '.join(map(str, result.black_seeds))})")  # fmt: skip
+    return f"{stopped} in {result.elapsed_s:.1f} s, {rate:.2f} images/s, {seeds}{note}{black}"
 
 
 def _load_examples() -> list[str]:
