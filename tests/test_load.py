@@ -1,0 +1,61 @@
+"""Twenty users at once against the real server: served or told it is busy, nothing else."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+from gradio_client import Client
+
+from tests.helpers import running_server
+
+CALL = re.compile(r"^(\S+ \S+) INFO webui\.lane: call of \d+ images .* in ([\d.]+) s")
+
+
+def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memory(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    with running_server(tmp_path, cache_dir, queue_size="8") as server:
+        app = psutil.Process(server.process.pid)
+        outcomes: Counter[str] = Counter()
+        unexpected: list[str] = []
+        memory = []
+        clients = [Client(server.url, verbose=False, download_files=False) for _ in range(20)]  # pages open
+
+        def user(round_: int, n: int) -> None:
+            try:
+                gallery, *_ = clients[n].predict(prompts=f"round {round_}, user {n}", images_per_prompt=1, seed=n,
+                                             width=64, height=64, steps=2, guidance_scale=0.0,
+                                             api_name="/generate")  # fmt: skip
+                outcomes["served" if len(gallery) == 1 else "short"] += 1
+            except Exception as exc:  # noqa: BLE001 (sorted below)
+                if "Queue is full" in str(exc):
+                    outcomes["busy"] += 1
+                else:
+                    unexpected.append(repr(exc))
+
+        for round_ in range(3):
+            users = [threading.Thread(target=user, args=(round_, n)) for n in range(20)]
+            for thread in users:
+                thread.start()
+            for thread in users:
+                thread.join(120)
+            memory.append(app.memory_info().rss)
+
+        assert unexpected == []
+        assert outcomes["served"] + outcomes["busy"] == 60 and outcomes["served"] >= 24, outcomes
+        # One pipeline call at a time: the calls the server logged never overlap.
+        spans = []
+        for line in server.log_text().splitlines():
+            if match := CALL.match(line):
+                ended = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                spans.append((ended - float(match[2]), ended))
+        assert sum(1 for _ in spans) >= outcomes["served"] / 8
+        for (_, previous_end), (start, _) in zip(spans, spans[1:]):
+            assert start >= previous_end - 0.02, "two pipeline calls overlapped"
+        # Memory flat once warm: the third round adds little over the second.
+        assert memory[2] - memory[1] < 64 * 2**20, [m // 2**20 for m in memory]
