@@ -18,6 +18,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -285,7 +286,7 @@ class Engine:
             raise RequestError(str(job.error)) from job.error
         if job.error is not None:
             raise job.error
-        unsaved = next((f.exception() for f in job.saves if isinstance(f.exception(), OSError)), None)
+        unsaved = next((e for e in map(Future.exception, job.saves) if isinstance(e, OSError)), None)
         if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine
             logger.error("request %s: could not save images in %s: %s", request_id, folder, unsaved)
             raise RequestError(
