@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROJECT, Server, running_server
+from PIL import Image
+
+from tests.helpers import PROJECT, Server, running_server, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = PROJECT / "artifacts"
@@ -51,6 +53,9 @@ def open_page(browser: Browser, server: Server) -> Page:
     """A page in a context of its own: a separate user with a separate Gradio session."""
     page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
     page.goto(server.url)
+    # The first load after the server starts compiles Gradio's bundle in a cold Chromium: on a
+    # busy two-core CI machine that took longer than Playwright's default 5 s.
+    expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
     return page
 
 
@@ -115,3 +120,36 @@ def test_a_second_user_sees_queue_position_and_eta(browser: Browser, server: Ser
     first.locator("#stop").click()
     expect(first.locator("#summary")).to_contain_text("Stopped:", timeout=60_000)
     expect(second.locator("#gallery img")).to_have_count(1, timeout=120_000)
+
+
+def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browser: Browser, server: Server) -> None:
+    before = set(server.output_dir.rglob("*.png"))
+    running, waiting = open_page(browser, server), open_page(browser, server)
+    running.locator("#prompts textarea").fill("\n".join(f"closing tab {n}" for n in range(6)))
+    running.locator("#generate").click()
+    # Chunks of four: once the second chunk runs, the first four images are on disk.
+    second_chunk = running.locator("#gallery").get_by_text(re.compile(r"images 5-6 of 6, step \d of 8"))
+    expect(second_chunk.first).to_be_visible(timeout=120_000)
+    waiting.locator("#prompts textarea").fill("never made")
+    waiting.locator("#generate").click()
+    expect(waiting.locator("#gallery").get_by_text(re.compile(r"queue: 1/1")).first).to_be_visible(timeout=30_000)
+
+    log = server.log_text
+    requests_before = len(re.findall(r"request \w+: \d+ prompts x", log()))
+    waiting.context.close()
+    running.context.close()
+    wait_for(lambda: re.search(r"request \w+: cancelled, 4 of 6 images", log()), 60, "the request to stop")
+    assert "A browser tab closed: stopping its running request" in log()
+
+    # The next user is served at once; the closed tab's queued request never ran.
+    page = open_page(browser, server)
+    page.locator("#prompts textarea").fill("a navy mug")
+    page.locator("#generate").click()
+    expect(page.locator("#gallery img")).to_have_count(1, timeout=120_000)
+    assert len(re.findall(r"request \w+: \d+ prompts x", log())) == requests_before + 1  # the navy mug
+    made = set(server.output_dir.rglob("*.png")) - before
+    assert len(made) == 5 and sum("closing" in p.name for p in made) == 4
+    for path in made:
+        with Image.open(path) as image:
+            image.load()  # complete files only
+    assert not [p for p in server.output_dir.rglob("*") if p.name.endswith(".tmp")]

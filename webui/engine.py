@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import Image
 
-from webui.lane import CAPTION_MULTIPLE, Job, Lane, OutOfMemory, Progress, WorkItem
+from webui.lane import CAPTION_MULTIPLE, Job, Lane, LaneError, Progress, WorkItem
 from webui.loading import LoadedModel
 from webui.outputs import image_stem, request_dir, save_png
 from webui.settings import (
@@ -106,7 +106,8 @@ class Engine:
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.model = model
         self.settings = settings
-        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend)
+        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend,
+                         settings.stall_timeout)  # fmt: skip
         self._closing = threading.Event()
         self._active = 0  # requests inside generate(), guarded by _count_lock
         self._count_lock = threading.Lock()
@@ -119,6 +120,11 @@ class Engine:
     @property
     def closing(self) -> bool:
         return self._closing.is_set()
+
+    @property
+    def stalled(self) -> bool:
+        """A pipeline call stopped making progress and has not come back."""
+        return self.lane.stalled
 
     @property
     def last_progress_at(self) -> float | None:
@@ -229,6 +235,9 @@ class Engine:
         tokens = self.validate(request)
         if self.closing:
             raise RequestError("The server is shutting down; try again in a minute.")
+        if self.stalled:
+            raise RequestError("The GPU stopped making progress; the server is recovering or "
+                               "restarting. Try again in a minute.")  # fmt: skip
         with self._count_lock:
             self._active += 1
         try:
@@ -282,10 +291,13 @@ class Engine:
                 self.lane.withdraw(job)  # its images in a running call are dropped
                 break
         futures.wait(list(job.saves))
-        if isinstance(job.error, OutOfMemory):
+        if isinstance(job.error, LaneError):  # out of memory, a stalled call: the message says it
             raise RequestError(str(job.error)) from job.error
-        if job.error is not None:
-            raise job.error
+        if job.error is not None:  # a bug or a broken model: logged with its traceback by the lane
+            raise RequestError(
+                f"Generation failed: {type(job.error).__name__}: {job.error}. The server logged the "
+                "details and goes on serving; try again, and tell an admin if it keeps happening."
+            ) from job.error
         unsaved = next((e for e in map(Future.exception, job.saves) if isinstance(e, OSError)), None)
         if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine
             logger.error("request %s: could not save images in %s: %s", request_id, folder, unsaved)

@@ -10,6 +10,11 @@ Around the transformer, the worker does only what must be serial: prompts are en
 per unique text (with a small cache for repeats) and latents are decoded by us (on a GPU
 straight to uint8 pixels; on the CPU one image at a time, where that is faster). The rest
 (pixels on the CPU, PNG encoding, saving) runs on saver threads while the next call runs.
+
+A watchdog thread notices a call that stops making progress (a hung kernel or driver): no
+step finished for `stall_timeout_s`. It fails every request in the lane with a message and
+marks the lane stalled; if the call is still stuck a grace period later, nothing in this
+process can free the device, so it exits with EXIT_STALLED for Supervisor to start a fresh one.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ CAPTION_MULTIPLE = 32
 EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
 # PNG encoding (zlib, GIL released) and saving, in parallel with the next pipeline call.
 SAVER_THREADS = max(2, min(8, os.cpu_count() or 2))
+EXIT_STALLED = 70  # process exit status after a call that stalled and never came back (EX_SOFTWARE)
+STALL_GRACE_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,9 @@ class Lane:
     """Runs every pipeline call of an engine, one at a time, on one worker thread."""
 
     def __init__(self, model: LoadedModel, max_batch_size: int, cross_batching: bool,
-                 attention_backend: str) -> None:  # fmt: skip
+                 attention_backend: str, stall_timeout_s: float = 300.0) -> None:  # fmt: skip
         self.model = model
+        self.stall_timeout_s = stall_timeout_s
         self.max_batch_size = max_batch_size
         self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
         self.cross_batching = cross_batching
@@ -128,6 +136,10 @@ class Lane:
         self._savers = ThreadPoolExecutor(SAVER_THREADS, thread_name_prefix="saver")
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.last_step_at: float | None = None  # time.time() of the last finished step
+        # time.monotonic() of the running call's start or last finished step; None between calls.
+        self._beat: float | None = None
+        self._serial = 0  # calls started
+        self.stalled = False  # a call stalled: requests are refused until it comes back
         self.calls = 0  # pipeline calls made, for logs and tests
 
     @property
@@ -143,6 +155,7 @@ class Lane:
             if self._thread is None:  # started on first use, never at construction
                 self._thread = threading.Thread(target=self._work, name="gpu-lane", daemon=True)
                 self._thread.start()
+                threading.Thread(target=self._watch, name="gpu-watchdog", daemon=True).start()
             self._jobs.append(job)
             self._wake.notify()
 
@@ -172,7 +185,54 @@ class Lane:
                     batch = self._next_batch()
                 for job, _ in batch:
                     job.in_flight += 1
-            self._run(batch)
+                self._beat = time.monotonic()
+                self._serial += 1
+            try:
+                self._run(batch)
+            finally:
+                with self._wake:
+                    self._beat = None
+
+    def quiet_for(self) -> float:
+        """Seconds the running call has gone without progress; 0 between calls."""
+        beat = self._beat
+        return 0.0 if beat is None else time.monotonic() - beat
+
+    def _watch(self) -> None:
+        """The watchdog: fail everything on a stalled call; exit if it never comes back."""
+        timeout = self.stall_timeout_s
+        while not self._closing:
+            time.sleep(min(1.0, timeout / 4))
+            if self.quiet_for() < timeout:
+                continue
+            grace = min(STALL_GRACE_MAX_S, timeout)
+            logger.error("The pipeline call has made no progress for %.0f s: failing every request "
+                         "and refusing new ones", self.quiet_for())  # fmt: skip
+            self._fail_all(Stalled(
+                f"Stopped: the GPU made no progress for {timeout:g} s (a stalled call). The server "
+                "restarts itself if the device does not recover; try again in a minute."
+            ))  # fmt: skip
+            stuck, deadline = self._serial, time.monotonic() + grace
+            while self._serial == stuck and self._beat is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self._serial != stuck or self._beat is None:
+                logger.warning("The stalled call came back after all; serving again")
+                self.stalled = False
+                continue
+            logger.critical("The call is still stuck %.0f s later: exiting with status %d so that "
+                            "Supervisor starts a fresh process", grace, EXIT_STALLED)  # fmt: skip
+            logging.shutdown()  # flush the log: os._exit skips it
+            os._exit(EXIT_STALLED)  # the stuck thread cannot be interrupted; exit() would wait on it
+
+    def _fail_all(self, error: Exception) -> None:
+        with self._wake:
+            self.stalled = True
+            for job in self._jobs:
+                job.error = error
+                job.cancel.set()  # images of the stuck call, should it return, are dropped
+                job.pending.clear()
+                job.done.set()
+            self._jobs.clear()
 
     def _next_batch(self) -> list[tuple[Job, WorkItem]] | None:
         """Items for the next call: the oldest job's kind, one from each such job in turn."""
@@ -338,8 +398,16 @@ class Lane:
         return list(to_pixels(vae.decode(latents, return_dict=False)[0]).cpu())
 
 
-class OutOfMemory(RuntimeError):
+class LaneError(RuntimeError):
+    """A failure of the lane itself, with a message for the user."""
+
+
+class OutOfMemory(LaneError):
     """Even a call of one image ran out of memory; the message says what to lower."""
+
+
+class Stalled(LaneError):
+    """The running call stopped making progress; every request in the lane gets this."""
 
 
 def release_memory(device: torch.device) -> None:
@@ -367,6 +435,7 @@ class _Watcher:
 
     def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
         self.lane.last_step_at = time.time()
+        self.lane._beat = time.monotonic()
         for job, share in self.shares.items():
             if job.on_step is not None and not job.stopped:
                 report = Progress(step + 1, self.steps, job.forwarded, share, len(job.items))

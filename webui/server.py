@@ -14,11 +14,11 @@ import logging
 import socket
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from webui.engine import Engine
@@ -53,11 +53,12 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=[])
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    async def healthz() -> JSONResponse:
         # Async and lock-free: it answers from the event loop even while a batch runs.
         last = engine.last_progress_at
-        return {
-            "status": "stopping" if engine.closing else "ok",
+        status = "stopping" if engine.closing else "stalled" if engine.stalled else "ok"
+        return JSONResponse(status_code=503 if status == "stalled" else 200, content={
+            "status": status,
             "model": engine.model.label,
             "device": str(engine.model.device),
             "demo": engine.model.is_demo,
@@ -65,7 +66,9 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
             # What Gradio's own /queue/status route reports: requests waiting their turn.
             "queue_length": demo._queue.get_status().queue_size,
             "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
-        }
+            # Seconds the running pipeline call has gone without finishing a step.
+            "call_quiet_s": round(engine.lane.quiet_for(), 1),
+        })  # fmt: skip
 
     auth = [(settings.auth_user, settings.auth_password)] if settings.auth_user else None
     return gr.mount_gradio_app(

@@ -109,6 +109,11 @@ class Settings:
         32, "Most requests waiting in the queue; one more is refused with \"Queue is full\"."
     )
     max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
+    stall_timeout: int = _setting(
+        300, "Seconds a pipeline call may go without finishing a step. Then its requests fail with "
+        "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
+        "later, the process exits with status 70 so that Supervisor starts a fresh one."
+    )
     auth_user: str = _setting("", "User name for the login page; set with the password to turn auth on.")
     auth_password: str = _setting(
         "", "Password for the login page. Prefer the environment: flags show up in `ps`."
@@ -138,7 +143,7 @@ class Settings:
     def validate(self) -> Settings:
         """Raise SettingsError naming the setting and the fix; return self when all is well."""
         for name in ("max_batch_size", "max_prompts", "max_images", "max_prompt_tokens", "min_steps",
-                     "queue_size", "max_threads"):  # fmt: skip
+                     "queue_size", "max_threads", "stall_timeout"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
         if self.max_prompt_tokens > MODEL_MAX_TOKENS:

@@ -3,7 +3,8 @@
 `/generate` is the one event that touches the GPU: it runs in the concurrency group "gpu"
 with limit 1, so requests wait in Gradio's queue (which shows position and ETA) and reach
 the engine one at a time. Stop finds the running request of the same browser session and
-asks the engine to stop at the next step; the images finished by then are returned.
+asks the engine to stop at the next step; the images finished by then are returned. Closing
+the tab does the same, and its requests still in the queue are dropped.
 """
 
 from __future__ import annotations
@@ -178,6 +179,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
             if running.stop(request.session_hash):
                 gr.Info("Stopping after the current step; finished images are kept.")
 
+        def closed(request: gr.Request) -> None:
+            """The tab went away (its heartbeat connection dropped): stop its running request.
+
+            Gradio drops the session's requests still waiting in the queue by itself.
+            """
+            if running.stop(request.session_hash):
+                logger.info("A browser tab closed: stopping its running request at the next step")
+
         generate_button.click(
             generate,
             inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt],
@@ -187,6 +196,7 @@ def create_demo(engine: Engine) -> gr.Blocks:
             concurrency_limit=active_requests(settings),
         )
         stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
+        demo.unload(closed)
 
         def update_count(text: str, per_prompt: float) -> str:
             return _count_text(text, per_prompt, settings.max_prompts, settings.max_images)

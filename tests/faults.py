@@ -1,0 +1,57 @@
+"""`python -m tests.faults`: the real server, with faults a test arms while it runs.
+
+The faults go into the real model's modules as forward hooks once it has loaded; each one is
+armed by a file in the folder named by $WEBUI_FAULTS:
+
+- `hang`: a transformer forward blocks while the file exists (a stuck kernel, as the process
+  sees it: no step finishes). Checked first, so a test can hang a call, then arm another fault
+  and release it.
+- `slow`: each transformer forward first sleeps the seconds in the file (a slow GPU).
+- `raise`: the next transformer forward raises RuntimeError (one shot: the file is removed).
+- `oom`: transformer forwards of more images than the number in the file raise
+  torch.OutOfMemoryError (0: every forward), until the file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import webui.loading
+from webui.__main__ import main
+from webui.settings import Settings
+
+FAULTS = Path(os.environ["WEBUI_FAULTS"])
+
+
+def before_forward(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+    images = len(args[0])  # the transformer takes a list of latents, one per image
+    while (FAULTS / "hang").exists():
+        time.sleep(0.05)
+    slow = FAULTS / "slow"
+    if slow.exists():
+        time.sleep(float(slow.read_text()))
+    if (FAULTS / "raise").exists():
+        (FAULTS / "raise").unlink()
+        raise RuntimeError("injected fault in the transformer")
+    oom = FAULTS / "oom"
+    if oom.exists() and images > int(oom.read_text() or 0):
+        raise torch.OutOfMemoryError("injected: CUDA out of memory")
+
+
+def load_with_faults(settings: Settings) -> webui.loading.LoadedModel:
+    model = real_load_model(settings)
+    model.pipe.transformer.register_forward_pre_hook(before_forward)
+    return model
+
+
+real_load_model = webui.loading.load_model
+webui.loading.load_model = load_with_faults  # main() imports it from the module when it runs
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Faults inside the real server's pipeline calls (`python -m tests.faults`), met over HTTP.
+
+The server's transformer gets the faults of tests/faults.py, armed by files in a folder the
+test owns. The tests run in file order on one server; the last one makes it exit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.client import Job
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError, Status
+
+from tests.helpers import Server, get_json, running_server, wait_for
+
+STALL_TIMEOUT_S = 6  # the server's ZIMAGE_STALL_TIMEOUT; its grace period after a stall is as long
+SMALL = dict(images_per_prompt=1, seed=5, width=32, height=32, steps=2, guidance_scale=0.0)
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Path) -> Iterator[Server]:
+    # Calls of at most 2 images, so 4 requests in the engine at once (ui.active_requests).
+    with running_server(tmp_path_factory.mktemp("faults-server"), cache_dir, module="tests.faults",
+                        env={"WEBUI_FAULTS": str(faults)}, max_batch_size="2", queue_size="3",
+                        stall_timeout=str(STALL_TIMEOUT_S)) as server:  # fmt: skip
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def disarmed(faults: Path) -> Iterator[None]:
+    yield
+    for armed in faults.iterdir():
+        armed.unlink()
+
+
+def arm(faults: Path, name: str, content: str = "") -> None:
+    """Arm a fault atomically (the server reads the file while it runs)."""
+    partial = faults / f".{name}.partial"
+    partial.write_text(content)
+    partial.rename(faults / name)
+
+
+def client(server: Server) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def health(server: Server) -> tuple[int, dict]:
+    """/healthz's HTTP status and body, for any status."""
+    try:
+        with urllib.request.urlopen(server.url + "healthz", timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def in_engine(job: Job) -> bool:
+    """Past Gradio's queue: the handler runs (it reports progress from the start)."""
+    return job.status().code in (Status.PROCESSING, Status.PROGRESS)
+
+
+def generate(user: Client, prompt: str, **overrides) -> tuple:
+    return user.predict(prompts=prompt, **{**SMALL, **overrides}, api_name="/generate")
+
+
+def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_queued_one_runs(
+    server: Server, faults: Path
+) -> None:
+    first, second = client(server), client(server)
+    arm(faults, "hang")  # hold the first request's call, so the second is surely behind it
+    failing = first.submit(prompts="a red sneaker", **SMALL, api_name="/generate")
+    wait_for(lambda: get_json(server.url + "healthz")["call_quiet_s"] > 0, 30, "the call to start")
+    queued = second.submit(prompts="a navy mug", **{**SMALL, "width": 64}, api_name="/generate")
+    wait_for(lambda: in_engine(queued), 30, "the second request to wait")
+    arm(faults, "raise")
+    (faults / "hang").unlink()  # the held forward goes on and raises
+
+    with pytest.raises(AppError, match=r"Generation failed: RuntimeError: injected fault in the transformer\."):
+        failing.result(timeout=60)
+    gallery, summary, details, _ = queued.result(timeout=60)
+    assert len(gallery) == 1 and "1 images" in summary and Path(details[0]["file"]).is_file()
+    log = server.log_text()
+    assert "Traceback" in log and "RuntimeError: injected fault in the transformer" in log
+
+
+def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(server: Server, faults: Path) -> None:
+    user = client(server)
+    arm(faults, "oom", "1")  # a forward of two images fails, one image fits
+    gallery, summary, details, _ = generate(user, "a red sneaker", images_per_prompt=2)
+    assert len(gallery) == 2 and [d["seed"] for d in details] == [5, 6]
+    assert "Out of memory in a call of 2 images; retrying in calls of at most 1" in server.log_text()
+
+    arm(faults, "oom", "0")  # nothing fits
+    with pytest.raises(AppError, match=r"Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"):
+        generate(user, "a navy mug")
+    (faults / "oom").unlink()
+    assert len(generate(user, "a navy mug")[0]) == 1
+
+
+def test_queue_limit_n_with_n_plus_one_submissions_at_once_the_extra_one_is_told_busy(
+    server: Server, faults: Path
+) -> None:
+    arm(faults, "slow", "0.5")  # a slow GPU: steps finish, just late
+    users = [client(server) for _ in range(4 + 3 + 1)]
+    running = [user.submit(prompts=f"running {n}", **SMALL, api_name="/generate") for n, user in enumerate(users[:4])]
+    wait_for(lambda: all(map(in_engine, running)), 60,
+             "four requests in the engine (its concurrency limit)")  # fmt: skip
+
+    def submit(n: int) -> str:
+        try:
+            generate(users[4 + n], f"queued {n}")
+            return "served"
+        except QueueError as error:
+            assert "Queue is full" in str(error)
+            return "busy"
+
+    with ThreadPoolExecutor(4) as pool:  # queue size N = 3: N + 1 at once
+        answers = pool.map(submit, range(4))
+        time.sleep(1)
+        (faults / "slow").unlink()
+        outcome = sorted(answers)
+    assert outcome == ["busy", "served", "served", "served"]
+    assert all(len(job.result(timeout=60)[0]) == 1 for job in running)
+
+
+def test_a_call_that_stalls_fails_with_a_message_healthz_says_so_and_recovery_resumes(
+    server: Server, faults: Path
+) -> None:
+    arm(faults, "hang")
+    started = time.monotonic()
+    job = client(server).submit(prompts="a red sneaker", **SMALL, api_name="/generate")
+    with pytest.raises(AppError, match=rf"Stopped: the GPU made no progress for {STALL_TIMEOUT_S} s"):
+        job.result(timeout=60)
+    assert time.monotonic() - started >= STALL_TIMEOUT_S
+    status, body = health(server)
+    assert status == 503 and body["status"] == "stalled" and body["call_quiet_s"] >= STALL_TIMEOUT_S
+    with pytest.raises(AppError, match="The GPU stopped making progress"):  # no new work meanwhile
+        generate(client(server), "a navy mug")
+
+    (faults / "hang").unlink()  # the device comes back within the grace period
+    wait_for(lambda: health(server)[1]["status"] == "ok", 30, "the server to serve again")
+    assert health(server)[0] == 200
+    assert "The stalled call came back after all; serving again" in server.log_text()
+    assert len(generate(client(server), "a navy mug")[0]) == 1
+    assert server.process.poll() is None
+
+
+def test_a_call_that_stays_stuck_makes_the_process_exit_for_supervisor_to_restart(
+    server: Server, faults: Path
+) -> None:
+    # Last in this module: the server exits.
+    arm(faults, "hang")
+    job = client(server).submit(prompts="a red sneaker", **SMALL, api_name="/generate")
+    with pytest.raises(AppError, match="Stopped: the GPU made no progress"):
+        job.result(timeout=60)
+    assert health(server)[1]["status"] == "stalled"
+    assert server.process.wait(timeout=STALL_TIMEOUT_S + 30) == 70
+    assert f"still stuck {STALL_TIMEOUT_S} s later: exiting with status 70" in server.log_text()
+    assert not any(p.name.endswith(".tmp") for p in server.output_dir.rglob("*"))
