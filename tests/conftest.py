@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from tests.helpers import Server, running_server  # noqa: E402
 from webui.engine import Engine  # noqa: E402
 from webui.loading import LoadedModel, load_model  # noqa: E402
 from webui.settings import Settings  # noqa: E402
@@ -22,6 +24,17 @@ PROJECT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
+    """The real server with default settings, started once for the tests that need no other.
+
+    Each server start costs 10-15 s of imports on two cores. A test that changes what it
+    shares (the output folder, say) puts it back.
+    """
+    with running_server(tmp_path_factory.mktemp("shared"), cache_dir) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -9,22 +9,20 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
-from tests.helpers import PROJECT, Server, running_server
+from tests.helpers import PROJECT, Server
 from webui.engine import Engine
 from webui.settings import Settings
 from webui.ui import create_demo
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("exposure"), cache_dir) as server:
-        yield server
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    return shared_server
 
 
 def status(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None) -> tuple[int, dict]:
@@ -108,15 +106,23 @@ def test_the_page_warns_when_open_to_the_network_without_a_login(
 
 
 def test_an_output_folder_that_cannot_be_written_gives_a_clear_error_and_the_server_keeps_answering(
-    tmp_path: Path, cache_dir: Path
+    server: Server,
 ) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the output folder should be")  # unwritable even for root
-    with running_server(tmp_path, cache_dir, output_dir=str(blocker / "outputs")) as broken:
-        user = Client(broken.url, verbose=False)
+    user = Client(server.url, verbose=False)
+    moved = server.output_dir.with_name("outputs-moved")
+    if server.output_dir.exists():
+        server.output_dir.rename(moved)
+    server.output_dir.write_text("a file where the output folder should be")  # unwritable even for root
+    try:
         for _ in range(2):  # and again: the failure leaves nothing stuck
-            with pytest.raises(Exception, match="Could not save the images: Not a directory .* is writable and has free space"):
+            with pytest.raises(Exception, match="Could not save the images: .* is writable and has free space"):
                 user.predict(prompts="a teal kettle", images_per_prompt=2, seed=1, width=64, height=64, steps=2,
                              guidance_scale=0.0, api_name="/generate")  # fmt: skip
-        code, _ = status(broken.url + "healthz")
-        assert code == 200 and status(broken.url)[0] == 200
+        code, _ = status(server.url + "healthz")
+        assert code == 200 and status(server.url)[0] == 200
+    finally:
+        server.output_dir.unlink()
+        if moved.exists():
+            moved.rename(server.output_dir)
+    assert len(user.predict(prompts="a teal kettle", images_per_prompt=1, seed=1, width=64, height=64, steps=2,
+                            guidance_scale=0.0, api_name="/generate")[0]) == 1  # fmt: skip

@@ -99,7 +99,7 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
 def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(server: Server, faults: Path) -> None:
     user = client(server)
     arm(faults, "oom", "1")  # a forward of two images fails, one image fits
-    gallery, summary, details, _ = generate(user, "a red sneaker", images_per_prompt=2)
+    gallery, _, details, _ = generate(user, "a red sneaker", images_per_prompt=2)
     assert len(gallery) == 2 and [d["seed"] for d in details] == [5, 6]
     assert "Out of memory in a call of 2 images; retrying in calls of at most 1" in server.log_text()
 

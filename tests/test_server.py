@@ -7,6 +7,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,8 +132,10 @@ def test_bad_input_gets_a_clear_error_before_any_work_and_the_next_request_runs(
 def test_the_readme_client_example_runs_as_written(server: Server) -> None:
     [example] = [b for b in readme_code_blocks("python") if "gradio_client" in b]
     assert "http://127.0.0.1:7860/" in example
+    assert "width=1024,\n    height=1024," in example
     namespace: dict = {}
-    exec(example.replace("http://127.0.0.1:7860/", server.url), namespace)
+    # As written, only with smaller images, so that the demo model is quick.
+    exec(example.replace("http://127.0.0.1:7860/", server.url).replace("=1024,", "=256,"), namespace)
     assert "4 images in" in namespace["summary"]
     assert [i["seed"] for i in namespace["images"]] == [42, 43, 44, 45]
 
@@ -141,7 +144,7 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
     idle = get_json(server.url + "healthz")
     assert idle | {"last_progress": None} == {
         "status": "ok", "model": "demo model", "device": "cpu", "demo": True, "busy": False,
-        "queue_length": 0, "last_progress": None,
+        "queue_length": 0, "last_progress": None, "call_quiet_s": 0.0,
     }  # fmt: skip
     user = client(server)
     job = user.submit(**LONG, api_name="/generate")
@@ -230,15 +233,50 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
 
 
-def test_two_users_requests_share_pipeline_calls(tmp_path: Path, cache_dir: Path) -> None:
-    with running_server(tmp_path, cache_dir, max_batch_size="4") as server:  # cross-batching on
-        long_user, short_user = client(server), client(server)
-        long_job = long_user.submit(**LONG, api_name="/generate")
-        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
-        short = short_user.predict(prompts="a short one", images_per_prompt=1, seed=7, width=256, height=256,
-                                   steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
-        assert not long_job.done()  # the short request did not wait for the 80 images
-        assert [i["seed"] for i in short[2]] == [7]
-        stop_until_done(server, long_user, long_job)
-        shared = re.findall(r"call of 4 images \((\w+) x\d, (\w+) x\d\)", server.log_text())
-        assert shared, "no pipeline call held images of both requests"
+def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
+    server = shared_server  # default settings: cross-batching on, calls of up to 4 images
+    long_user, short_user = client(server), client(server)
+    long_job = long_user.submit(**LONG, api_name="/generate")
+    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
+    short = short_user.predict(prompts="a short one", images_per_prompt=1, seed=7, width=256, height=256,
+                               steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    assert not long_job.done()  # the short request did not wait for the 80 images
+    assert [i["seed"] for i in short[2]] == [7]
+    stop_until_done(server, long_user, long_job)
+    shared = re.findall(r"call of 4 images \((\w+) x\d, (\w+) x\d\)", server.log_text())
+    assert shared, "no pipeline call held images of both requests"
+
+
+def join_queue(server: Server, data: bytes) -> dict:
+    """/generate over plain HTTP as the page sends it: POST queue/join with a raw JSON body
+    (`data` is the JSON list of inputs), then read the event stream to the completion message."""
+    [generate] = [d for d in get_json(server.url + "config")["dependencies"] if d.get("api_name") == "generate"]
+    session = uuid.uuid4().hex
+    body = b'{"data": %s, "fn_index": %d, "trigger_id": null, "session_hash": "%s", "event_data": null}' % (
+        data, generate["id"], session.encode())  # fmt: skip
+    request = urllib.request.Request(server.url + "gradio_api/queue/join", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as refused:
+        return {"refused": refused.code, "detail": refused.read().decode()}
+    with urllib.request.urlopen(server.url + f"gradio_api/queue/data?session_hash={session}", timeout=60) as events:
+        for line in events:
+            if line.startswith(b"data:") and (message := json.loads(line[5:]))["msg"] == "process_completed":
+                return message
+    raise AssertionError("the event stream ended without a completion")
+
+
+def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(server: Server) -> None:
+    before = pngs(server.output_dir)
+    # NaN, which gradio_client cannot even send; Python's JSON reader takes it.
+    nan = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, ""]')
+    assert not nan["success"] and nan["output"]["error"] == "Guidance scale must be between 0 and 20 (got nan)."
+    bell = join_queue(server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, ""]')
+    assert not bell["success"] and "contains a control character or non-text byte (U+0007" in bell["output"]["error"]
+    raw_bytes = join_queue(server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, ""]')  # not UTF-8
+    assert raw_bytes["refused"] == 400 and "error parsing the body" in raw_bytes["detail"]
+    assert pngs(server.output_dir) == before
+
+    normal = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, 0, ""]')
+    assert normal["success"] and len(normal["output"]["data"][0]) == 1

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,26 @@ def test_launch_restart_mid_batch_and_stop(project: tuple[Path, dict[str, str], 
     assert not supervisord.is_running()
     assert processes_of(copy) == []
     assert "Server stopped" in (copy / "logs" / "webui.log").read_text()
+
+
+def test_a_model_that_fails_to_load_is_retried_a_bounded_number_of_times_then_fatal(
+    project: tuple[Path, dict[str, str], str],
+) -> None:
+    copy, env, _ = project
+    not_a_pipeline = copy / "models" / "broken"
+    not_a_pipeline.mkdir(parents=True)  # a folder without model_index.json
+    # Each attempt fails within a second; startsecs leaves room for a slow moment of the machine.
+    started = run(copy, {**env, "ZIMAGE_MODEL": str(not_a_pipeline), "WEBUI_STARTSECS": "15"}, "./launch.sh")
+    assert started.returncode == 1 and "the WebUI did not start (FATAL)" in started.stderr, started.stderr
+    assert "has no model_index.json" in started.stderr  # the reason, from the log's tail
+
+    def spawns() -> int:
+        return (copy / "logs" / "supervisord.log").read_text().count("spawned: 'webui'")
+
+    assert spawns() == 4  # the first start and startretries=3
+    log = (copy / "logs" / "supervisord.log").read_text()
+    assert "gave up: webui entered FATAL state, too many start retries too quickly" in log
+    assert (copy / "logs" / "webui.log").read_text().count("has no model_index.json") == 4
+    time.sleep(3)  # and no endless loop: nothing more is started
+    status = run(copy, env, ".venv/bin/supervisorctl", "-c", "supervisor/supervisord.conf", "status", "webui")
+    assert "FATAL" in status.stdout and spawns() == 4

@@ -1,6 +1,8 @@
 """Entry point of the WebUI: `python -m webui [--setting value ...]`.
 
-Exit status: 1 when the port is taken or the model cannot be loaded, 2 for a bad setting.
+Exit status: 1 when the port is taken, 2 for a bad setting, 3 when the model cannot be
+loaded, 70 after a pipeline call stalled for good (webui/lane.py). Supervisor restarts the
+app after any exit but 2 and 3, which a restart would not fix (supervisor/webui.conf).
 """
 
 from __future__ import annotations
@@ -28,19 +30,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    # Heavy imports after the settings check, so a typo fails in a blink.
-    from webui.engine import Engine
-    from webui.loading import ModelLoadError, load_model
     from webui.log import configure_logging
-    from webui.server import PortInUseError, check_port_free, serve
+    from webui.preflight import ModelLoadError, PortInUseError, check_port_free, local_model_folder
 
     configure_logging(settings.log_level)
     try:
+        # Before the heavy imports: a typo, a taken port or a wrong folder fails in a blink.
         check_port_free(settings.host, settings.port)
+        if settings.model not in ("auto", "demo"):
+            local_model_folder(settings.model)
+        from webui.engine import Engine
+        from webui.loading import load_model
+        from webui.server import serve
+
         model = load_model(settings)
-    except (PortInUseError, ModelLoadError) as exc:
+    except PortInUseError as exc:
         logger.error("%s", exc)
         return 1
+    except ModelLoadError as exc:
+        logger.error("%s", exc)
+        return 3
     serve(Engine(model, settings), settings)
     return 0
 

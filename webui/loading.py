@@ -8,7 +8,6 @@ and what to set, instead of a traceback.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,12 @@ import torch
 from diffusers import ZImagePipeline
 
 from webui.demo_model import DEMO_LABEL, ensure_demo_model
+from webui.preflight import ModelLoadError, local_model_folder
 from webui.settings import HUB_MODEL_ID, Settings, env_name
 
 logger = logging.getLogger(__name__)
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message says what was tried and what to set."""
 
 
 @dataclass(frozen=True)
@@ -120,20 +115,9 @@ def load_model(settings: Settings) -> LoadedModel:
 
 def _locate_weights(name: str) -> Path:
     """A local folder as it is, or a hub id downloaded (or found in the cache) first."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(
-                f"{path} has no model_index.json, so it is not a diffusers pipeline folder. "
-                f"Point {env_name('model')} at the folder that holds model_index.json "
-                f"(e.g. a download of {HUB_MODEL_ID})."
-            )
-        return path
-    if not _HUB_ID.fullmatch(name) or name.startswith((".", "/", "~")):
-        raise ModelLoadError(
-            f"Model folder {name} does not exist. Set {env_name('model')} to an existing "
-            f"folder, a hub id such as {HUB_MODEL_ID}, or demo."
-        )
+    folder = local_model_folder(name)
+    if folder is not None:
+        return folder
     logger.info(
         "Fetching %s from the Hugging Face hub (cache: HF_HOME); the first download is about "
         "33 GB, progress bars follow", name,

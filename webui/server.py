@@ -9,7 +9,6 @@ stay on disk, and uvicorn closes the remaining connections.
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 from datetime import UTC, datetime
@@ -31,10 +30,6 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10
 # Largest upload Gradio accepts: the page takes none yet; prompt lists will need little.
 MAX_UPLOAD = "2mb"
-
-
-class PortInUseError(OSError):
-    """The configured port is taken; the message says what to do."""
 
 
 def create_app(engine: Engine, settings: Settings) -> FastAPI:
@@ -85,22 +80,6 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
         enable_monitoring=False,
         footer_links=["api"],
     )
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Fail early, before the model loads, if another process holds the port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise PortInUseError(
-                f"Port {port} on {host} is already in use (another instance of this app?). "
-                f"Stop it, or set {env_name('port')} to a free port."
-            ) from None
 
 
 def warn_if_exposed(settings: Settings) -> None:
