@@ -10,6 +10,7 @@ armed by a file in the folder named by $WEBUI_FAULTS:
 - `raise`: the next transformer forward raises RuntimeError (one shot: the file is removed).
 - `oom`: transformer forwards of more images than the number in the file raise
   torch.OutOfMemoryError (0: every forward), until the file is removed.
+- `nan`: the next VAE decode returns NaN (one shot).
 """
 
 from __future__ import annotations
@@ -44,9 +45,17 @@ def before_forward(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         raise torch.OutOfMemoryError("injected: CUDA out of memory")
 
 
+def after_decode(module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+    if (FAULTS / "nan").exists():
+        (FAULTS / "nan").unlink()
+        return output * float("nan")
+    return output
+
+
 def load_with_faults(settings: Settings) -> webui.loading.LoadedModel:
     model = real_load_model(settings)
     model.pipe.transformer.register_forward_pre_hook(before_forward)
+    model.pipe.vae.decoder.register_forward_hook(after_decode)
     return model
 
 

@@ -133,11 +133,15 @@ def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browse
     waiting.locator("#generate").click()
     expect(waiting.locator("#gallery").get_by_text(re.compile(r"queue: 1/1")).first).to_be_visible(timeout=30_000)
 
-    log = server.log_text
-    requests_before = len(re.findall(r"request \w+: \d+ prompts x", log()))
+    def count(pattern: str) -> int:
+        return len(re.findall(pattern, server.log_text()))
+
+    requests, stops = r"request \w+: \d+ prompts x", r"request \w+: cancelled, 4 of 6 images"
+    requests_before, stops_before = count(requests), count(stops)  # earlier tests' lines too
     waiting.context.close()
     running.context.close()
-    wait_for(lambda: re.search(r"request \w+: cancelled, 4 of 6 images", log()), 60, "the request to stop")
+    wait_for(lambda: count(stops) == stops_before + 1, 60, "the request to stop")
+    log = server.log_text
     assert "A browser tab closed: stopping its running request" in log()
 
     # The next user is served at once; the closed tab's queued request never ran.
@@ -145,7 +149,7 @@ def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browse
     page.locator("#prompts textarea").fill("a navy mug")
     page.locator("#generate").click()
     expect(page.locator("#gallery img")).to_have_count(1, timeout=120_000)
-    assert len(re.findall(r"request \w+: \d+ prompts x", log())) == requests_before + 1  # the navy mug
+    assert count(requests) == requests_before + 1  # the navy mug
     made = [p for p in set(server.output_dir.rglob("*.png")) - before if "closing-tab" in p.name]
     assert len(made) == 4
     for path in made:

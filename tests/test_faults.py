@@ -110,6 +110,14 @@ def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(se
     assert len(generate(user, "a navy mug")[0]) == 1
 
 
+def test_an_image_that_comes_out_nan_is_not_saved_and_the_user_is_told(server: Server, faults: Path) -> None:
+    arm(faults, "nan")  # the next decode: on the CPU, images are decoded one at a time
+    gallery, summary, details, _ = generate(client(server), "a red sneaker", images_per_prompt=2)
+    assert "1 image came out black and was not saved (seed 5)" in summary
+    assert [d["seed"] for d in details] == [6] and len(gallery) == 1
+    assert [p.name for p in Path(details[0]["file"]).parent.glob("*.png")] == [Path(details[0]["file"]).name]
+
+
 def test_queue_limit_n_with_n_plus_one_submissions_at_once_the_extra_one_is_told_busy(
     server: Server, faults: Path
 ) -> None:
