@@ -22,7 +22,7 @@ def run_batch(args: list[str], cache_dir: Path, stdin: str | None = None) -> sub
 
 def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_dir: Path) -> None:
     prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a red sneaker, front view\n# skipped\n\na navy mug\n", "utf-8")
+    prompts.write_text("a red sneaker, front view\n# skipped\n\na {navy|olive} mug\n", "utf-8")  # a template
     out = tmp_path / "renders"
     done = run_batch(["--prompts-file", str(prompts), "--out", str(out), "--images-per-prompt", "2",
                       "--seed", "40", "--width", "48", "--height", "32", "--steps", "3"], cache_dir)  # fmt: skip
@@ -31,7 +31,7 @@ def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_di
     rows = [line.split("\t") for line in done.stdout.splitlines()]
     assert [(int(seed), prompt) for seed, _, prompt in rows] == [
         (40, "a red sneaker, front view"), (41, "a red sneaker, front view"),
-        (42, "a navy mug"), (43, "a navy mug"),
+        (42, "a navy mug"), (43, "a navy mug"), (44, "a olive mug"), (45, "a olive mug"),
     ]  # fmt: skip
     for seed, path, prompt in rows:
         assert Path(path).parent == out
@@ -39,8 +39,8 @@ def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_di
         assert (params["seed"], params["prompt"], params["steps"]) == (int(seed), prompt, 3)
         with Image.open(path) as image:
             assert image.size == (48, 32)
-    assert "demo model" in done.stderr and "seeds 40..43" in done.stderr
-    assert "12/12" in done.stderr  # the progress bar reached its end: 4 images x 3 steps
+    assert "demo model" in done.stderr and "seeds 40..45" in done.stderr
+    assert "18/18" in done.stderr  # the progress bar reached its end: 6 images x 3 steps
 
 
 def test_bad_input_exits_2_with_the_limit(tmp_path: Path, cache_dir: Path) -> None:
@@ -52,6 +52,10 @@ def test_bad_input_exits_2_with_the_limit(tmp_path: Path, cache_dir: Path) -> No
 
     empty = run_batch(["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="# nothing\n")
     assert empty.returncode == 2 and "error: No prompts" in empty.stderr
+
+    broken = run_batch(["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="ok\na {red|navy mug\n")
+    assert broken.returncode == 2 and "error: Line 2: '{' at column 3 is never closed" in broken.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_setting_exits_2_naming_it(tmp_path: Path, cache_dir: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from webui.engine import Engine, GenerationRequest, Progress, RequestError
 from webui.loading import LoadedModel
 from webui.outputs import read_png_parameters
+from webui.settings import SEED_PER_VARIANT
 
 SMALL = {"width": 32, "height": 32}
 
@@ -197,6 +198,7 @@ def test_pngs_are_written_with_their_parameters(engine: Engine, tmp_path: Path) 
             "prompt": image.prompt, "negative_prompt": "blurry", "seed": image.seed,
             "width": 32, "height": 32, "steps": 2, "guidance_scale": 1.5,
             "model": "demo model", "request_id": result.request_id, "index": image.index,
+            "seed_policy": "per-image",
         }  # fmt: skip
     assert [i.path.name for i in result.images] == [
         "001_a-red-sneaker-front-view_s42.png", "002_ein-gruner-stuhl_s43.png",
@@ -324,3 +326,47 @@ def test_an_image_that_comes_out_black_or_nan_is_reported_and_not_saved(demo_mod
     assert not result.cancelled
     assert sorted(p.name for p in result.output_dir.glob("*.png")) == sorted(i.path.name for i in result.images)
     assert "1 image came out black and was not saved (seed 21)" in _summary(result)
+
+
+def test_new_seed_per_image_is_the_default_and_reproducible(engine: Engine) -> None:
+    request = GenerationRequest(["a red sneaker", "a navy sneaker"], images_per_prompt=2, seed=10, steps=2, **SMALL)
+    first, again = engine.generate(request), engine.generate(request)
+    assert [i.seed for i in first.images] == [10, 11, 12, 13] == list(first.seeds)
+    for a, b in zip(first.images, again.images, strict=True):
+        assert np.array_equal(pixels(a.image), pixels(b.image))
+
+
+def test_same_seeds_for_every_prompt_give_variant_j_of_each_prompt_one_seed(engine: Engine) -> None:
+    request = GenerationRequest(["a red sneaker", "a red sneaker", "a navy sneaker"], images_per_prompt=3, seed=10,
+                                steps=2, seed_policy=SEED_PER_VARIANT, **SMALL)  # fmt: skip
+    result = engine.generate(request)
+    assert [i.seed for i in result.images] == [10, 11, 12] * 3
+    red, red_again, navy = result.images[0:3], result.images[3:6], result.images[6:9]
+    for j in range(3):  # the same prompt and seed: the same image; so the set differs only by prompt
+        assert np.array_equal(pixels(red[j].image), pixels(red_again[j].image))
+    assert not np.array_equal(pixels(red[0].image), pixels(red[1].image))  # variants still differ
+    again = engine.generate(request)
+    assert all(np.array_equal(pixels(a.image), pixels(b.image)) for a, b in zip(navy, again.images[6:9], strict=True))
+    assert read_png_parameters(navy[1].path)["seed_policy"] == "per-variant"
+
+
+def test_the_style_is_appended_to_every_prompt_and_saved_apart(engine: Engine) -> None:
+    style = "studio lighting, white seamless background, 85mm"
+    styled = engine.generate(GenerationRequest(["a red sneaker"], seed=3, steps=2, style=style, **SMALL))
+    spelled_out = engine.generate(GenerationRequest([f"a red sneaker, {style}"], seed=3, steps=2, **SMALL))
+    [image], [reference] = styled.images, spelled_out.images
+    assert np.array_equal(pixels(image.image), pixels(reference.image))  # the model read the same text
+    assert image.prompt == "a red sneaker" and image.path.name == "001_a-red-sneaker_s3.png"
+    parameters = read_png_parameters(image.path)
+    assert (parameters["prompt"], parameters["style"]) == ("a red sneaker", style)
+
+
+def test_a_bad_style_is_refused_by_name(make_engine) -> None:
+    engine = make_engine(max_prompt_tokens=40)
+    with pytest.raises(RequestError, match=r"The style contains a control character .*U\+0007"):
+        engine.generate(GenerationRequest(["a red sneaker"], style="studio\x07", **SMALL))
+    engine.validate(GenerationRequest(["a red sneaker"], style="studio lighting " * 10, **SMALL))  # 36 tokens
+    # The limit holds for what the model reads: the prompt with the style.
+    with pytest.raises(RequestError, match=r"Prompt 1 is \d+ tokens long; the limit is 40 tokens"):
+        engine.validate(GenerationRequest(["a red sneaker on a white seamless background"],
+                                          style="studio lighting " * 10, **SMALL))  # fmt: skip

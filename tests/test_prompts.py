@@ -1,4 +1,6 @@
-from webui.prompts import parse_prompts
+import pytest
+
+from webui.prompts import TemplateError, parse_prompts
 
 
 def test_one_prompt_per_line_skipping_blanks_and_comments() -> None:
@@ -12,3 +14,40 @@ def test_a_hash_inside_a_prompt_is_kept() -> None:
 
 def test_an_empty_box_gives_no_prompts() -> None:
     assert parse_prompts("") == [] and parse_prompts("\n # only comments\n\n") == []
+
+
+def test_a_template_line_expands_to_every_combination_in_reading_order() -> None:
+    assert parse_prompts("a {red|navy|olive} sneaker, {front|side} view") == [
+        "a red sneaker, front view", "a red sneaker, side view", "a navy sneaker, front view",
+        "a navy sneaker, side view", "a olive sneaker, front view", "a olive sneaker, side view",
+    ]  # fmt: skip
+
+
+def test_groups_nest_and_alternatives_may_be_empty() -> None:
+    assert parse_prompts("{red|navy {matte|glossy}} mug") == ["red mug", "navy matte mug", "navy glossy mug"]
+    assert parse_prompts("a {|leather} bag") == ["a bag", "a leather bag"]  # no double space
+
+
+def test_escaped_braces_and_bars_are_plain_characters() -> None:
+    assert parse_prompts(r"logo \{brand\} a\|b, {x|y} path C:\photos \\{1|2}") == [
+        r"logo {brand} a|b, x path C:\photos \1", r"logo {brand} a|b, x path C:\photos \2",
+        r"logo {brand} a|b, y path C:\photos \1", r"logo {brand} a|b, y path C:\photos \2",
+    ]  # fmt: skip
+    assert parse_prompts("a | b") == ["a | b"]  # a bar outside braces is text
+
+
+def test_unbalanced_braces_name_the_line_and_column() -> None:
+    with pytest.raises(TemplateError, match=r"Line 3: '\{' at column 3 is never closed"):
+        parse_prompts("fine\n# comment {\na {red|navy sneaker")
+    with pytest.raises(TemplateError, match=r"Line 1: '\}' at column 6 closes no '\{'"):
+        parse_prompts("a red} sneaker")
+
+
+def test_the_limit_applies_to_the_expanded_count_before_anything_is_expanded() -> None:
+    box = "{a|b}{c|d}{e|f}\nplain"  # 8 + 1 prompts
+    assert len(parse_prompts(box, limit=9)) == 9
+    with pytest.raises(TemplateError, match=r"Too many prompts: 9, from 2 lines with templates \(the limit is 8 per request\)"):
+        parse_prompts(box, limit=8)
+    huge = "{0|1|2|3|4|5|6|7|8|9}" * 30  # 10^30 prompts: counted, never built
+    with pytest.raises(TemplateError, match=r"Too many prompts: 10{30}, from 1 line with templates"):
+        parse_prompts(huge, limit=100)

@@ -104,6 +104,9 @@ NORMAL = dict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, he
     [
         ({"prompts": "x" * 100_000}, "Prompt 1 is 100,000 characters long; the limit is 16,384 characters"),
         ({"prompts": "\n".join(f"shoe {n}" for n in range(500))}, "Too many prompts: 500 (the limit is 100"),
+        ({"prompts": "shoe {0|1|2|3|4|5|6|7|8|9} {0|1|2|3|4|5|6|7|8|9} {a|b}"},
+         "Too many prompts: 200, from 1 line with templates (the limit is 100"),
+        ({"prompts": "a {red|navy sneaker"}, "Line 1: '{' at column 3 is never closed"),
         ({"images_per_prompt": 10_000}, "Value 10000 is greater than maximum value 16"),
         ({"prompts": "\n".join(f"shoe {n}" for n in range(100)), "images_per_prompt": 16},
          "Too many images: 100 prompts x 16 = 1600 (the limit is 200"),
@@ -270,13 +273,28 @@ def join_queue(server: Server, data: bytes) -> dict:
 def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(server: Server) -> None:
     before = pngs(server.output_dir)
     # NaN, which gradio_client cannot even send; Python's JSON reader takes it.
-    nan = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, ""]')
+    nan = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, "", "", "per-image"]')
     assert not nan["success"] and nan["output"]["error"] == "Guidance scale must be between 0 and 20 (got nan)."
-    bell = join_queue(server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, ""]')
+    bell = join_queue(server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')
     assert not bell["success"] and "contains a control character or non-text byte (U+0007" in bell["output"]["error"]
-    raw_bytes = join_queue(server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, ""]')  # not UTF-8
+    raw_bytes = join_queue(server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')  # not UTF-8
     assert raw_bytes["refused"] == 400 and "error parsing the body" in raw_bytes["detail"]
     assert pngs(server.output_dir) == before
 
-    normal = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, 0, ""]')
+    normal = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')
     assert normal["success"] and len(normal["output"]["data"][0]) == 1
+
+
+def test_a_template_a_style_and_the_same_seeds_for_every_prompt(server: Server) -> None:
+    gallery, summary, images, _ = client(server).predict(
+        prompts="a {red|navy} mug", images_per_prompt=2, seed=5, width=32, height=32, steps=1, guidance_scale=0.0,
+        style="studio lighting", seed_policy="per-variant", api_name="/generate",
+    )  # fmt: skip
+    assert [(i["prompt"], i["seed"]) for i in images] == [("a red mug", 5), ("a red mug", 6),
+                                                          ("a navy mug", 5), ("a navy mug", 6)]  # fmt: skip
+    assert [item["caption"] for item in gallery] == ["a red mug (seed 5)", "a red mug (seed 6)",
+                                                     "a navy mug (seed 5)", "a navy mug (seed 6)"]  # fmt: skip
+    parameters = read_png_parameters(Path(images[3]["file"]))
+    assert (parameters["prompt"], parameters["style"], parameters["seed_policy"]) == (
+        "a navy mug", "studio lighting", "per-variant")  # fmt: skip
+    assert "4 images in" in summary and "seeds 5..6" in summary

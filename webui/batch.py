@@ -22,11 +22,13 @@ from pathlib import Path
 from types import FrameType
 
 from webui.log import configure_logging
-from webui.prompts import parse_prompts
+from webui.prompts import TemplateError, parse_prompts
 from webui.settings import (
     DEFAULT_GUIDANCE,
     DEFAULT_SIZE,
     DEFAULT_STEPS,
+    SEED_PER_IMAGE,
+    SEED_POLICIES,
     SettingsError,
     add_arguments,
     from_namespace,
@@ -44,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts-file", required=True, type=Path, help="one prompt per line; - for stdin")
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if missing)")
     parser.add_argument("--images-per-prompt", type=int, default=1, help="variants per prompt (default 1)")
-    parser.add_argument("--seed", type=int, default=-1, help="base seed; image k gets seed+k; -1: random")
+    parser.add_argument("--seed", type=int, default=-1, help="base seed; -1: random")
+    parser.add_argument("--seed-policy", choices=SEED_POLICIES, default=SEED_PER_IMAGE,
+                        help="per-image (default): image k gets seed+k; per-variant: variant j of every "
+                        "prompt gets seed+j, so the set differs only by prompt")  # fmt: skip
+    parser.add_argument("--style", default="", help="appended to every prompt after ', '")
     parser.add_argument("--width", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
     parser.add_argument("--height", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
@@ -61,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = from_namespace(args, os.environ)
         text = sys.stdin.read() if str(args.prompts_file) == "-" else args.prompts_file.read_text("utf-8")
-    except (SettingsError, OSError, UnicodeDecodeError) as exc:
+        prompts = parse_prompts(text, limit=settings.max_prompts)
+    except (SettingsError, OSError, UnicodeDecodeError, TemplateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # Heavy imports after the settings check, so a typo fails in a blink.
@@ -72,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
     request = GenerationRequest(
-        prompts=parse_prompts(text),
+        prompts=prompts,
         images_per_prompt=args.images_per_prompt,
         seed=args.seed,
         width=args.width,
@@ -80,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps=args.steps,
         guidance_scale=args.guidance_scale,
         negative_prompt=args.negative_prompt,
+        style=args.style,
+        seed_policy=args.seed_policy,
     )
     try:
         engine = Engine(load_model(settings), settings)

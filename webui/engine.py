@@ -38,6 +38,9 @@ from webui.settings import (
     MAX_SEED,
     MODEL_MAX_TOKENS,
     RANDOM_SEED_RANGE,
+    SEED_PER_IMAGE,
+    SEED_PER_VARIANT,
+    SEED_POLICIES,
     SIZE_MULTIPLE,
     Settings,
 )
@@ -51,7 +54,7 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """What to generate. Image k (prompt-then-variant order) gets seed `seed + k`."""
+    """What to generate, in prompt-then-variant order; seeds as `seed_policy` says."""
 
     prompts: Sequence[str]  # already parsed: one prompt per item
     images_per_prompt: int = 1  # variants of each prompt
@@ -61,6 +64,8 @@ class GenerationRequest:
     steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE  # the negative prompt is used only above 0
     negative_prompt: str = ""
+    style: str = ""  # appended to every prompt after ", "
+    seed_policy: str = SEED_PER_IMAGE
 
     def __post_init__(self) -> None:
         # A tuple: nothing downstream (the pipeline rewrites lists in place) can change it.
@@ -69,6 +74,14 @@ class GenerationRequest:
     @property
     def image_count(self) -> int:
         return len(self.prompts) * self.images_per_prompt
+
+    def seed_offset(self, k: int) -> int:
+        """Image k's seed minus the base seed."""
+        return k % self.images_per_prompt if self.seed_policy == SEED_PER_VARIANT else k
+
+    def text_of(self, prompt: str) -> str:
+        """What the model reads for `prompt`: the prompt, then the shared style."""
+        return f"{prompt}, {self.style}" if self.style.strip() else prompt
 
 
 @dataclass(frozen=True)
@@ -184,18 +197,26 @@ class Engine:
             math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE
         ):
             raise RequestError(f"Guidance scale must be between 0 and {MAX_GUIDANCE:g} (got {guidance!r}).")
+        if request.seed_policy not in SEED_POLICIES:
+            raise RequestError(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {request.seed_policy!r}).")
         if request.seed != -1:
-            _check_int("Seed", request.seed, 0, MAX_SEED - request.image_count + 1, "-1 (random) or ")
+            highest = request.seed_offset(request.image_count - 1 if request.image_count else 0)
+            _check_int("Seed", request.seed, 0, MAX_SEED - max(highest, request.images_per_prompt - 1),
+                       "-1 (random) or ")  # fmt: skip
         limit = min(s.max_prompt_tokens, MODEL_MAX_TOKENS)
-        texts = [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
+        # The style alone first, so that a fault in it is named as the style's.
+        texts = [("The style", request.style)] if request.style else []
+        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
         if guidance > 0:
             texts.append(("The negative prompt", request.negative_prompt))
         counts: dict[str, int] = {}
         for name, text in texts:
             if not isinstance(text, str):
                 raise RequestError(f"{name} must be text (got {type(text).__name__}).")
-            if name.startswith("Prompt") and not text.strip():
-                raise RequestError(f"{name} is empty.")
+            if name.startswith("Prompt"):
+                if not text.strip():
+                    raise RequestError(f"{name} is empty.")
+                text = request.text_of(text)  # what the model reads: limits hold for it
             if len(text) > MAX_PROMPT_CHARS:
                 raise RequestError(
                     f"{name} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
@@ -257,10 +278,11 @@ class Engine:
         started = time.monotonic()
         request_id = uuid.uuid4().hex[:8]
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
-        buckets = {p: -(-tokens[p] // CAPTION_MULTIPLE) for p in set(request.prompts)}
+        texts = [request.text_of(p) for p in request.prompts]  # what the model reads
         per = request.images_per_prompt
         items = [
-            WorkItem(k, k // per, k % per, request.prompts[k // per], base + k, buckets[request.prompts[k // per]])
+            WorkItem(k, k // per, k % per, texts[k // per], base + request.seed_offset(k),
+                     -(-tokens[texts[k // per]] // CAPTION_MULTIPLE))
             for k in range(request.image_count)
         ]  # fmt: skip
         # Absolute, so that paths reported to clients mean something outside this process.
@@ -270,7 +292,7 @@ class Engine:
             "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, "
             "seeds %d..%d, %s",
             request_id, len(request.prompts), per, len(items), request.width, request.height,
-            request.steps, request.guidance_scale, base, base + len(items) - 1, label,
+            request.steps, request.guidance_scale, base, max(i.seed for i in items), label,
         )  # fmt: skip
 
         job = Job(
@@ -331,8 +353,9 @@ class Engine:
         self, request: GenerationRequest, request_id: str, item: WorkItem, image: Image.Image,
         folder: Path,
     ) -> GeneratedImage:  # fmt: skip
+        prompt = request.prompts[item.prompt_index]  # as typed: item.prompt has the style too
         parameters: dict[str, Any] = {
-            "prompt": item.prompt,
+            "prompt": prompt,
             "seed": item.seed,
             "width": request.width,
             "height": request.height,
@@ -342,10 +365,13 @@ class Engine:
             "request_id": request_id,
             "index": item.index,
         }
+        if request.style.strip():
+            parameters["style"] = request.style
+        parameters["seed_policy"] = request.seed_policy
         if request.guidance_scale > 0 and request.negative_prompt:
             parameters["negative_prompt"] = request.negative_prompt
-        path = save_png(image, folder, image_stem(item.index + 1, item.prompt, item.seed), parameters)
-        return GeneratedImage(image, item.index, item.prompt_index, item.variant, item.prompt, item.seed, path)
+        path = save_png(image, folder, image_stem(item.index + 1, prompt, item.seed), parameters)
+        return GeneratedImage(image, item.index, item.prompt_index, item.variant, prompt, item.seed, path)
 
 
 def _is_control(char: str) -> bool:

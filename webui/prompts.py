@@ -1,15 +1,113 @@
-"""Turning the text a person typed into the list of prompts the engine runs."""
+"""Turning the text a person typed into the list of prompts the engine runs.
+
+One prompt per line. A line may hold alternatives in braces, `a {red|navy} sneaker, {front|side}
+view`, and stands for every combination, in reading order (the first group varies slowest):
+here four prompts. Groups nest (`{red|navy {matte|glossy}}` is three alternatives), an
+alternative may be empty (`a {|leather }bag`), and `\\{`, `\\}`, `\\|` and `\\\\` stand for the
+character itself; any other backslash is kept as it is. `|` outside braces is plain text.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 COMMENT = "#"
+ESCAPABLE = "{}|\\"
 
 
-def parse_prompts(text: str) -> list[str]:
-    """One prompt per line, stripped; blank lines and lines starting with `#` are skipped."""
-    prompts = []
-    for line in text.splitlines():
-        prompt = line.strip()
-        if prompt and not prompt.startswith(COMMENT):
-            prompts.append(prompt)
-    return prompts
+class TemplateError(ValueError):
+    """A line whose braces do not parse, or a box that expands past the limit."""
+
+
+@dataclass(frozen=True)
+class _Group:
+    """`{a|b|...}`: one of its alternatives, each a sequence of parts."""
+
+    alternatives: tuple[tuple[str | _Group, ...], ...]
+
+
+class _Parser:
+    def __init__(self, line: str) -> None:
+        self.line, self.pos = line, 0
+
+    def sequence(self, depth: int) -> tuple[str | _Group, ...]:
+        """Text and groups up to the end of the line, or to the `|` or `}` that ends an alternative."""
+        parts: list[str | _Group] = []
+        text: list[str] = []
+        line = self.line
+        while self.pos < len(line):
+            char = line[self.pos]
+            if char == "\\" and self.pos + 1 < len(line) and line[self.pos + 1] in ESCAPABLE:
+                text.append(line[self.pos + 1])
+                self.pos += 2
+            elif char == "{":
+                parts.append("".join(text))
+                text.clear()
+                parts.append(self.group(depth + 1))
+            elif char in "|}" and depth > 0:
+                break
+            elif char == "}":
+                raise TemplateError(f"'}}' at column {self.pos + 1} closes no '{{' (write \\}} for the character)")
+            else:
+                text.append(char)
+                self.pos += 1
+        parts.append("".join(text))
+        return tuple(part for part in parts if part != "")
+
+    def group(self, depth: int) -> _Group:
+        opened = self.pos
+        self.pos += 1  # the '{'
+        alternatives = [self.sequence(depth)]
+        while self.pos < len(self.line) and self.line[self.pos] == "|":
+            self.pos += 1
+            alternatives.append(self.sequence(depth))
+        if self.pos == len(self.line):
+            raise TemplateError(f"'{{' at column {opened + 1} is never closed (write \\{{ for the character)")
+        self.pos += 1  # the '}'
+        return _Group(tuple(alternatives))
+
+
+def _count(parts: tuple[str | _Group, ...]) -> int:
+    return math.prod(sum(_count(a) for a in part.alternatives) for part in parts if isinstance(part, _Group))
+
+
+def _expand(parts: tuple[str | _Group, ...]) -> Iterator[str]:
+    choices = [[part] if isinstance(part, str) else [t for a in part.alternatives for t in _expand(a)]
+               for part in parts]  # fmt: skip
+    for combination in itertools.product(*choices):
+        yield "".join(combination)
+
+
+def _lines(text: str) -> list[tuple[str | _Group, ...]]:
+    """The box's prompt lines, parsed: stripped, blank lines and `#` lines skipped."""
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(COMMENT):
+            try:
+                lines.append(_Parser(stripped).sequence(0))
+            except TemplateError as exc:
+                raise TemplateError(f"Line {number}: {exc}.") from None
+    return lines
+
+
+def count_prompts(text: str) -> int:
+    """How many prompts the box makes, without making them; TemplateError names a bad line."""
+    return sum(_count(parts) for parts in _lines(text))
+
+
+def parse_prompts(text: str, limit: int | None = None) -> list[str]:
+    """Every prompt of the box, templates expanded. TemplateError names a bad line; with
+    `limit`, also when the box makes more prompts than that (counted before expanding)."""
+    lines = _lines(text)
+    total = sum(_count(parts) for parts in lines)
+    if limit is not None and total > limit:
+        n = len(lines)
+        made = f", from {n} line{'s' * (n != 1)} with templates" if total > n else ""
+        raise TemplateError(f"Too many prompts: {total}{made} (the limit is {limit} per request).")
+    # Collapsing runs of spaces: an empty alternative would otherwise leave two.
+    return [re.sub(r" {2,}", " ", prompt).strip() for parts in lines for prompt in _expand(parts)]

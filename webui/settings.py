@@ -33,6 +33,9 @@ MAX_GUIDANCE = 20.0
 # no real 512-token prompt is longer, and text sent to tie the server up is refused unread.
 MAX_PROMPT_CHARS = 32 * MODEL_MAX_TOKENS
 MAX_SEED = 2**53 - 1  # largest integer a browser's JSON number holds exactly
+SEED_PER_IMAGE = "per-image"  # image k of a request gets seed + k
+SEED_PER_VARIANT = "per-variant"  # variant j of every prompt gets seed + j: sets differ only by prompt
+SEED_POLICIES = (SEED_PER_IMAGE, SEED_PER_VARIANT)
 RANDOM_SEED_RANGE = 2**32  # seed -1 draws a base seed below this: short enough to read back
 
 DTYPES = ("auto", "bf16", "fp32")

@@ -17,13 +17,15 @@ import gradio as gr
 
 from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
 from webui.outputs import write_zip
-from webui.prompts import parse_prompts
+from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.settings import (
     DEFAULT_GUIDANCE,
     DEFAULT_SIZE,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
+    SEED_PER_IMAGE,
+    SEED_PER_VARIANT,
     SIZE_MULTIPLE,
     Settings,
 )
@@ -90,15 +92,25 @@ def create_demo(engine: Engine) -> gr.Blocks:
         if settings.exposed_without_login:
             gr.Markdown(EXPOSED_BANNER.format(host=settings.host), elem_id="exposed-banner")
         prompts = gr.Textbox(
-            label="Prompts: one per line (blank lines and lines starting with # are skipped)",
+            label="Prompts: one per line; {red|navy} makes one prompt per alternative "
+            "(blank lines and lines starting with # are skipped)",
             lines=6,
             placeholder="a red leather sneaker on a white seamless background, studio lighting",
             elem_id="prompts",
         )
+        style = gr.Textbox(
+            "", label="Style, appended to every prompt", elem_id="style",
+            placeholder="studio lighting, white seamless background, 85mm",
+        )
         count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
         with gr.Row():
             images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random; image k gets seed + k)")
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            seed_policy = gr.Radio(
+                [("New seed per image (seed + k)", SEED_PER_IMAGE),
+                 ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT)],
+                value=SEED_PER_IMAGE, label="Seeds", elem_id="seed-policy",
+            )  # fmt: skip
             preset = gr.Dropdown(
                 [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution",
                 elem_id="resolution",
@@ -134,19 +146,21 @@ def create_demo(engine: Engine) -> gr.Blocks:
 
         def generate(
             prompts: str, images_per_prompt: float, seed: float | None, width: float, height: float,
-            steps: float, guidance_scale: float, negative_prompt: str = "",
+            steps: float, guidance_scale: float, negative_prompt: str = "", style: str = "",
+            seed_policy: str = SEED_PER_IMAGE,
             request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
         ) -> tuple:  # fmt: skip
             """Generate images for every prompt (one per line) and return them with their seeds."""
             # Gradio does not hold a textbox to any length on the server: check before parsing.
             box_limit = settings.max_prompts * (MAX_PROMPT_CHARS + 1)
             for name, text, most in (("The prompt box", prompts, box_limit),
-                                     ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS)):  # fmt: skip
+                                     ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
+                                     ("The style", style, MAX_PROMPT_CHARS)):  # fmt: skip
                 if len(text or "") > most:
                     raise gr.Error(f"{name} holds {len(text):,} characters; the limit is {most:,}.")
             try:
                 job = GenerationRequest(
-                    prompts=parse_prompts(prompts or ""),
+                    prompts=parse_prompts(prompts or "", limit=settings.max_prompts),
                     images_per_prompt=_whole("Images per prompt", images_per_prompt),
                     seed=-1 if seed is None else _whole("Seed", seed),
                     width=_whole("Width", width),
@@ -154,8 +168,10 @@ def create_demo(engine: Engine) -> gr.Blocks:
                     steps=_whole("Steps", steps),
                     guidance_scale=float(guidance_scale),
                     negative_prompt=negative_prompt or "",
+                    style=style or "",
+                    seed_policy=seed_policy or SEED_PER_IMAGE,
                 )
-            except ValueError as exc:
+            except ValueError as exc:  # TemplateError included
                 raise gr.Error(str(exc)) from None
 
             def report(p: Progress) -> None:
@@ -189,7 +205,8 @@ def create_demo(engine: Engine) -> gr.Blocks:
 
         generate_button.click(
             generate,
-            inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt],
+            inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt,
+                    style, seed_policy],
             outputs=[gallery, summary, details, download],
             api_name="generate",
             concurrency_id=GPU_GROUP,
@@ -233,7 +250,10 @@ def _whole(name: str, value: float) -> int:
 
 
 def _count_text(text: str, per_prompt: float, max_prompts: int, max_images: int) -> str:
-    n = len(parse_prompts(text or ""))
+    try:
+        n = count_prompts(text or "")
+    except TemplateError as exc:
+        return f"**{exc}**"
     images = n * int(per_prompt or 1)
     over = n > max_prompts or images > max_images
     warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
@@ -260,7 +280,8 @@ def _outputs(result: GenerationResult) -> tuple:
 def _summary(result: GenerationResult) -> str:
     made, planned = len(result.images), len(result.seeds)
     rate = made / result.elapsed_s if result.elapsed_s else 0.0
-    seeds = f"seeds {result.seeds[0]}..{result.seeds[-1]}" if planned > 1 else f"seed {result.seeds[0]}"
+    low, high = min(result.seeds), max(result.seeds)
+    seeds = f"seeds {low}..{high}" if high > low else f"seed {low}"
     stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} images"
     note = " (demo model)" if result.is_demo else ""
     black = ""
