@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from webui.engine import Engine, GenerationRequest, Progress, RequestError
 from webui.loading import LoadedModel
-from webui.outputs import read_png_parameters
+from webui.outputs import read_manifest, read_png_parameters
 from webui.settings import SEED_PER_VARIANT
 
 SMALL = {"width": 32, "height": 32}
@@ -370,3 +371,31 @@ def test_a_bad_style_is_refused_by_name(make_engine) -> None:
     with pytest.raises(RequestError, match=r"Prompt 1 is \d+ tokens long; the limit is 40 tokens"):
         engine.validate(GenerationRequest(["a red sneaker on a white seamless background"],
                                           style="studio lighting " * 10, **SMALL))  # fmt: skip
+
+
+def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> None:
+    request = GenerationRequest(["a {red} sneaker", "a navy mug"], images_per_prompt=2, seed=30, steps=2,
+                                style="studio lighting", seed_policy=SEED_PER_VARIANT, **SMALL)  # fmt: skip
+    result = engine.generate(request, user="alice")
+    manifest = read_manifest(result.output_dir)
+    assert manifest == {
+        "request_id": result.request_id, "created": manifest["created"], "status": "done", "user": "alice",
+        "model": "demo model", "demo": True, "prompts": ["a {red} sneaker", "a navy mug"],
+        "style": "studio lighting", "images_per_prompt": 2, "seed": 30, "seed_policy": "per-variant",
+        "width": 32, "height": 32, "steps": 2, "guidance_scale": 0.0, "negative_prompt": "",
+        "images": [{"file": i.path.name, "prompt_index": i.prompt_index, "variant": i.variant, "prompt": i.prompt,
+                    "seed": i.seed} for i in result.images],
+        "black_seeds": [], "elapsed_s": manifest["elapsed_s"], "images_per_s": manifest["images_per_s"],
+    }  # fmt: skip
+    assert [(i["prompt_index"], i["variant"], i["seed"]) for i in manifest["images"]] == [
+        (0, 0, 30), (0, 1, 31), (1, 0, 30), (1, 1, 31)]  # fmt: skip
+    assert all((result.output_dir / i["file"]).is_file() for i in manifest["images"])
+    assert datetime.fromisoformat(manifest["created"]).tzinfo is not None and manifest["elapsed_s"] > 0
+
+
+def test_a_stopped_request_says_so_in_its_manifest(engine: Engine) -> None:
+    cancel = threading.Event()
+    cancel.set()  # stopped before its first call
+    result = engine.generate(GenerationRequest(["a"], images_per_prompt=3, steps=2, **SMALL), cancel=cancel)
+    manifest = read_manifest(result.output_dir)
+    assert manifest["status"] == "stopped" and manifest["images"] == []

@@ -19,7 +19,7 @@ from gradio_client.utils import QueueError
 from PIL import Image
 
 from tests.helpers import Server, get_json, readme_code_blocks, running_server, wait_for
-from webui.outputs import read_png_parameters
+from webui.outputs import read_manifest, read_png_parameters
 
 # A long request for the demo model: 80 images of 256x256, several seconds on two cores.
 LONG = dict(prompts="\n".join(f"product {n}" for n in range(20)), images_per_prompt=4, seed=1,
@@ -230,9 +230,10 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         with pytest.raises(Exception, match="Could not login"):
             Client(server.url, auth=("team", "wrong"), verbose=False)
         user = Client(server.url, auth=("team", "s3cret pass"), verbose=False)
-        gallery = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32, height=32,
-                               steps=1, guidance_scale=0.0, api_name="/generate")[0]  # fmt: skip
+        gallery, _, images, _ = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32,
+                                             height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
         assert len(gallery) == 1
+        assert read_manifest(Path(images[0]["file"]).parent)["user"] == "team"  # who asked, in the history
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
 
 

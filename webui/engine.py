@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, Job, Lane, LaneError, Progress, WorkItem
 from webui.loading import LoadedModel
-from webui.outputs import image_stem, request_dir, save_png
+from webui.outputs import MANIFEST_NAME, image_stem, request_dir, save_png, write_manifest
 from webui.settings import (
     DEFAULT_GUIDANCE,
     DEFAULT_SIZE,
@@ -245,6 +245,7 @@ class Engine:
         on_progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
         output_dir: Path | None = None,
+        user: str | None = None,
     ) -> GenerationResult:
         """Validate, then generate every image of `request`, saving PNGs as calls finish.
 
@@ -262,7 +263,7 @@ class Engine:
         with self._count_lock:
             self._active += 1
         try:
-            return self._generate(request, tokens, on_progress, cancel, output_dir)
+            return self._generate(request, tokens, on_progress, cancel, output_dir, user)
         finally:
             with self._count_lock:
                 self._active -= 1
@@ -274,8 +275,9 @@ class Engine:
         on_progress: Callable[[Progress], None] | None,
         cancel: threading.Event | None,
         output_dir: Path | None,
+        user: str | None,
     ) -> GenerationResult:
-        started = time.monotonic()
+        started, created = time.monotonic(), datetime.now(UTC)
         request_id = uuid.uuid4().hex[:8]
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
         texts = [request.text_of(p) for p in request.prompts]  # what the model reads
@@ -336,7 +338,7 @@ class Engine:
             "request %s: %s, %d of %d images in %.2f s (%s)",
             request_id, "cancelled" if cancelled else "done", len(images), len(items), elapsed, label,
         )  # fmt: skip
-        return GenerationResult(
+        result = GenerationResult(
             request_id=request_id,
             request=request,
             seeds=tuple(item.seed for item in items),
@@ -348,6 +350,13 @@ class Engine:
             output_dir=folder,
             black_seeds=tuple(sorted(job.black)),
         )
+        # One folder per request gets manifest.json; a shared folder (batch mode's --out) one per request.
+        name = MANIFEST_NAME if output_dir is None else f"manifest-{request_id}.json"
+        try:
+            write_manifest(folder / name, manifest(result, created, user))
+        except OSError as exc:  # the images are saved; the request is not lost for want of it
+            logger.error("request %s: could not write its manifest in %s: %s", request_id, folder, exc)
+        return result
 
     def _save(
         self, request: GenerationRequest, request_id: str, item: WorkItem, image: Image.Image,
@@ -372,6 +381,34 @@ class Engine:
             parameters["negative_prompt"] = request.negative_prompt
         path = save_png(image, folder, image_stem(item.index + 1, prompt, item.seed), parameters)
         return GeneratedImage(image, item.index, item.prompt_index, item.variant, prompt, item.seed, path)
+
+
+def manifest(result: GenerationResult, created: datetime, user: str | None) -> dict[str, Any]:
+    """Everything about a finished request: what was asked, what was made, by whom, how fast."""
+    request = result.request
+    return {
+        "request_id": result.request_id,
+        "created": created.isoformat(timespec="seconds"),
+        "status": "stopped" if result.cancelled else "done",
+        "user": user,
+        "model": result.model_label,
+        "demo": result.is_demo,
+        "prompts": list(request.prompts),
+        "style": request.style,
+        "images_per_prompt": request.images_per_prompt,
+        "seed": result.base_seed,
+        "seed_policy": request.seed_policy,
+        "width": request.width,
+        "height": request.height,
+        "steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "negative_prompt": request.negative_prompt,
+        "images": [{"file": i.path.name, "prompt_index": i.prompt_index, "variant": i.variant,
+                    "prompt": i.prompt, "seed": i.seed} for i in result.images],  # fmt: skip
+        "black_seeds": list(result.black_seeds),
+        "elapsed_s": round(result.elapsed_s, 3),
+        "images_per_s": round(len(result.images) / result.elapsed_s, 3) if result.elapsed_s else None,
+    }
 
 
 def _is_control(char: str) -> bool:

@@ -16,10 +16,10 @@ import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -80,14 +80,38 @@ def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping
     return path
 
 
+MANIFEST_NAME = "manifest.json"
+
+
 def write_zip(paths: Sequence[Path], destination: Path) -> Path:
     """Bundle `paths` (by file name) into the zip file `destination`, atomically."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
-    try:
+
+    def write(handle: BinaryIO) -> None:
         # PNGs are compressed already: storing them is as small and much faster.
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             for path in paths:
                 archive.write(path, arcname=path.name)
+
+    return _replace_atomically(destination, write)
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> Path:
+    """What a request asked for and made (for history and reuse), as JSON at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+    return _replace_atomically(path, lambda handle: handle.write(text))
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / MANIFEST_NAME).read_text("utf-8"))
+
+
+def _replace_atomically(destination: Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write `destination` through a hidden temporary file that replaces it when complete."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
         os.chmod(temporary, 0o644)
         os.replace(temporary, destination)
     finally:

@@ -183,7 +183,8 @@ def create_demo(engine: Engine) -> gr.Blocks:
             session = request.session_hash if request is not None else None
             flag = running.start(session) if session else threading.Event()
             try:
-                result = engine.generate(job, on_progress=report, cancel=flag)
+                user = request.username if request is not None else None  # set when the login is on
+                result = engine.generate(job, on_progress=report, cancel=flag, user=user)
             except RequestError as exc:
                 raise gr.Error(str(exc)) from None
             finally:
