@@ -153,7 +153,8 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
     assert result.seeds == (0, 1, 2, 3, 4, 5)
     # Chunk one ran its 4 steps; chunk two stopped after step 2 (the next step saw the flag).
     assert forwards == [2, 2, 2, 2, 2, 2]
-    assert sorted(p.name for p in out.iterdir()) == sorted(i.path.name for i in result.images)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*(i.path.name for i in result.images), f"manifest-{result.request_id}.json"])  # fmt: skip
 
     # The shared pipeline is left usable.
     after = engine.generate(GenerationRequest(["a"], seed=0, steps=4, **SMALL))
@@ -213,7 +214,8 @@ def test_default_output_folder_is_one_per_request(engine: Engine, settings) -> N
     for result in (first, second):
         assert result.output_dir.is_relative_to(settings.output_dir)
         assert result.request_id in result.output_dir.name
-        assert [p.name for p in result.output_dir.iterdir()] == [result.images[0].path.name]
+        assert sorted(p.name for p in result.output_dir.iterdir()) == sorted(
+            [result.images[0].path.name, "manifest.json"])  # fmt: skip
 
 
 def test_the_negative_prompt_only_matters_above_zero_guidance(

@@ -22,7 +22,7 @@ from gradio_client.utils import QueueError, Status
 
 from tests.helpers import Server, get_json, running_server, wait_for
 
-STALL_TIMEOUT_S = 6  # the server's ZIMAGE_STALL_TIMEOUT; its grace period after a stall is as long
+STALL_TIMEOUT_S = 10  # the server's ZIMAGE_STALL_TIMEOUT; its grace period after a stall is as long
 SMALL = dict(images_per_prompt=1, seed=5, width=32, height=32, steps=2, guidance_scale=0.0)
 
 
