@@ -156,3 +156,24 @@ def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browse
         with Image.open(path) as image:
             image.load()  # complete files only
     assert not [p for p in server.output_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: Page) -> None:
+    page.locator("#prompts textarea").fill("a {red|navy} mug")
+    page.locator("#style textarea").fill("studio lighting")
+    for field, value in (("#per-prompt", "3"), ("#width", "128"), ("#height", "128")):
+        page.locator(f"{field} input[type=number]").fill(value)
+        page.locator(f"{field} input[type=number]").press("Enter")
+    expect(page.locator("#count")).to_contain_text("2 prompts x 3 = 6 images")
+    page.locator("#generate").click()
+    images = page.locator("#gallery img")
+    expect(images).to_have_count(6, timeout=120_000)
+    captions = page.locator("#gallery .caption-label").all_inner_texts()
+    assert [c.split(" (seed")[0] for c in captions] == ["a red mug"] * 3 + ["a navy mug"] * 3
+    boxes = [images.nth(n).bounding_box() for n in range(6)]
+    rows = [sorted({round(b["y"]) for b in boxes[k:k + 3]}) for k in (0, 3)]
+    assert len(rows[0]) == 1 and len(rows[1]) == 1 and rows[0][0] < rows[1][0]  # two rows
+    assert [round(b["x"]) for b in boxes[:3]] == [round(b["x"]) for b in boxes[3:]]  # three columns, aligned
+    expect(page.locator("#contact-sheet")).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-grid.png"), full_page=True)

@@ -90,7 +90,7 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
 
     with pytest.raises(AppError, match=r"Generation failed: RuntimeError: injected fault in the transformer\."):
         failing.result(timeout=60)
-    gallery, summary, details, _ = queued.result(timeout=60)
+    gallery, summary, details, _, _ = queued.result(timeout=60)
     assert len(gallery) == 1 and "1 images" in summary and Path(details[0]["file"]).is_file()
     log = server.log_text()
     assert "Traceback" in log and "RuntimeError: injected fault in the transformer" in log
@@ -99,7 +99,7 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
 def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(server: Server, faults: Path) -> None:
     user = client(server)
     arm(faults, "oom", "1")  # a forward of two images fails, one image fits
-    gallery, _, details, _ = generate(user, "a red sneaker", images_per_prompt=2)
+    gallery, _, details, _, _ = generate(user, "a red sneaker", images_per_prompt=2)
     assert len(gallery) == 2 and [d["seed"] for d in details] == [5, 6]
     assert "Out of memory in a call of 2 images; retrying in calls of at most 1" in server.log_text()
 
@@ -112,7 +112,7 @@ def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(se
 
 def test_an_image_that_comes_out_nan_is_not_saved_and_the_user_is_told(server: Server, faults: Path) -> None:
     arm(faults, "nan")  # the next decode: on the CPU, images are decoded one at a time
-    gallery, summary, details, _ = generate(client(server), "a red sneaker", images_per_prompt=2)
+    gallery, summary, details, _, _ = generate(client(server), "a red sneaker", images_per_prompt=2)
     assert "1 image came out black and was not saved (seed 5)" in summary
     assert [d["seed"] for d in details] == [6] and len(gallery) == 1
     assert [p.name for p in Path(details[0]["file"]).parent.glob("*.png")] == [Path(details[0]["file"]).name]

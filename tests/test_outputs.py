@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webui.outputs import image_stem, read_png_parameters, request_dir, save_png, slugify, write_zip
+from webui.outputs import (
+    SheetCell,
+    image_stem,
+    read_png_parameters,
+    request_dir,
+    save_png,
+    slugify,
+    write_contact_sheet,
+    write_zip,
+)
 
 
 def test_parameters_round_trip_and_show_as_text_chunks(tmp_path: Path) -> None:
@@ -68,3 +77,28 @@ def test_a_zip_bundles_the_files_by_name(tmp_path: Path) -> None:
         assert bundle.namelist() == ["000_x_s0.png", "001_x_s1.png"]
         assert bundle.read("001_x_s1.png") == paths[1].read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000_x_s0.png", "001_x_s1.png", "images.zip"]
+
+
+def test_a_contact_sheet_has_a_row_per_prompt_and_a_column_per_variant(tmp_path: Path) -> None:
+    colours = {"red": (220, 30, 30), "navy": (20, 30, 110), "olive": (110, 120, 40)}
+    rows = []
+    for name, colour in colours.items():
+        cells = []
+        for variant in range(2):
+            path = tmp_path / f"{name}-{variant}.png"
+            Image.new("RGB", (64, 32), colour).save(path)  # 2:1, so the thumbnail is 256x128
+            cells.append(SheetCell(path, f"seed {variant}"))
+        rows.append((f"a {name} sneaker", cells))
+    rows[1][1][1] = SheetCell(None, "not saved")  # navy's second image is missing: an empty cell
+
+    sheet_path = write_contact_sheet(rows, tmp_path / "sheet.png")
+    with Image.open(sheet_path) as sheet:
+        pad, line, cell = 12, 20, 256
+        row_height = line + cell + line + pad
+        assert sheet.size == (pad + 2 * (cell + pad), pad + 3 * row_height)
+        for r, colour in enumerate(colours.values()):
+            for c in range(2):
+                centre = (pad + c * (cell + pad) + cell // 2, pad + r * row_height + line + 64)
+                expected = (255, 255, 255) if (r, c) == (1, 1) else colour
+                assert sheet.getpixel(centre) == expected, (r, c)
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -1,6 +1,6 @@
 import pytest
 
-from webui.prompts import TemplateError, parse_prompts
+from webui.prompts import TemplateError, parse_prompts, prompts_from_file
 
 
 def test_one_prompt_per_line_skipping_blanks_and_comments() -> None:
@@ -51,3 +51,23 @@ def test_the_limit_applies_to_the_expanded_count_before_anything_is_expanded() -
     huge = "{0|1|2|3|4|5|6|7|8|9}" * 30  # 10^30 prompts: counted, never built
     with pytest.raises(TemplateError, match=r"Too many prompts: 10{30}, from 1 line with templates"):
         parse_prompts(huge, limit=100)
+
+
+def test_a_txt_file_is_the_prompt_box_as_it_is() -> None:
+    text = "a red sneaker\n# a note\na {navy|olive} mug\n"
+    assert prompts_from_file("shots.TXT", text.encode(), 1000) == text
+
+
+def test_a_csv_file_gives_its_prompt_column_or_its_first() -> None:
+    with_header = '\ufeffsku,Prompt,notes\n1,"a red sneaker, front view",x\n2,"a navy mug,\nside view",\n3,,\n'
+    assert prompts_from_file("shots.csv", with_header.encode(), 1000) == "a red sneaker, front view\na navy mug, side view"
+    assert prompts_from_file("plain.csv", b"a red sneaker,1\na navy mug,2\n", 1000) == "a red sneaker\na navy mug"
+
+
+def test_a_prompt_file_of_the_wrong_kind_size_or_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"from a \.txt or \.csv file \(got 'shots\.xlsx'\)"):
+        prompts_from_file("shots.xlsx", b"PK...", 1000)
+    with pytest.raises(ValueError, match="The prompt file is 1,001 bytes; the limit is 1,000"):
+        prompts_from_file("shots.txt", b"a" * 1001, 1000)
+    with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 7\)"):
+        prompts_from_file("shots.txt", b"a red \xff sneaker", 1000)

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.client import Job
+from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
-from PIL import Image
+from PIL import Image, ImageChops
 
 from tests.helpers import Server, get_json, readme_code_blocks, running_server, wait_for
 from webui.outputs import read_manifest, read_png_parameters
@@ -64,7 +65,7 @@ def stop_until_done(server: Server, user: Client, job: Job) -> None:
 
 
 def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server) -> None:
-    gallery, summary, images, archive = client(server).predict(
+    gallery, summary, images, archive, sheet = client(server).predict(
         prompts="a red sneaker\n# a comment\n\na navy mug\nan olive bag", images_per_prompt=2,
         seed=5, width=64, height=48, steps=3, guidance_scale=0.0, api_name="/generate",
     )  # fmt: skip
@@ -81,13 +82,16 @@ def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server
         assert read_png_parameters(Path(info["file"]))["seed"] == info["seed"]  # the file on disk
     with zipfile.ZipFile(archive) as bundle:
         assert bundle.namelist() == [Path(i["file"]).name for i in images]
+    with Image.open(sheet) as contact:  # three rows of two 256x192 thumbnails (64x48 scaled up)
+        pad, line = 12, 20
+        assert contact.size == (pad + 2 * (256 + pad), pad + 3 * (line + 256 + line + pad))
 
 
 def test_the_gallery_serves_the_saved_pngs_themselves(server: Server) -> None:
     # Encoded once: the page fetches the very file the engine wrote, not a re-encoded or
     # cached copy; a one-image request downloads that PNG rather than a zip of it.
     raw = Client(server.url, verbose=False, download_files=False)
-    gallery, _, images, download = raw.predict(prompts="a teal kettle", images_per_prompt=1, seed=3,
+    gallery, _, images, download, _ = raw.predict(prompts="a teal kettle", images_per_prompt=1, seed=3,
                                                width=64, height=64, steps=2, api_name="/generate")  # fmt: skip
     [shown], [info] = gallery, images
     assert shown["image"]["path"] == info["file"] == download["path"]
@@ -171,7 +175,7 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
     job = user.submit(**LONG, api_name="/generate")
     wait_for(lambda: len(set(pngs(server.output_dir)) - before) >= 4, 60, "four finished images")
     user.predict(api_name="/stop")
-    gallery, summary, images, archive = job.result(timeout=60)
+    gallery, summary, images, archive, _ = job.result(timeout=60)
 
     kept = len(gallery)
     assert 4 <= kept < 80
@@ -230,7 +234,7 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         with pytest.raises(Exception, match="Could not login"):
             Client(server.url, auth=("team", "wrong"), verbose=False)
         user = Client(server.url, auth=("team", "s3cret pass"), verbose=False)
-        gallery, _, images, _ = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32,
+        gallery, _, images, _, _ = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32,
                                              height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
         assert len(gallery) == 1
         assert read_manifest(Path(images[0]["file"]).parent)["user"] == "team"  # who asked, in the history
@@ -287,7 +291,7 @@ def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(
 
 
 def test_a_template_a_style_and_the_same_seeds_for_every_prompt(server: Server) -> None:
-    gallery, summary, images, _ = client(server).predict(
+    gallery, summary, images, _, sheet = client(server).predict(
         prompts="a {red|navy} mug", images_per_prompt=2, seed=5, width=32, height=32, steps=1, guidance_scale=0.0,
         style="studio lighting", seed_policy="per-variant", api_name="/generate",
     )  # fmt: skip
@@ -299,3 +303,53 @@ def test_a_template_a_style_and_the_same_seeds_for_every_prompt(server: Server) 
     assert (parameters["prompt"], parameters["style"], parameters["seed_policy"]) == (
         "a navy mug", "studio lighting", "per-variant")  # fmt: skip
     assert "4 images in" in summary and "seeds 5..6" in summary
+    assert Path(sheet).name == "contact-sheet.png" and Path(sheet).stat().st_size > 0
+
+
+def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(server: Server, tmp_path: Path) -> None:
+    user = client(server)
+    sheet = tmp_path / "shots.csv"
+    sheet.write_text('sku,prompt\n1,"a red sneaker, front view"\n2,a {navy|olive} mug\n', "utf-8")
+    box = user.predict(handle_file(str(sheet)), api_name="/load_prompts")
+    assert box == "a red sneaker, front view\na {navy|olive} mug"
+    images = user.predict(prompts=box, images_per_prompt=1, seed=1, width=32, height=32, steps=1,
+                          guidance_scale=0.0, api_name="/generate")[2]  # fmt: skip
+    assert [i["prompt"] for i in images] == ["a red sneaker, front view", "a navy mug", "a olive mug"]
+
+    wrong = tmp_path / "shots.json"
+    wrong.write_text('["a red sneaker"]')
+    # Gradio refuses other types on the server (our own check, unit-tested, is behind it).
+    with pytest.raises(AppError, match=r"Invalid file type\. .* one of these formats: \['\.txt', '\.csv'\]"):
+        user.predict(handle_file(str(wrong)), api_name="/load_prompts")
+    big = tmp_path / "big.txt"
+    big.write_text("a red sneaker\n" * 80_000)  # 1.1 MB: under the server's upload cap, over ours
+    with pytest.raises(AppError, match="The prompt file is 1,120,000 bytes; the limit is 1,000,000"):
+        user.predict(handle_file(str(big)), api_name="/load_prompts")
+    too_many = tmp_path / "many.txt"
+    too_many.write_text("\n".join(f"shoe {n}" for n in range(150)))  # loads; generating is refused
+    with pytest.raises(AppError, match=r"Too many prompts: 150 \(the limit is 100"):
+        user.predict(prompts=user.predict(handle_file(str(too_many)), api_name="/load_prompts"), images_per_prompt=1,
+                     seed=1, width=32, height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+
+
+def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(server: Server, tmp_path: Path) -> None:
+    user = client(server)
+    made = user.predict(prompts="a red sneaker\na navy mug", images_per_prompt=2, seed=11, width=64, height=48,
+                        steps=2, guidance_scale=0.0, style="studio lighting", seed_policy="per-variant",
+                        api_name="/generate")[2]  # fmt: skip
+    original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
+    form = user.predict(handle_file(str(original)), api_name="/reuse_png")
+    assert list(form) == ["a navy mug", 1, 12, "per-image", "Custom", 64, 48, 2, 0.0, "", "studio lighting"]
+
+    prompts, per, seed, policy, _, width, height, steps, guidance, negative, style = form
+    again = user.predict(prompts=prompts, images_per_prompt=per, seed=seed, seed_policy=policy, width=width,
+                         height=height, steps=steps, guidance_scale=guidance, negative_prompt=negative, style=style,
+                         api_name="/generate")[2]  # fmt: skip
+    with Image.open(original) as first, Image.open(again[0]["file"]) as second:
+        # The same image (within the rounding of a batch of 4 against a call of 1): the settings round-tripped.
+        assert max(high for _, high in ImageChops.difference(first, second).getextrema()) <= 2
+
+    stranger = tmp_path / "stranger.png"
+    Image.new("RGB", (8, 8)).save(stranger)
+    with pytest.raises(AppError, match="carries no Z-Image WebUI parameters"):
+        user.predict(handle_file(str(stranger)), api_name="/reuse_png")

@@ -9,6 +9,8 @@ character itself; any other backslash is kept as it is. `|` outside braces is pl
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import math
 import re
@@ -111,3 +113,32 @@ def parse_prompts(text: str, limit: int | None = None) -> list[str]:
         raise TemplateError(f"Too many prompts: {total}{made} (the limit is {limit} per request).")
     # Collapsing runs of spaces: an empty alternative would otherwise leave two.
     return [re.sub(r" {2,}", " ", prompt).strip() for parts in lines for prompt in _expand(parts)]
+
+
+PROMPT_FILE_TYPES = (".txt", ".csv")
+PROMPT_COLUMN = "prompt"
+
+
+def prompts_from_file(name: str, data: bytes, max_bytes: int) -> str:
+    """The prompt box text of an uploaded file: a .txt as it is (one prompt per line), or the
+    `prompt` column of a .csv (the first column when no header cell says `prompt`).
+
+    ValueError says what is wrong: the type, the size, or bytes that are not UTF-8 text.
+    """
+    suffix = name[name.rfind("."):].lower() if "." in name else ""
+    if suffix not in PROMPT_FILE_TYPES:
+        raise ValueError(f"Prompts come from a .txt or .csv file (got {name!r}).")
+    if len(data) > max_bytes:
+        raise ValueError(f"The prompt file is {len(data):,} bytes; the limit is {max_bytes:,}.")
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is dropped
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"The prompt file is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8.") from None
+    if suffix == ".txt":
+        return text
+    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    column = header.index(PROMPT_COLUMN) if PROMPT_COLUMN in header else 0
+    body = rows[1:] if PROMPT_COLUMN in header else rows
+    # One prompt per line: a cell's own line breaks become spaces.
+    return "\n".join(" ".join(row[column].split()) for row in body if column < len(row) and row[column].strip())

@@ -16,8 +16,8 @@ from pathlib import Path
 import gradio as gr
 
 from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
-from webui.outputs import write_zip
-from webui.prompts import TemplateError, count_prompts, parse_prompts
+from webui.outputs import SheetCell, read_png_parameters, write_contact_sheet, write_zip
+from webui.prompts import PROMPT_FILE_TYPES, TemplateError, count_prompts, parse_prompts, prompts_from_file
 from webui.settings import (
     DEFAULT_GUIDANCE,
     DEFAULT_SIZE,
@@ -33,6 +33,8 @@ from webui.settings import (
 logger = logging.getLogger(__name__)
 
 GPU_GROUP = "gpu"
+PROMPT_FILE_MAX_BYTES = 1_000_000  # below the server's upload cap, so that this message is the one seen
+MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the gallery
 CUSTOM = "Custom"
 # The official 1024-based presets of the Z-Image demo: (label, width, height).
 PRESETS = [
@@ -98,13 +100,15 @@ def create_demo(engine: Engine) -> gr.Blocks:
             placeholder="a red leather sneaker on a white seamless background, studio lighting",
             elem_id="prompts",
         )
+        prompt_file = gr.UploadButton("Load prompts from a .txt or .csv", file_types=list(PROMPT_FILE_TYPES),
+                                      size="sm", elem_id="prompt-file")  # fmt: skip
         style = gr.Textbox(
             "", label="Style, appended to every prompt", elem_id="style",
             placeholder="studio lighting, white seamless background, 85mm",
         )
         count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
         with gr.Row():
-            images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt")
+            images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
             seed_policy = gr.Radio(
                 [("New seed per image (seed + k)", SEED_PER_IMAGE),
@@ -133,9 +137,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
         with gr.Row():
             generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
             stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+        reuse = gr.File(label="Drop one of our PNGs here to fill the form with the settings it was made with",
+                        file_types=[".png"], height=90, elem_id="reuse-png")  # fmt: skip
         summary = gr.Markdown(elem_id="summary")
+        # A grid: one row per prompt, one column per variant (set per result).
         gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
-        download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
+        with gr.Row():
+            download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
+            sheet = gr.DownloadButton("Contact sheet (PNG)", value=None, elem_id="contact-sheet")
         details = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
         lines = _load_examples()
         if lines:
@@ -192,6 +201,34 @@ def create_demo(engine: Engine) -> gr.Blocks:
                     running.finish(session, flag)
             return _outputs(result)
 
+        def load_prompts(file: str | None) -> str:
+            """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
+            if not file:
+                return gr.skip()
+            path = Path(file)  # Gradio keeps the uploaded file's name
+            try:
+                return prompts_from_file(path.name, path.read_bytes(), PROMPT_FILE_MAX_BYTES)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from None
+
+        prompt_file.upload(load_prompts, prompt_file, prompts, api_name="load_prompts", show_progress="hidden")
+
+        def reuse_png(file: str | None) -> tuple:
+            """The form as it was for one PNG we made: its prompt, seed and settings, one image."""
+            if not file:
+                return (gr.skip(),) * 11
+            try:
+                p = read_png_parameters(Path(file))
+            except (KeyError, OSError, ValueError):
+                raise gr.Error("This PNG carries no Z-Image WebUI parameters (or is not a PNG).") from None
+            size = next((label for label, w, h in PRESETS if (w, h) == (p["width"], p["height"])), CUSTOM)
+            return (p["prompt"], 1, p["seed"], SEED_PER_IMAGE, size, p["width"], p["height"], p["steps"],
+                    p["guidance_scale"], p.get("negative_prompt", ""), p.get("style", ""))  # fmt: skip
+
+        reuse.upload(reuse_png, reuse,
+                     [prompts, images_per_prompt, seed, seed_policy, preset, width, height, steps, guidance_scale,
+                      negative_prompt, style], api_name="reuse_png", show_progress="hidden")  # fmt: skip
+
         def stop(request: gr.Request) -> None:
             if running.stop(request.session_hash):
                 gr.Info("Stopping after the current step; finished images are kept.")
@@ -204,15 +241,19 @@ def create_demo(engine: Engine) -> gr.Blocks:
             if running.stop(request.session_hash):
                 logger.info("A browser tab closed: stopping its running request at the next step")
 
+        def grid(per_prompt: float) -> gr.Gallery:
+            """A column per variant: prompt-then-variant order then makes a row per prompt."""
+            return gr.Gallery(columns=max(1, min(int(per_prompt or 1), MAX_GRID_COLUMNS)))
+
         generate_button.click(
             generate,
             inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt,
                     style, seed_policy],
-            outputs=[gallery, summary, details, download],
+            outputs=[gallery, summary, details, download, sheet],
             api_name="generate",
             concurrency_id=GPU_GROUP,
             concurrency_limit=active_requests(settings),
-        )
+        ).then(grid, images_per_prompt, gallery, queue=False, show_progress="hidden", api_visibility="private")
         stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
         demo.unload(closed)
 
@@ -262,7 +303,8 @@ def _count_text(text: str, per_prompt: float, max_prompts: int, max_images: int)
 
 
 def _outputs(result: GenerationResult) -> tuple:
-    """The gallery, summary line, per-image details and zip of a result, as /generate returns them."""
+    """The gallery, summary line, per-image details, zip and contact sheet of a result, as
+    /generate returns them."""
     gallery = [(str(i.path), f"{i.prompt} (seed {i.seed})") for i in result.images]
     request = result.request
     details = [
@@ -275,7 +317,23 @@ def _outputs(result: GenerationResult) -> tuple:
         download = str(result.images[0].path)
     elif result.images:
         download = str(write_zip([i.path for i in result.images], result.output_dir / "images.zip"))
-    return gallery, _summary(result), details, download
+    sheet = str(_contact_sheet(result)) if len(result.images) > 1 else None  # nothing to compare
+    return gallery, _summary(result), details, download, sheet
+
+
+def _contact_sheet(result: GenerationResult) -> Path:
+    """The comparison grid as one PNG in the request's folder; a missing image leaves a gap."""
+    request, made = result.request, {i.index: i for i in result.images}
+    per = request.images_per_prompt
+    rows = []
+    for p, prompt in enumerate(request.prompts):
+        cells = []
+        for j in range(per):
+            seed = result.seeds[p * per + j]
+            image = made.get(p * per + j)
+            cells.append(SheetCell(image.image if image else None, f"seed {seed}" + ("" if image else ": not made")))
+        rows.append((request.text_of(prompt), cells))
+    return write_contact_sheet(rows, result.output_dir / "contact-sheet.png")
 
 
 def _summary(result: GenerationResult) -> str:
