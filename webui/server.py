@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from webui.engine import Engine
+from webui.history import delete_older_than
 from webui.settings import Settings, env_name
 from webui.ui import create_demo
 
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds uvicorn waits for open connections after SIGTERM; below Supervisor's stopwaitsecs.
 SHUTDOWN_GRACE_S = 10
+RETENTION_INTERVAL_S = 3600
 # Largest upload Gradio accepts: the page takes none yet; prompt lists will need little.
 MAX_UPLOAD = "2mb"
 
@@ -114,9 +118,26 @@ class _Server(uvicorn.Server):
             logger.info("Serving %s on http://%s:%d", self.engine.model.label, cfg.host, cfg.port)
 
 
+def start_retention(settings: Settings) -> None:
+    """Delete old requests now and then hourly, on a daemon thread, when retention is set."""
+    if not settings.retention_days:
+        return
+
+    def run() -> None:
+        while True:
+            try:
+                delete_older_than(settings.output_dir, settings.retention_days, datetime.now(UTC))
+            except OSError as exc:  # a folder that cannot be removed now may be removable later
+                logger.error("Retention failed in %s: %s", settings.output_dir, exc)
+            time.sleep(RETENTION_INTERVAL_S)
+
+    threading.Thread(target=run, name="retention", daemon=True).start()
+
+
 def serve(engine: Engine, settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT."""
     warn_if_exposed(settings)
+    start_retention(settings)
     config = uvicorn.Config(
         create_app(engine, settings),
         host=settings.host,

@@ -112,6 +112,10 @@ class Settings:
         32, "Most requests waiting in the queue; one more is refused with \"Queue is full\"."
     )
     max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
+    retention_days: int = _setting(
+        0, "Delete requests (their folder of images and manifest) older than this many days, at "
+        "start-up and then hourly; 0 keeps everything."
+    )
     stall_timeout: int = _setting(
         300, "Seconds a pipeline call may go without finishing a step. Then its requests fail with "
         "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
@@ -160,6 +164,8 @@ class Settings:
                 raise SettingsError(
                     f"{_names(name)} must be a positive multiple of {SIZE_MULTIPLE} (got {value})."
                 )
+        if self.retention_days < 0:
+            raise SettingsError(f"{_names('retention_days')} must be 0 (keep everything) or more (got {self.retention_days}).")
         if self.min_size > self.max_size:
             raise SettingsError(
                 f"{_names('min_size')} ({self.min_size}) must not exceed "
