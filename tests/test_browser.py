@@ -177,3 +177,28 @@ def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: 
     expect(page.locator("#contact-sheet")).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-grid.png"), full_page=True)
+
+
+def test_the_history_tab_lists_requests_shows_their_images_and_loads_their_settings(page: Page) -> None:
+    page.locator("#prompts textarea").fill("a teal kettle")
+    page.locator("#style textarea").fill("soft window light")
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill("64")
+        page.locator(f"{field} input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#gallery .caption-label")).to_contain_text("a teal kettle", timeout=120_000)
+    page.locator("#prompts textarea").fill("something else")
+    page.locator("#style textarea").fill("")
+
+    page.get_by_role("tab", name="History").click()
+    rows = page.locator("#history-table").get_by_role("row")
+    newest = rows.nth(1)  # after the header row
+    expect(newest).to_contain_text("a teal kettle")
+    expect(newest).to_contain_text("64x64")
+    newest.get_by_role("gridcell", name="a teal kettle").click()
+    expect(page.locator("#history-gallery .caption-label")).to_contain_text("a teal kettle")
+    page.locator("#history-reuse").click()
+    expect(page.locator("#prompts textarea")).to_have_value("a teal kettle")  # back on the Generate tab
+    expect(page.locator("#style textarea")).to_have_value("soft window light")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-history-reused.png"), full_page=True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from tests.helpers import running_server, wait_for
 from webui.engine import Engine, GenerationRequest
@@ -56,12 +61,36 @@ def test_a_real_request_is_in_the_history(engine: Engine, settings) -> None:
     assert past.folder == result.output_dir and past.image_paths == [i.path for i in result.images]
 
 
-def test_the_server_applies_retention_at_start_up(tmp_path: Path, cache_dir: Path) -> None:
+def test_the_history_survives_a_restart_of_the_server_and_retention_runs_at_start_up(
+    tmp_path: Path, cache_dir: Path
+) -> None:
     now = datetime.now(UTC)
     outputs = tmp_path / "outputs"
     old = fake_request(outputs, "old", timedelta(days=31), now)
     recent = fake_request(outputs, "recent", timedelta(days=1), now)
     with running_server(tmp_path, cache_dir, retention_days="30") as server:
         wait_for(lambda: not old.exists(), 30, "retention to delete the old request")
-        assert recent.is_dir()
-        assert "Retention: deleted 1 requests older than 30 days" in server.log_text()
+        assert recent.is_dir() and "Retention: deleted 1 requests older than 30 days" in server.log_text()
+        made = Client(server.url, verbose=False).predict(
+            prompts="a {red|navy} mug", images_per_prompt=2, seed=8, width=32, height=48, steps=1,
+            guidance_scale=0.0, style="studio lighting", seed_policy="per-variant", api_name="/generate")[2]
+
+    with running_server(tmp_path, cache_dir, retention_days="30") as server:  # the same output folder
+        user = Client(server.url, verbose=False)
+        rows = user.predict(api_name="/history")
+        request_id = Path(made[0]["file"]).parent.name.split("-")[-1]
+        assert [row[-1] for row in rows] == [request_id, "recent"]  # newest first
+        assert rows[0][1:6] == ["done", "a red mug (+1 more)", "4 of 4", "32x48", ""]
+
+        images, bundle = user.predict(request_id, api_name="/history_request")
+        assert [path for path, _ in images] == [i["file"] for i in made]
+        assert [caption for _, caption in images] == ["a red mug (seed 8)", "a red mug (seed 9)",
+                                                      "a navy mug (seed 8)", "a navy mug (seed 9)"]  # fmt: skip
+        with zipfile.ZipFile(bundle) as archive:
+            assert archive.namelist() == [Path(i["file"]).name for i in made]
+
+        form = user.predict(request_id, api_name="/history_reuse")
+        assert list(form[:11]) == ["a red mug\na navy mug", 2, 8, "per-variant", "Custom", 32, 48, 1, 0.0, "",
+                                   "studio lighting"]  # fmt: skip
+        with pytest.raises(AppError, match="No request 'nope' in the history"):
+            user.predict("nope", api_name="/history_reuse")

@@ -40,7 +40,8 @@ def client(server: Server) -> Client:
 
 
 def pngs(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.png")) if folder.exists() else []
+    """The generated images under `folder` (a request's contact sheet is a PNG too, not one of them)."""
+    return sorted(p for p in folder.rglob("*.png") if p.name != "contact-sheet.png") if folder.exists() else []
 
 
 def stop(server: Server, user: Client) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC
 from pathlib import Path
 
 import gradio as gr
 
 from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
+from webui.history import PastRequest, past_requests
 from webui.outputs import SheetCell, read_png_parameters, write_contact_sheet, write_zip
 from webui.prompts import PROMPT_FILE_TYPES, TemplateError, count_prompts, parse_prompts, prompts_from_file
 from webui.settings import (
@@ -93,65 +95,79 @@ def create_demo(engine: Engine) -> gr.Blocks:
             gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
         if settings.exposed_without_login:
             gr.Markdown(EXPOSED_BANNER.format(host=settings.host), elem_id="exposed-banner")
-        prompts = gr.Textbox(
-            label="Prompts: one per line; {red|navy} makes one prompt per alternative "
-            "(blank lines and lines starting with # are skipped)",
-            lines=6,
-            placeholder="a red leather sneaker on a white seamless background, studio lighting",
-            elem_id="prompts",
-        )
-        prompt_file = gr.UploadButton("Load prompts from a .txt or .csv", file_types=list(PROMPT_FILE_TYPES),
-                                      size="sm", elem_id="prompt-file")  # fmt: skip
-        style = gr.Textbox(
-            "", label="Style, appended to every prompt", elem_id="style",
-            placeholder="studio lighting, white seamless background, 85mm",
-        )
-        count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
-        with gr.Row():
-            images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-            seed_policy = gr.Radio(
-                [("New seed per image (seed + k)", SEED_PER_IMAGE),
-                 ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT)],
-                value=SEED_PER_IMAGE, label="Seeds", elem_id="seed-policy",
-            )  # fmt: skip
-            preset = gr.Dropdown(
-                [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution",
-                elem_id="resolution",
-            )
-        with gr.Row():
-            width = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                              step=SIZE_MULTIPLE, label="Width", elem_id="width")  # fmt: skip
-            height = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                               step=SIZE_MULTIPLE, label="Height", elem_id="height")  # fmt: skip
-            steps = gr.Slider(settings.min_steps, settings.max_steps, value=DEFAULT_STEPS, step=1,
-                              label="Steps (8 for Turbo)")  # fmt: skip
-        with gr.Row():
-            guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
-                                       label="Guidance scale (0 for Turbo)")  # fmt: skip
-            negative_prompt = gr.Textbox(
-                "",
-                label="Negative prompt",
-                info="Used only when the guidance scale is above 0 (then each step costs twice).",
-            )
-        with gr.Row():
-            generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-            stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-        reuse = gr.File(label="Drop one of our PNGs here to fill the form with the settings it was made with",
-                        file_types=[".png"], height=90, elem_id="reuse-png")  # fmt: skip
-        summary = gr.Markdown(elem_id="summary")
-        # A grid: one row per prompt, one column per variant (set per result).
-        gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
-        with gr.Row():
-            download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
-            sheet = gr.DownloadButton("Contact sheet (PNG)", value=None, elem_id="contact-sheet")
-        details = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
-        lines = _load_examples()
-        if lines:
-            # Each product shot alone, and the whole set as one multi-prompt request.
-            gr.Examples([[line] for line in lines] + [["\n".join(lines)]], inputs=[prompts],
-                        example_labels=[*lines, f"All {len(lines)} product shots"],
-                        label="Example prompts")  # fmt: skip
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                prompts = gr.Textbox(
+                    label="Prompts: one per line; {red|navy} makes one prompt per alternative "
+                    "(blank lines and lines starting with # are skipped)",
+                    lines=6,
+                    placeholder="a red leather sneaker on a white seamless background, studio lighting",
+                    elem_id="prompts",
+                )
+                prompt_file = gr.UploadButton("Load prompts from a .txt or .csv", file_types=list(PROMPT_FILE_TYPES),
+                                              size="sm", elem_id="prompt-file")  # fmt: skip
+                style = gr.Textbox(
+                    "", label="Style, appended to every prompt", elem_id="style",
+                    placeholder="studio lighting, white seamless background, 85mm",
+                )
+                count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
+                with gr.Row():
+                    images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                    seed_policy = gr.Radio(
+                        [("New seed per image (seed + k)", SEED_PER_IMAGE),
+                         ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT)],
+                        value=SEED_PER_IMAGE, label="Seeds", elem_id="seed-policy",
+                    )  # fmt: skip
+                    preset = gr.Dropdown(
+                        [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution",
+                        elem_id="resolution",
+                    )
+                with gr.Row():
+                    width = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
+                                      step=SIZE_MULTIPLE, label="Width", elem_id="width")  # fmt: skip
+                    height = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
+                                       step=SIZE_MULTIPLE, label="Height", elem_id="height")  # fmt: skip
+                    steps = gr.Slider(settings.min_steps, settings.max_steps, value=DEFAULT_STEPS, step=1,
+                                      label="Steps (8 for Turbo)")  # fmt: skip
+                with gr.Row():
+                    guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
+                                               label="Guidance scale (0 for Turbo)")  # fmt: skip
+                    negative_prompt = gr.Textbox(
+                        "",
+                        label="Negative prompt",
+                        info="Used only when the guidance scale is above 0 (then each step costs twice).",
+                    )
+                with gr.Row():
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+                reuse = gr.File(label="Drop one of our PNGs here to fill the form with the settings it was made with",
+                                file_types=[".png"], height=90, elem_id="reuse-png")  # fmt: skip
+                summary = gr.Markdown(elem_id="summary")
+                # A grid: one row per prompt, one column per variant (set per result).
+                gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
+                with gr.Row():
+                    download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
+                    sheet = gr.DownloadButton("Contact sheet (PNG)", value=None, elem_id="contact-sheet")
+                details = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
+                lines = _load_examples()
+                if lines:
+                    # Each product shot alone, and the whole set as one multi-prompt request.
+                    gr.Examples([[line] for line in lines] + [["\n".join(lines)]], inputs=[prompts],
+                                example_labels=[*lines, f"All {len(lines)} product shots"],
+                                label="Example prompts")  # fmt: skip
+            with gr.Tab("History", id="history", elem_id="history-tab") as history_tab:
+                gr.Markdown("Past requests, newest first, read from the output folder (so they survive restarts). "
+                            "Pick one to see its images, download them, or load its settings into the form.")
+                refresh = gr.Button("Refresh", size="sm", elem_id="history-refresh")
+                table = gr.Dataframe(headers=list(HISTORY_COLUMNS), interactive=False, wrap=True,
+                                     elem_id="history-table")  # fmt: skip
+                chosen = gr.Textbox(visible=False)  # the request id picked in the table
+                past_gallery = gr.Gallery(label="Images", format="png", columns=4, height="auto",
+                                          elem_id="history-gallery")  # fmt: skip
+                with gr.Row():
+                    reuse_past = gr.Button("Load these settings into the form", elem_id="history-reuse")
+                    past_zip = gr.DownloadButton("Download (zip)", value=None, elem_id="history-zip")
 
         def generate(
             prompts: str, images_per_prompt: float, seed: float | None, width: float, height: float,
@@ -225,9 +241,45 @@ def create_demo(engine: Engine) -> gr.Blocks:
             return (p["prompt"], 1, p["seed"], SEED_PER_IMAGE, size, p["width"], p["height"], p["steps"],
                     p["guidance_scale"], p.get("negative_prompt", ""), p.get("style", ""))  # fmt: skip
 
-        reuse.upload(reuse_png, reuse,
-                     [prompts, images_per_prompt, seed, seed_policy, preset, width, height, steps, guidance_scale,
-                      negative_prompt, style], api_name="reuse_png", show_progress="hidden")  # fmt: skip
+        form = [prompts, images_per_prompt, seed, seed_policy, preset, width, height, steps, guidance_scale,
+                negative_prompt, style]  # fmt: skip
+        reuse.upload(reuse_png, reuse, form, api_name="reuse_png", show_progress="hidden")
+
+        def list_history() -> list[list]:
+            """The History table: past requests on disk, newest first."""
+            return [_history_row(past) for past in past_requests(settings.output_dir, HISTORY_LIMIT)]
+
+        def pick(event: gr.SelectData) -> str:
+            return event.row_value[-1]  # the request id, the table's last column
+
+        def open_request(request_id: str) -> tuple:
+            """A past request's images (captioned) and a zip of them."""
+            past = _find_request(settings.output_dir, request_id)
+            shown = [(past.folder / i["file"], f"{i['prompt']} (seed {i['seed']})") for i in past.manifest["images"]]
+            shown = [(str(path), caption) for path, caption in shown if path.is_file()]
+            bundle = write_zip([Path(path) for path, _ in shown], past.folder / "images.zip") if shown else None
+            return shown, bundle
+
+        def reuse_request(request_id: str) -> tuple:
+            """The form as a past request had it (prompts as expanded), and back to the Generate tab."""
+            m = _find_request(settings.output_dir, request_id).manifest
+            size = next((label for label, w, h in PRESETS if (w, h) == (m["width"], m["height"])), CUSTOM)
+            return ("\n".join(m["prompts"]), m["images_per_prompt"], m["seed"], m["seed_policy"], size, m["width"],
+                    m["height"], m["steps"], m["guidance_scale"], m["negative_prompt"], m["style"],
+                    gr.Tabs(selected="generate"))  # fmt: skip
+
+        for trigger in (refresh.click, history_tab.select, demo.load):
+            trigger(list_history, None, table, queue=False, show_progress="hidden", api_visibility="private")
+        # Not queued: light disk reads that must not wait behind, or be refused by, a full GPU queue.
+        table.select(pick, None, chosen, queue=False, show_progress="hidden", api_visibility="private").then(
+            open_request, chosen, [past_gallery, past_zip], queue=False, show_progress="hidden",
+            api_visibility="private")  # fmt: skip
+        reuse_past.click(reuse_request, chosen, [*form, tabs], queue=False, show_progress="hidden",
+                         api_visibility="private")  # fmt: skip
+        # For scripts and tests: the same, by request id.
+        gr.api(list_history, api_name="history")
+        gr.api(open_request, api_name="history_request")
+        gr.api(reuse_request, api_name="history_reuse")
 
         def stop(request: gr.Request) -> None:
             if running.stop(request.session_hash):
@@ -253,7 +305,8 @@ def create_demo(engine: Engine) -> gr.Blocks:
             api_name="generate",
             concurrency_id=GPU_GROUP,
             concurrency_limit=active_requests(settings),
-        ).then(grid, images_per_prompt, gallery, queue=False, show_progress="hidden", api_visibility="private")
+        ).then(grid, images_per_prompt, gallery, queue=False, show_progress="hidden", api_visibility="private"
+        ).then(list_history, None, table, queue=False, show_progress="hidden", api_visibility="private")
         stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
         demo.unload(closed)
 
@@ -273,6 +326,27 @@ def create_demo(engine: Engine) -> gr.Blocks:
         preset.change(apply_preset, preset, [width, height], queue=False, show_progress="hidden",
                       api_visibility="private")  # fmt: skip
     return demo
+
+
+HISTORY_COLUMNS = ("when (UTC)", "status", "prompts", "images", "size", "user", "request")
+HISTORY_LIMIT = 200
+
+
+def _history_row(past: PastRequest) -> list:
+    m = past.manifest  # .get: a manifest from another version may lack a field
+    listed = m.get("prompts") or ["?"]
+    prompts = listed[0] + (f" (+{len(listed) - 1} more)" if len(listed) > 1 else "")
+    planned = len(listed) * m.get("images_per_prompt", 1)
+    when = past.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return [when, m.get("status", "?"), prompts, f"{len(m['images'])} of {planned}",
+            f"{m.get('width', '?')}x{m.get('height', '?')}", m.get("user") or "", m.get("request_id", "?")]  # fmt: skip
+
+
+def _find_request(output_dir: Path, request_id: str) -> PastRequest:
+    past = next((p for p in past_requests(output_dir) if p.manifest["request_id"] == request_id), None)
+    if past is None:
+        raise gr.Error(f"No request {request_id!r} in the history (deleted, or never finished).")
+    return past
 
 
 def active_requests(settings: Settings) -> int:
