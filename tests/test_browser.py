@@ -86,6 +86,10 @@ def test_a_preset_sets_width_and_height(page: Page) -> None:
     page.get_by_role("option", name="16:9 (1280x720)").click()
     expect(page.locator("#width input[type=number]")).to_have_value("1280")
     expect(page.locator("#height input[type=number]")).to_have_value("720")
+    page.locator("#width input[type=number]").fill("1024")  # by hand: no longer 16:9
+    page.locator("#width input[type=number]").press("Enter")
+    expect(page.locator("#resolution input")).to_have_value("Custom")
+    expect(page.locator("#height input[type=number]")).to_have_value("720")
 
 
 def test_stop_in_the_page_keeps_the_finished_chunk(page: Page) -> None:

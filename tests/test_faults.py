@@ -91,7 +91,7 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
     with pytest.raises(AppError, match=r"Generation failed: RuntimeError: injected fault in the transformer\."):
         failing.result(timeout=60)
     gallery, summary, details, _, _ = queued.result(timeout=60)
-    assert len(gallery) == 1 and "1 images" in summary and Path(details[0]["file"]).is_file()
+    assert len(gallery) == 1 and "1 image in" in summary and Path(details[0]["file"]).is_file()
     log = server.log_text()
     assert "Traceback" in log and "RuntimeError: injected fault in the transformer" in log
 

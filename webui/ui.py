@@ -325,6 +325,15 @@ def create_demo(engine: Engine) -> gr.Blocks:
 
         preset.change(apply_preset, preset, [width, height], queue=False, show_progress="hidden",
                       api_visibility="private")  # fmt: skip
+
+        def follow_size(label: str, w: float, h: float) -> str:
+            """A size typed by hand that the chosen preset does not have makes the preset Custom."""
+            chosen = next(((pw, ph) for name, pw, ph in PRESETS if name == label), None)
+            return label if chosen == (w, h) else CUSTOM
+
+        for field in (width, height):  # .input: by hand only, not when a preset sets them
+            field.input(follow_size, [preset, width, height], preset, queue=False, show_progress="hidden",
+                        api_visibility="private")  # fmt: skip
     return demo
 
 
@@ -415,7 +424,7 @@ def _summary(result: GenerationResult) -> str:
     rate = made / result.elapsed_s if result.elapsed_s else 0.0
     low, high = min(result.seeds), max(result.seeds)
     seeds = f"seeds {low}..{high}" if high > low else f"seed {low}"
-    stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} images"
+    stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} image{'s' * (made != 1)}"
     note = " (demo model)" if result.is_demo else ""
     black = ""
     if result.black_seeds:
