@@ -237,7 +237,7 @@ def create_demo(engine: Engine) -> gr.Blocks:
                 p = read_png_parameters(Path(file))
             except (KeyError, OSError, ValueError):
                 raise gr.Error("This PNG carries no Z-Image WebUI parameters (or is not a PNG).") from None
-            size = next((label for label, w, h in PRESETS if (w, h) == (p["width"], p["height"])), CUSTOM)
+            size = _preset_for(p["width"], p["height"])
             return (p["prompt"], 1, p["seed"], SEED_PER_IMAGE, size, p["width"], p["height"], p["steps"],
                     p["guidance_scale"], p.get("negative_prompt", ""), p.get("style", ""))  # fmt: skip
 
@@ -257,13 +257,15 @@ def create_demo(engine: Engine) -> gr.Blocks:
             past = _find_request(settings.output_dir, request_id)
             shown = [(past.folder / i["file"], f"{i['prompt']} (seed {i['seed']})") for i in past.manifest["images"]]
             shown = [(str(path), caption) for path, caption in shown if path.is_file()]
-            bundle = write_zip([Path(path) for path, _ in shown], past.folder / "images.zip") if shown else None
-            return shown, bundle
+            bundle = past.folder / "images.zip"  # written by the request itself when it had 2+ images
+            if shown and not bundle.is_file():
+                write_zip([Path(path) for path, _ in shown], bundle)
+            return shown, bundle if shown else None
 
         def reuse_request(request_id: str) -> tuple:
             """The form as a past request had it (prompts as expanded), and back to the Generate tab."""
             m = _find_request(settings.output_dir, request_id).manifest
-            size = next((label for label, w, h in PRESETS if (w, h) == (m["width"], m["height"])), CUSTOM)
+            size = _preset_for(m["width"], m["height"])
             return ("\n".join(m["prompts"]), m["images_per_prompt"], m["seed"], m["seed_policy"], size, m["width"],
                     m["height"], m["steps"], m["guidance_scale"], m["negative_prompt"], m["style"],
                     gr.Tabs(selected="generate"))  # fmt: skip
@@ -335,6 +337,11 @@ def create_demo(engine: Engine) -> gr.Blocks:
             field.input(follow_size, [preset, width, height], preset, queue=False, show_progress="hidden",
                         api_visibility="private")  # fmt: skip
     return demo
+
+
+def _preset_for(width: int, height: int) -> str:
+    """The preset label of a size, or Custom."""
+    return next((label for label, w, h in PRESETS if (w, h) == (width, height)), CUSTOM)
 
 
 HISTORY_COLUMNS = ("when (UTC)", "status", "prompts", "images", "size", "user", "request")
