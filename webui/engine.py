@@ -200,9 +200,8 @@ class Engine:
         if request.seed_policy not in SEED_POLICIES:
             raise RequestError(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {request.seed_policy!r}).")
         if request.seed != -1:
-            highest = request.seed_offset(request.image_count - 1 if request.image_count else 0)
-            _check_int("Seed", request.seed, 0, MAX_SEED - max(highest, request.images_per_prompt - 1),
-                       "-1 (random) or ")  # fmt: skip
+            highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
+            _check_int("Seed", request.seed, 0, MAX_SEED - highest, "-1 (random) or ")
         limit = min(s.max_prompt_tokens, MODEL_MAX_TOKENS)
         # The style alone first, so that a fault in it is named as the style's.
         texts = [("The style", request.style)] if request.style else []
