@@ -7,7 +7,7 @@
 #   ./launch.sh status             Supervisor's view and the app's /healthz
 #   ./launch.sh logs               follow the WebUI log
 #   ./launch.sh serve [--flags]    run in the foreground without Supervisor
-#   ./launch.sh test [pytest args] set up if needed, then run the test suite
+#   ./launch.sh test [pytest args] set up if needed, then ruff and the test suite
 #   ./launch.sh setup              only create .venv and install requirements.txt
 #
 # Settings come from ZIMAGE_* environment variables (README). Set-up creates .venv and
@@ -136,6 +136,9 @@ case "${1:-start}" in
     shift
     setup
     browser
+    # Style first: a lint or format fault fails the run in seconds, naming the file and line.
+    "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . ||
+      die "ruff found style faults (fix them, or run .venv/bin/ruff format . for the layout)"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup) setup ;;

@@ -13,10 +13,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.helpers import Server, running_server  # noqa: E402
-from webui.engine import Engine  # noqa: E402
-from webui.loading import LoadedModel, load_model  # noqa: E402
-from webui.settings import Settings  # noqa: E402
+from tests.helpers import Server, running_server
+from webui.engine import Engine
+from webui.loading import LoadedModel, load_model
+from webui.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 

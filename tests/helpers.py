@@ -55,18 +55,33 @@ class Server:
 
 
 @contextmanager
-def running_server(workdir: Path, cache_dir: Path, *, module: str = "webui", env: dict[str, str] | None = None,
-                   **settings: str) -> Iterator[Server]:  # fmt: skip
+def running_server(
+    workdir: Path,
+    cache_dir: Path,
+    *,
+    module: str = "webui",
+    env: dict[str, str] | None = None,
+    **settings: str,
+) -> Iterator[Server]:
     """The WebUI (`python -m <module>`) on a free loopback port with the demo model;
     ZIMAGE_<KEY>=value per setting, `env` added to the environment."""
     port, out = free_port(), workdir / "outputs"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir),
-           "ZIMAGE_OUTPUT_DIR": str(out), "ZIMAGE_MIN_SIZE": "32", "ZIMAGE_PORT": str(port),
-           "ZIMAGE_HOST": "127.0.0.1", **(env or {}), **{f"ZIMAGE_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "ZIMAGE_CACHE_DIR": str(cache_dir),
+        "ZIMAGE_OUTPUT_DIR": str(out),
+        "ZIMAGE_MIN_SIZE": "32",
+        "ZIMAGE_PORT": str(port),
+        "ZIMAGE_HOST": "127.0.0.1",
+        **(env or {}),
+        **{f"ZIMAGE_{k.upper()}": v for k, v in settings.items()},
+    }
     log = workdir / "server.log"
     with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT, env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=PROJECT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     server = Server(f"http://127.0.0.1:{port}/", out, log, process)
     try:
         deadline = time.monotonic() + 120

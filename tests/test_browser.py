@@ -16,8 +16,16 @@ from tests.helpers import PROJECT, Server, running_server, wait_for
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = PROJECT / "artifacts"
 # Headless, and quiet on a machine without internet (no update or sync traffic).
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -112,7 +120,9 @@ def test_a_second_user_sees_queue_position_and_eta(browser: Browser, server: Ser
 
     first.locator("#prompts textarea").fill("\n".join(f"product {n}" for n in range(6)))
     first.locator("#generate").click()
-    expect(first.locator("#gallery").get_by_text(re.compile(r"step \d of 8")).first).to_be_visible(timeout=60_000)
+    expect(first.locator("#gallery").get_by_text(re.compile(r"step \d of 8")).first).to_be_visible(
+        timeout=60_000
+    )
 
     second.locator("#prompts textarea").fill("a navy mug")
     second.locator("#generate").click()
@@ -125,7 +135,9 @@ def test_a_second_user_sees_queue_position_and_eta(browser: Browser, server: Ser
     expect(second.locator("#gallery .caption-label")).to_contain_text("a navy mug", timeout=120_000)
 
 
-def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browser: Browser, server: Server) -> None:
+def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(
+    browser: Browser, server: Server
+) -> None:
     before = set(server.output_dir.rglob("*.png"))
     running, waiting = open_page(browser, server), open_page(browser, server)
     running.locator("#prompts textarea").fill("\n".join(f"closing tab {n}" for n in range(6)))
@@ -135,7 +147,9 @@ def test_closing_a_tab_stops_its_running_request_and_drops_its_queued_one(browse
     expect(second_chunk.first).to_be_visible(timeout=120_000)
     waiting.locator("#prompts textarea").fill("never made")
     waiting.locator("#generate").click()
-    expect(waiting.locator("#gallery").get_by_text(re.compile(r"queue: 1/1")).first).to_be_visible(timeout=30_000)
+    expect(waiting.locator("#gallery").get_by_text(re.compile(r"queue: 1/1")).first).to_be_visible(
+        timeout=30_000
+    )
 
     def count(pattern: str) -> int:
         return len(re.findall(pattern, server.log_text()))
@@ -175,7 +189,7 @@ def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: 
     captions = page.locator("#gallery .caption-label").all_inner_texts()
     assert [c.split(" (seed")[0] for c in captions] == ["a red mug"] * 3 + ["a navy mug"] * 3
     boxes = [images.nth(n).bounding_box() for n in range(6)]
-    rows = [sorted({round(b["y"]) for b in boxes[k:k + 3]}) for k in (0, 3)]
+    rows = [sorted({round(b["y"]) for b in boxes[k : k + 3]}) for k in (0, 3)]
     assert len(rows[0]) == 1 and len(rows[1]) == 1 and rows[0][0] < rows[1][0]  # two rows
     assert [round(b["x"]) for b in boxes[:3]] == [round(b["x"]) for b in boxes[3:]]  # three columns, aligned
     expect(page.locator("#contact-sheet")).to_be_visible()

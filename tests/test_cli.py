@@ -16,23 +16,51 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def run_batch(args: list[str], cache_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir), "ZIMAGE_MIN_SIZE": "32"}
-    return subprocess.run([sys.executable, "-m", "webui.batch", *args], cwd=PROJECT, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "webui.batch", *args],
+        cwd=PROJECT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_dir: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red sneaker, front view\n# skipped\n\na {navy|olive} mug\n", "utf-8")  # a template
     out = tmp_path / "renders"
-    done = run_batch(["--prompts-file", str(prompts), "--out", str(out), "--images-per-prompt", "2",
-                      "--seed", "40", "--width", "48", "--height", "32", "--steps", "3"], cache_dir)  # fmt: skip
+    done = run_batch(
+        [
+            "--prompts-file",
+            str(prompts),
+            "--out",
+            str(out),
+            "--images-per-prompt",
+            "2",
+            "--seed",
+            "40",
+            "--width",
+            "48",
+            "--height",
+            "32",
+            "--steps",
+            "3",
+        ],
+        cache_dir,
+    )
 
     assert done.returncode == 0, done.stderr
     rows = [line.split("\t") for line in done.stdout.splitlines()]
     assert [(int(seed), prompt) for seed, _, prompt in rows] == [
-        (40, "a red sneaker, front view"), (41, "a red sneaker, front view"),
-        (42, "a navy mug"), (43, "a navy mug"), (44, "a olive mug"), (45, "a olive mug"),
-    ]  # fmt: skip
+        (40, "a red sneaker, front view"),
+        (41, "a red sneaker, front view"),
+        (42, "a navy mug"),
+        (43, "a navy mug"),
+        (44, "a olive mug"),
+        (45, "a olive mug"),
+    ]
     for seed, path, prompt in rows:
         assert Path(path).parent == out
         params = read_png_parameters(Path(path))
@@ -44,8 +72,9 @@ def test_a_prompts_file_becomes_pngs_with_seeds_printed(tmp_path: Path, cache_di
 
 
 def test_bad_input_exits_2_with_the_limit(tmp_path: Path, cache_dir: Path) -> None:
-    done = run_batch(["--prompts-file", "-", "--out", str(tmp_path), "--width", "1000"], cache_dir,
-                     stdin="a red sneaker\n")  # fmt: skip
+    done = run_batch(
+        ["--prompts-file", "-", "--out", str(tmp_path), "--width", "1000"], cache_dir, stdin="a red sneaker\n"
+    )
     assert done.returncode == 2
     assert "error: Width must be a multiple of 16 (got 1000; try 992 or 1008)." in done.stderr
     assert list(tmp_path.iterdir()) == []
@@ -53,11 +82,15 @@ def test_bad_input_exits_2_with_the_limit(tmp_path: Path, cache_dir: Path) -> No
     empty = run_batch(["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="# nothing\n")
     assert empty.returncode == 2 and "error: No prompts" in empty.stderr
 
-    broken = run_batch(["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="ok\na {red|navy mug\n")
+    broken = run_batch(
+        ["--prompts-file", "-", "--out", str(tmp_path)], cache_dir, stdin="ok\na {red|navy mug\n"
+    )
     assert broken.returncode == 2 and "error: Line 2: '{' at column 3 is never closed" in broken.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_setting_exits_2_naming_it(tmp_path: Path, cache_dir: Path) -> None:
-    done = run_batch(["--prompts-file", "-", "--out", str(tmp_path), "--dtype", "fp16"], cache_dir, stdin="a\n")
+    done = run_batch(
+        ["--prompts-file", "-", "--out", str(tmp_path), "--dtype", "fp16"], cache_dir, stdin="a\n"
+    )
     assert done.returncode == 2 and "ZIMAGE_DTYPE / --dtype=fp16 is refused" in done.stderr

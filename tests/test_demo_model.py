@@ -14,8 +14,11 @@ from webui.loading import LoadedModel
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_it_is_built_identically_every_time(tmp_path: Path, demo_model: LoadedModel) -> None:
@@ -48,9 +51,12 @@ def test_it_has_the_z_image_architecture(demo_model: LoadedModel) -> None:
 
 def test_the_tokenizer_has_a_qwen_style_chat_template(demo_model: LoadedModel) -> None:
     tokenizer = demo_model.pipe.tokenizer
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "a red sneaker"}],
-                                         tokenize=False, add_generation_prompt=True,
-                                         enable_thinking=True)  # fmt: skip
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "a red sneaker"}],
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=True,
+    )
     assert text == "<|im_start|>user\na red sneaker<|im_end|>\n<|im_start|>assistant\n"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.convert_tokens_to_ids("<|im_start|>") in ids

@@ -16,10 +16,21 @@ def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_d
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[0] == ".venv/bin/python"
     (tmp_path / "assets").symlink_to(PROJECT / "assets")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT), "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "HF_HUB_OFFLINE": "1",
+        "ZIMAGE_CACHE_DIR": str(cache_dir),
+    }
     # The example as written, only smaller images so that the demo model is quick.
-    done = subprocess.run([sys.executable, *argv[1:], "--width", "256", "--height", "256"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, *argv[1:], "--width", "256", "--height", "256"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 12  # six example prompts, two variants each
 

@@ -48,16 +48,20 @@ def pixels(image) -> np.ndarray:
 
 
 def test_images_come_in_prompt_then_variant_order_with_seed_plus_k(engine: Engine) -> None:
-    request = GenerationRequest(["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2,
-                                seed=100, steps=2, **SMALL)  # fmt: skip
+    request = GenerationRequest(
+        ["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=100, steps=2, **SMALL
+    )
     result = engine.generate(request)
 
     assert result.seeds == (100, 101, 102, 103, 104, 105)
     assert [(i.prompt, i.variant, i.seed) for i in result.images] == [
-        ("a red sneaker", 0, 100), ("a red sneaker", 1, 101),
-        ("a navy mug", 0, 102), ("a navy mug", 1, 103),
-        ("an olive bag", 0, 104), ("an olive bag", 1, 105),
-    ]  # fmt: skip
+        ("a red sneaker", 0, 100),
+        ("a red sneaker", 1, 101),
+        ("a navy mug", 0, 102),
+        ("a navy mug", 1, 103),
+        ("an olive bag", 0, 104),
+        ("an olive bag", 1, 105),
+    ]
     assert [i.index for i in result.images] == list(range(6))
     assert not result.cancelled and result.is_demo and result.model_label == "demo model"
     assert all(i.image.size == (32, 32) for i in result.images)
@@ -78,8 +82,9 @@ def test_random_seed_is_drawn_reported_and_reproducible(engine: Engine) -> None:
     assert result.base_seed >= 0 and result.seeds == (result.base_seed, result.base_seed + 1)
     assert other.base_seed != result.base_seed  # 1 in 2**32 to fail by chance
 
-    replay = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=result.base_seed,
-                               steps=2, **SMALL)  # fmt: skip
+    replay = GenerationRequest(
+        ["a red sneaker"], images_per_prompt=2, seed=result.base_seed, steps=2, **SMALL
+    )
     for made, remade in zip(result.images, engine.generate(replay).images, strict=True):
         np.testing.assert_array_equal(pixels(made.image), pixels(remade.image))
 
@@ -87,8 +92,10 @@ def test_random_seed_is_drawn_reported_and_reproducible(engine: Engine) -> None:
 def test_an_image_does_not_depend_on_its_batch(make_engine) -> None:
     engine = make_engine(max_batch_size=4)
     subject = "a red sneaker"
-    long_prompt = ("a ceramic coffee mug with steam on a wooden table, morning light, shallow depth "
-                   "of field, product photo, studio lighting, soft shadow, 85mm lens, close up")  # fmt: skip
+    long_prompt = (
+        "a ceramic coffee mug with steam on a wooden table, morning light, shallow depth "
+        "of field, product photo, studio lighting, soft shadow, 85mm lens, close up"
+    )
     # Caption lengths must fall in different 32-token buckets, so the batch needs a mask.
     buckets = {-(-engine.count_tokens(p) // 32) for p in (long_prompt, subject)}
     assert len(buckets) == 2
@@ -106,8 +113,9 @@ def test_a_large_request_runs_as_chunks_of_at_most_max_batch_size(
     make_engine, forwards: list[int], encoder_calls: list[int]
 ) -> None:
     engine = make_engine(max_batch_size=4)
-    request = GenerationRequest([f"product {n}" for n in range(10)], images_per_prompt=4, seed=0,
-                                steps=1, **SMALL)  # fmt: skip
+    request = GenerationRequest(
+        [f"product {n}" for n in range(10)], images_per_prompt=4, seed=0, steps=1, **SMALL
+    )
     result = engine.generate(request)
 
     assert len(result.images) == 40
@@ -125,8 +133,13 @@ def test_progress_covers_every_step_of_every_chunk(make_engine) -> None:
         on_progress=events.append,
     )
     assert [(e.step, e.images_done, e.chunk_images) for e in events] == [
-        (1, 0, 4), (2, 0, 4), (3, 0, 4), (1, 4, 2), (2, 4, 2), (3, 4, 2),
-    ]  # fmt: skip
+        (1, 0, 4),
+        (2, 0, 4),
+        (3, 0, 4),
+        (1, 4, 2),
+        (2, 4, 2),
+        (3, 4, 2),
+    ]
     assert all(e.steps == 3 and e.images_total == 6 for e in events)
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -145,8 +158,10 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
     out = tmp_path / "cancelled"
     result = engine.generate(
         GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, steps=4, **SMALL),
-        on_progress=cancel_in_second_chunk, cancel=cancel, output_dir=out,
-    )  # fmt: skip
+        on_progress=cancel_in_second_chunk,
+        cancel=cancel,
+        output_dir=out,
+    )
 
     assert result.cancelled
     assert [i.seed for i in result.images] == [0, 1]
@@ -154,7 +169,8 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
     # Chunk one ran its 4 steps; chunk two stopped after step 2 (the next step saw the flag).
     assert forwards == [2, 2, 2, 2, 2, 2]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*(i.path.name for i in result.images), f"manifest-{result.request_id}.json"])  # fmt: skip
+        [*(i.path.name for i in result.images), f"manifest-{result.request_id}.json"]
+    )
 
     # The shared pipeline is left usable.
     after = engine.generate(GenerationRequest(["a"], seed=0, steps=4, **SMALL))
@@ -170,8 +186,9 @@ def test_cancel_before_start_makes_nothing(engine: Engine, forwards: list[int]) 
 
 
 def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engine) -> None:
-    requests = [GenerationRequest([f"item {n}"], images_per_prompt=3, seed=10 * n, steps=3, **SMALL)
-                for n in range(3)]  # fmt: skip
+    requests = [
+        GenerationRequest([f"item {n}"], images_per_prompt=3, seed=10 * n, steps=3, **SMALL) for n in range(3)
+    ]
     expected = [engine.generate(r) for r in requests]
     results: dict[int, object] = {}
 
@@ -190,21 +207,35 @@ def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engin
 
 
 def test_pngs_are_written_with_their_parameters(engine: Engine, tmp_path: Path) -> None:
-    request = GenerationRequest(["a red sneaker, front view", "ein grüner Stuhl"], seed=42, steps=2,
-                                guidance_scale=1.5, negative_prompt="blurry", **SMALL)  # fmt: skip
+    request = GenerationRequest(
+        ["a red sneaker, front view", "ein grüner Stuhl"],
+        seed=42,
+        steps=2,
+        guidance_scale=1.5,
+        negative_prompt="blurry",
+        **SMALL,
+    )
     result = engine.generate(request, output_dir=tmp_path / "set")
 
     for image in result.images:
         assert image.path.parent == tmp_path / "set" and image.path.suffix == ".png"
         assert read_png_parameters(image.path) == {
-            "prompt": image.prompt, "negative_prompt": "blurry", "seed": image.seed,
-            "width": 32, "height": 32, "steps": 2, "guidance_scale": 1.5,
-            "model": "demo model", "request_id": result.request_id, "index": image.index,
+            "prompt": image.prompt,
+            "negative_prompt": "blurry",
+            "seed": image.seed,
+            "width": 32,
+            "height": 32,
+            "steps": 2,
+            "guidance_scale": 1.5,
+            "model": "demo model",
+            "request_id": result.request_id,
+            "index": image.index,
             "seed_policy": "per-image",
-        }  # fmt: skip
+        }
     assert [i.path.name for i in result.images] == [
-        "001_a-red-sneaker-front-view_s42.png", "002_ein-gruner-stuhl_s43.png",
-    ]  # fmt: skip
+        "001_a-red-sneaker-front-view_s42.png",
+        "002_ein-gruner-stuhl_s43.png",
+    ]
 
 
 def test_default_output_folder_is_one_per_request(engine: Engine, settings) -> None:
@@ -215,7 +246,8 @@ def test_default_output_folder_is_one_per_request(engine: Engine, settings) -> N
         assert result.output_dir.is_relative_to(settings.output_dir)
         assert result.request_id in result.output_dir.name
         assert sorted(p.name for p in result.output_dir.iterdir()) == sorted(
-            [result.images[0].path.name, "manifest.json"])  # fmt: skip
+            [result.images[0].path.name, "manifest.json"]
+        )
 
 
 def test_the_negative_prompt_only_matters_above_zero_guidance(
@@ -249,7 +281,10 @@ LONG = "studio product photo " * 200
     [
         ({"prompts": []}, "No prompts"),
         ({"prompts": ["a"] * 11}, "Too many prompts: 11 (the limit is 10"),
-        ({"prompts": ["a"] * 5, "images_per_prompt": 5}, "Too many images: 5 prompts x 5 = 25 (the limit is 20"),
+        (
+            {"prompts": ["a"] * 5, "images_per_prompt": 5},
+            "Too many images: 5 prompts x 5 = 25 (the limit is 20",
+        ),
         ({"images_per_prompt": 0}, "Images per prompt must be a whole number from 1 to 20"),
         ({"prompts": ["ok", "   "]}, "Prompt 2 is empty"),
         ({"prompts": [LONG]}, "Prompt 1 is"),
@@ -265,9 +300,15 @@ LONG = "studio product photo " * 200
         ({"seed": 2**64}, "Seed must be -1 (random) or a whole number from 0"),
         ({"guidance_scale": 2.0, "negative_prompt": LONG}, "The negative prompt is"),
         ({"prompts": ["x" * 100_000]}, "Prompt 1 is 100,000 characters long; the limit is 16,384 characters"),
-        ({"prompts": ["ok", "a red\x00sneaker"]}, "Prompt 2 contains a control character or non-text byte (U+0000 at character 6)"),
+        (
+            {"prompts": ["ok", "a red\x00sneaker"]},
+            "Prompt 2 contains a control character or non-text byte (U+0000 at character 6)",
+        ),
         ({"prompts": ["bell\x07"]}, "Prompt 1 contains a control character or non-text byte (U+0007"),
-        ({"prompts": ["bytes \ufffd\ufffd"]}, "Prompt 1 contains a control character or non-text byte (U+FFFD"),
+        (
+            {"prompts": ["bytes \ufffd\ufffd"]},
+            "Prompt 1 contains a control character or non-text byte (U+FFFD",
+        ),
         ({"prompts": ["lone \ud800"]}, "Prompt 1 contains a control character or non-text byte (U+D800"),
     ],
 )
@@ -282,7 +323,9 @@ def test_bad_requests_fail_before_any_work(
 
 
 def test_tabs_accents_and_emoji_are_plain_text(engine: Engine) -> None:
-    engine.validate(GenerationRequest(["caf\u00e9\tcr\u00e8me, \u2764\ufe0f, \U0001f45f \u5496\u5561"], **SMALL))
+    engine.validate(
+        GenerationRequest(["caf\u00e9\tcr\u00e8me, \u2764\ufe0f, \U0001f45f \u5496\u5561"], **SMALL)
+    )
 
 
 def test_the_token_limit_counts_the_chat_template(make_engine) -> None:
@@ -322,17 +365,23 @@ def test_an_image_that_comes_out_black_or_nan_is_reported_and_not_saved(demo_mod
 
     handle = demo_model.pipe.vae.decoder.register_forward_hook(nan_for_the_second)
     try:
-        result = engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=20, steps=2, **SMALL))
+        result = engine.generate(
+            GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=20, steps=2, **SMALL)
+        )
     finally:
         handle.remove()
     assert [i.seed for i in result.images] == [20, 22] and result.black_seeds == (21,)
     assert not result.cancelled
-    assert sorted(p.name for p in result.output_dir.glob("*.png")) == sorted(i.path.name for i in result.images)
+    assert sorted(p.name for p in result.output_dir.glob("*.png")) == sorted(
+        i.path.name for i in result.images
+    )
     assert "1 image came out black and was not saved (seed 21)" in _summary(result)
 
 
 def test_new_seed_per_image_is_the_default_and_reproducible(engine: Engine) -> None:
-    request = GenerationRequest(["a red sneaker", "a navy sneaker"], images_per_prompt=2, seed=10, steps=2, **SMALL)
+    request = GenerationRequest(
+        ["a red sneaker", "a navy sneaker"], images_per_prompt=2, seed=10, steps=2, **SMALL
+    )
     first, again = engine.generate(request), engine.generate(request)
     assert [i.seed for i in first.images] == [10, 11, 12, 13] == list(first.seeds)
     for a, b in zip(first.images, again.images, strict=True):
@@ -340,8 +389,14 @@ def test_new_seed_per_image_is_the_default_and_reproducible(engine: Engine) -> N
 
 
 def test_same_seeds_for_every_prompt_give_variant_j_of_each_prompt_one_seed(engine: Engine) -> None:
-    request = GenerationRequest(["a red sneaker", "a red sneaker", "a navy sneaker"], images_per_prompt=3, seed=10,
-                                steps=2, seed_policy=SEED_PER_VARIANT, **SMALL)  # fmt: skip
+    request = GenerationRequest(
+        ["a red sneaker", "a red sneaker", "a navy sneaker"],
+        images_per_prompt=3,
+        seed=10,
+        steps=2,
+        seed_policy=SEED_PER_VARIANT,
+        **SMALL,
+    )
     result = engine.generate(request)
     assert [i.seed for i in result.images] == [10, 11, 12] * 3
     red, red_again, navy = result.images[0:3], result.images[3:6], result.images[6:9]
@@ -349,7 +404,9 @@ def test_same_seeds_for_every_prompt_give_variant_j_of_each_prompt_one_seed(engi
         assert np.array_equal(pixels(red[j].image), pixels(red_again[j].image))
     assert not np.array_equal(pixels(red[0].image), pixels(red[1].image))  # variants still differ
     again = engine.generate(request)
-    assert all(np.array_equal(pixels(a.image), pixels(b.image)) for a, b in zip(navy, again.images[6:9], strict=True))
+    assert all(
+        np.array_equal(pixels(a.image), pixels(b.image)) for a, b in zip(navy, again.images[6:9], strict=True)
+    )
     assert read_png_parameters(navy[1].path)["seed_policy"] == "per-variant"
 
 
@@ -371,26 +428,62 @@ def test_a_bad_style_is_refused_by_name(make_engine) -> None:
     engine.validate(GenerationRequest(["a red sneaker"], style="studio lighting " * 10, **SMALL))  # 36 tokens
     # The limit holds for what the model reads: the prompt with the style.
     with pytest.raises(RequestError, match=r"Prompt 1 is \d+ tokens long; the limit is 40 tokens"):
-        engine.validate(GenerationRequest(["a red sneaker on a white seamless background"],
-                                          style="studio lighting " * 10, **SMALL))  # fmt: skip
+        engine.validate(
+            GenerationRequest(
+                ["a red sneaker on a white seamless background"], style="studio lighting " * 10, **SMALL
+            )
+        )
 
 
 def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> None:
-    request = GenerationRequest(["a {red} sneaker", "a navy mug"], images_per_prompt=2, seed=30, steps=2,
-                                style="studio lighting", seed_policy=SEED_PER_VARIANT, **SMALL)  # fmt: skip
+    request = GenerationRequest(
+        ["a {red} sneaker", "a navy mug"],
+        images_per_prompt=2,
+        seed=30,
+        steps=2,
+        style="studio lighting",
+        seed_policy=SEED_PER_VARIANT,
+        **SMALL,
+    )
     result = engine.generate(request, user="alice")
     manifest = read_manifest(result.output_dir)
     assert manifest == {
-        "request_id": result.request_id, "created": manifest["created"], "status": "done", "user": "alice",
-        "model": "demo model", "demo": True, "prompts": ["a {red} sneaker", "a navy mug"],
-        "style": "studio lighting", "images_per_prompt": 2, "seed": 30, "seed_policy": "per-variant",
-        "width": 32, "height": 32, "steps": 2, "guidance_scale": 0.0, "negative_prompt": "",
-        "images": [{"file": i.path.name, "prompt_index": i.prompt_index, "variant": i.variant, "prompt": i.prompt,
-                    "seed": i.seed} for i in result.images],
-        "black_seeds": [], "elapsed_s": manifest["elapsed_s"], "images_per_s": manifest["images_per_s"],
-    }  # fmt: skip
+        "request_id": result.request_id,
+        "created": manifest["created"],
+        "status": "done",
+        "user": "alice",
+        "model": "demo model",
+        "demo": True,
+        "prompts": ["a {red} sneaker", "a navy mug"],
+        "style": "studio lighting",
+        "images_per_prompt": 2,
+        "seed": 30,
+        "seed_policy": "per-variant",
+        "width": 32,
+        "height": 32,
+        "steps": 2,
+        "guidance_scale": 0.0,
+        "negative_prompt": "",
+        "images": [
+            {
+                "file": i.path.name,
+                "prompt_index": i.prompt_index,
+                "variant": i.variant,
+                "prompt": i.prompt,
+                "seed": i.seed,
+            }
+            for i in result.images
+        ],
+        "black_seeds": [],
+        "elapsed_s": manifest["elapsed_s"],
+        "images_per_s": manifest["images_per_s"],
+    }
     assert [(i["prompt_index"], i["variant"], i["seed"]) for i in manifest["images"]] == [
-        (0, 0, 30), (0, 1, 31), (1, 0, 30), (1, 1, 31)]  # fmt: skip
+        (0, 0, 30),
+        (0, 1, 31),
+        (1, 0, 30),
+        (1, 1, 31),
+    ]
     assert all((result.output_dir / i["file"]).is_file() for i in manifest["images"])
     assert datetime.fromisoformat(manifest["created"]).tzinfo is not None and manifest["elapsed_s"] > 0
 

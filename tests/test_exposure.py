@@ -25,7 +25,9 @@ def server(shared_server: Server) -> Server:
     return shared_server
 
 
-def status(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None) -> tuple[int, dict]:
+def status(
+    url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None
+) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -34,11 +36,14 @@ def status(url: str, method: str = "GET", headers: dict | None = None, body: byt
         return error.code, dict(error.headers)
 
 
-def test_a_second_instance_on_a_taken_port_fails_clearly_and_does_not_drift(server: Server, cache_dir: Path) -> None:
+def test_a_second_instance_on_a_taken_port_fails_clearly_and_does_not_drift(
+    server: Server, cache_dir: Path
+) -> None:
     port = urllib.parse.urlsplit(server.url).port
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir), "ZIMAGE_PORT": str(port)}
-    done = subprocess.run([sys.executable, "-m", "webui"], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "webui"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode != 0
     assert f"Port {port} on 127.0.0.1 is already in use" in done.stdout + done.stderr
     assert "Serving" not in done.stdout + done.stderr  # it never served, on this port or the next
@@ -46,8 +51,16 @@ def test_a_second_instance_on_a_taken_port_fails_clearly_and_does_not_drift(serv
 
 def test_file_routes_serve_generated_outputs_and_nothing_else(server: Server, cache_dir: Path) -> None:
     raw = Client(server.url, verbose=False, download_files=False)
-    gallery, *_ = raw.predict(prompts="a navy mug", images_per_prompt=1, seed=1, width=64, height=64, steps=2,
-                              guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    gallery, *_ = raw.predict(
+        prompts="a navy mug",
+        images_per_prompt=1,
+        seed=1,
+        width=64,
+        height=64,
+        steps=2,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     png = Path(gallery[0]["image"]["path"])
     assert status(gallery[0]["image"]["url"])[0] == 200
 
@@ -70,10 +83,20 @@ def test_uploads_are_size_limited(server: Server) -> None:
     boundary = "zimage-boundary"
 
     def upload(size: int) -> int:
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.txt\"\r\n"
-                f"Content-Type: text/plain\r\n\r\n").encode() + b"a\n" * (size // 2) + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
-        return status(server.url + "gradio_api/upload", "POST",
-                      {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body)[0]  # fmt: skip
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="p.txt"\r\n'
+                f"Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + b"a\n" * (size // 2)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        return status(
+            server.url + "gradio_api/upload",
+            "POST",
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            body,
+        )[0]
 
     assert upload(3 * 1024 * 1024) == 413
     assert upload(10 * 1024) == 200
@@ -85,8 +108,9 @@ def test_other_origins_get_no_cors_grant(server: Server) -> None:
     evil = {"Origin": "http://evil.example", "Host": "zimage.team.example"}
     code, headers = status(server.url + "gradio_api/info", headers=evil)
     assert "access-control-allow-origin" not in {k.lower() for k in headers}
-    code, headers = status(server.url + "gradio_api/queue/join", "OPTIONS",
-                           {**evil, "Access-Control-Request-Method": "POST"})  # fmt: skip
+    code, headers = status(
+        server.url + "gradio_api/queue/join", "OPTIONS", {**evil, "Access-Control-Request-Method": "POST"}
+    )
     assert code == 400 and "access-control-allow-origin" not in {k.lower() for k in headers}
 
 
@@ -94,8 +118,9 @@ def test_monitoring_is_off(server: Server) -> None:
     assert status(server.url + "gradio_api/monitoring")[0] in (403, 404)
 
 
-@pytest.mark.parametrize(("host", "user", "warned"), [("0.0.0.0", "", True), ("0.0.0.0", "admin", False),
-                                                      ("127.0.0.1", "", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("host", "user", "warned"), [("0.0.0.0", "", True), ("0.0.0.0", "admin", False), ("127.0.0.1", "", False)]
+)
 def test_the_page_warns_when_open_to_the_network_without_a_login(
     demo_model, settings: Settings, host: str, user: str, warned: bool
 ) -> None:
@@ -115,14 +140,37 @@ def test_an_output_folder_that_cannot_be_written_gives_a_clear_error_and_the_ser
     server.output_dir.write_text("a file where the output folder should be")  # unwritable even for root
     try:
         for _ in range(2):  # and again: the failure leaves nothing stuck
-            with pytest.raises(Exception, match="Could not save the images: .* is writable and has free space"):
-                user.predict(prompts="a teal kettle", images_per_prompt=2, seed=1, width=64, height=64, steps=2,
-                             guidance_scale=0.0, api_name="/generate")  # fmt: skip
+            with pytest.raises(
+                Exception, match=r"Could not save the images: .* is writable and has free space"
+            ):
+                user.predict(
+                    prompts="a teal kettle",
+                    images_per_prompt=2,
+                    seed=1,
+                    width=64,
+                    height=64,
+                    steps=2,
+                    guidance_scale=0.0,
+                    api_name="/generate",
+                )
         code, _ = status(server.url + "healthz")
         assert code == 200 and status(server.url)[0] == 200
     finally:
         server.output_dir.unlink()
         if moved.exists():
             moved.rename(server.output_dir)
-    assert len(user.predict(prompts="a teal kettle", images_per_prompt=1, seed=1, width=64, height=64, steps=2,
-                            guidance_scale=0.0, api_name="/generate")[0]) == 1  # fmt: skip
+    assert (
+        len(
+            user.predict(
+                prompts="a teal kettle",
+                images_per_prompt=1,
+                seed=1,
+                width=64,
+                height=64,
+                steps=2,
+                guidance_scale=0.0,
+                api_name="/generate",
+            )[0]
+        )
+        == 1
+    )

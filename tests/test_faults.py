@@ -34,9 +34,15 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Path) -> Iterator[Server]:
     # Calls of at most 2 images, so 4 requests in the engine at once (ui.active_requests).
-    with running_server(tmp_path_factory.mktemp("faults-server"), cache_dir, module="tests.faults",
-                        env={"WEBUI_FAULTS": str(faults)}, max_batch_size="2", queue_size="3",
-                        stall_timeout=str(STALL_TIMEOUT_S)) as server:  # fmt: skip
+    with running_server(
+        tmp_path_factory.mktemp("faults-server"),
+        cache_dir,
+        module="tests.faults",
+        env={"WEBUI_FAULTS": str(faults)},
+        max_batch_size="2",
+        queue_size="3",
+        stall_timeout=str(STALL_TIMEOUT_S),
+    ) as server:
         yield server
 
 
@@ -88,7 +94,9 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
     arm(faults, "raise")
     (faults / "hang").unlink()  # the held forward goes on and raises
 
-    with pytest.raises(AppError, match=r"Generation failed: RuntimeError: injected fault in the transformer\."):
+    with pytest.raises(
+        AppError, match=r"Generation failed: RuntimeError: injected fault in the transformer\."
+    ):
         failing.result(timeout=60)
     gallery, summary, details, _, _ = queued.result(timeout=60)
     assert len(gallery) == 1 and "1 image in" in summary and Path(details[0]["file"]).is_file()
@@ -96,7 +104,9 @@ def test_an_exception_in_a_call_fails_its_request_with_a_message_and_the_next_qu
     assert "Traceback" in log and "RuntimeError: injected fault in the transformer" in log
 
 
-def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(server: Server, faults: Path) -> None:
+def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(
+    server: Server, faults: Path
+) -> None:
     user = client(server)
     arm(faults, "oom", "1")  # a forward of two images fails, one image fits
     gallery, _, details, _, _ = generate(user, "a red sneaker", images_per_prompt=2)
@@ -104,7 +114,9 @@ def test_out_of_memory_in_a_served_call_retries_smaller_or_says_what_to_lower(se
     assert "Out of memory in a call of 2 images; retrying in calls of at most 1" in server.log_text()
 
     arm(faults, "oom", "0")  # nothing fits
-    with pytest.raises(AppError, match=r"Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"):
+    with pytest.raises(
+        AppError, match=r"Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"
+    ):
         generate(user, "a navy mug")
     (faults / "oom").unlink()
     assert len(generate(user, "a navy mug")[0]) == 1
@@ -123,9 +135,10 @@ def test_queue_limit_n_with_n_plus_one_submissions_at_once_the_extra_one_is_told
 ) -> None:
     arm(faults, "slow", "0.5")  # a slow GPU: steps finish, just late
     users = [client(server) for _ in range(4 + 3 + 1)]
-    running = [user.submit(prompts=f"running {n}", **SMALL, api_name="/generate") for n, user in enumerate(users[:4])]
-    wait_for(lambda: all(map(in_engine, running)), 60,
-             "four requests in the engine (its concurrency limit)")  # fmt: skip
+    running = [
+        user.submit(prompts=f"running {n}", **SMALL, api_name="/generate") for n, user in enumerate(users[:4])
+    ]
+    wait_for(lambda: all(map(in_engine, running)), 60, "four requests in the engine (its concurrency limit)")
 
     def submit(n: int) -> str:
         try:

@@ -23,8 +23,14 @@ def fake_request(root: Path, request_id: str, age: timedelta, now: datetime = NO
     folder = request_dir(root, request_id, created)
     (folder / "001_a_s1.png").parent.mkdir(parents=True, exist_ok=True)
     (folder / "001_a_s1.png").write_bytes(b"png")
-    write_manifest(folder / "manifest.json", {"request_id": request_id, "created": created.isoformat(),
-                                              "images": [{"file": "001_a_s1.png"}, {"file": "gone.png"}]})  # fmt: skip
+    write_manifest(
+        folder / "manifest.json",
+        {
+            "request_id": request_id,
+            "created": created.isoformat(),
+            "images": [{"file": "001_a_s1.png"}, {"file": "gone.png"}],
+        },
+    )
     return folder
 
 
@@ -55,8 +61,9 @@ def test_retention_deletes_requests_older_than_n_days_and_nothing_else(tmp_path:
 
 
 def test_a_real_request_is_in_the_history(engine: Engine, settings) -> None:
-    result = engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=4, steps=1,
-                                               width=32, height=32))  # fmt: skip
+    result = engine.generate(
+        GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=4, steps=1, width=32, height=32)
+    )
     [past] = past_requests(settings.output_dir)
     assert past.folder == result.output_dir and past.image_paths == [i.path for i in result.images]
 
@@ -72,8 +79,17 @@ def test_the_history_survives_a_restart_of_the_server_and_retention_runs_at_star
         wait_for(lambda: not old.exists(), 30, "retention to delete the old request")
         assert recent.is_dir() and "Retention: deleted 1 requests older than 30 days" in server.log_text()
         made = Client(server.url, verbose=False).predict(
-            prompts="a {red|navy} mug", images_per_prompt=2, seed=8, width=32, height=48, steps=1,
-            guidance_scale=0.0, style="studio lighting", seed_policy="per-variant", api_name="/generate")[2]
+            prompts="a {red|navy} mug",
+            images_per_prompt=2,
+            seed=8,
+            width=32,
+            height=48,
+            steps=1,
+            guidance_scale=0.0,
+            style="studio lighting",
+            seed_policy="per-variant",
+            api_name="/generate",
+        )[2]
 
     with running_server(tmp_path, cache_dir, retention_days="30") as server:  # the same output folder
         user = Client(server.url, verbose=False)
@@ -84,13 +100,28 @@ def test_the_history_survives_a_restart_of_the_server_and_retention_runs_at_star
 
         images, bundle = user.predict(request_id, api_name="/history_request")
         assert [path for path, _ in images] == [i["file"] for i in made]
-        assert [caption for _, caption in images] == ["a red mug (seed 8)", "a red mug (seed 9)",
-                                                      "a navy mug (seed 8)", "a navy mug (seed 9)"]  # fmt: skip
+        assert [caption for _, caption in images] == [
+            "a red mug (seed 8)",
+            "a red mug (seed 9)",
+            "a navy mug (seed 8)",
+            "a navy mug (seed 9)",
+        ]
         with zipfile.ZipFile(bundle) as archive:
             assert archive.namelist() == [Path(i["file"]).name for i in made]
 
         form = user.predict(request_id, api_name="/history_reuse")
-        assert list(form[:11]) == ["a red mug\na navy mug", 2, 8, "per-variant", "Custom", 32, 48, 1, 0.0, "",
-                                   "studio lighting"]  # fmt: skip
+        assert list(form[:11]) == [
+            "a red mug\na navy mug",
+            2,
+            8,
+            "per-variant",
+            "Custom",
+            32,
+            48,
+            1,
+            0.0,
+            "",
+            "studio lighting",
+        ]
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")

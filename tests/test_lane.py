@@ -88,7 +88,9 @@ def pixels(result: GenerationResult, n: int = 0) -> np.ndarray:
     return np.asarray(result.images[n].image, dtype=np.int16)
 
 
-def test_requests_of_different_users_share_calls_fairly_with_unchanged_pixels(make_engine, calls: Calls) -> None:
+def test_requests_of_different_users_share_calls_fairly_with_unchanged_pixels(
+    make_engine, calls: Calls
+) -> None:
     engine = make_engine(max_batch_size=4)
     long = GenerationRequest(["a long request"], images_per_prompt=8, seed=100, **SMALL)
     short_b = GenerationRequest(["short b"], seed=200, **SMALL)
@@ -125,7 +127,9 @@ def test_more_waiting_requests_than_one_call_holds_all_finish(make_engine, calls
 def test_with_cross_batching_off_requests_run_one_after_the_other(make_engine, calls: Calls) -> None:
     engine = make_engine(max_batch_size=4, cross_batching=False)
     first, gate = hold_first_call(engine, GenerationRequest(["long"], images_per_prompt=8, seed=1, **SMALL))
-    b, c = queue_behind(engine, GenerationRequest(["b"], seed=2, **SMALL), GenerationRequest(["c"], seed=3, **SMALL))
+    b, c = queue_behind(
+        engine, GenerationRequest(["b"], seed=2, **SMALL), GenerationRequest(["c"], seed=3, **SMALL)
+    )
     gate.set()
     first.join(), b.join(), c.join()
     assert calls.sizes == [4, 4, 4, 4, 1, 1, 1, 1]
@@ -157,8 +161,12 @@ def test_stopping_one_request_does_not_hurt_the_one_sharing_its_call(make_engine
         if progress.images_done == 4 and progress.step == 1:
             stop.set()
 
-    first, gate = hold_first_call(engine, GenerationRequest(["stopped"], images_per_prompt=8, seed=1, **steps4),
-                                  on_progress=stop_in_second_call, cancel=stop)  # fmt: skip
+    first, gate = hold_first_call(
+        engine,
+        GenerationRequest(["stopped"], images_per_prompt=8, seed=1, **steps4),
+        on_progress=stop_in_second_call,
+        cancel=stop,
+    )
     [other] = queue_behind(engine, partner)
     gate.set()
     stopped, finished = first.join(), other.join()
@@ -168,13 +176,18 @@ def test_stopping_one_request_does_not_hurt_the_one_sharing_its_call(make_engine
     assert calls.sizes == [4] * 4 + [4] * 4  # the shared call ran all its steps; nothing after
     for n in range(2):
         assert np.abs(pixels(finished, n) - pixels(alone, n)).max() <= 2
-    assert sorted(p.name for p in stopped.output_dir.glob("*.png")) == sorted(i.path.name for i in stopped.images)
+    assert sorted(p.name for p in stopped.output_dir.glob("*.png")) == sorted(
+        i.path.name for i in stopped.images
+    )
 
 
 def test_maskless_backends_get_one_caption_bucket_per_call(make_engine, calls: Calls) -> None:
     # The lane plans for flash attention (no masks); the demo model itself runs SDPA here.
     engine = make_engine(max_batch_size=4, attention_backend="flash")
-    short, long = "mug", "a ceramic coffee mug with steam on a wooden table, soft morning light, 85mm lens, close up"
+    short, long = (
+        "mug",
+        "a ceramic coffee mug with steam on a wooden table, soft morning light, 85mm lens, close up",
+    )
     assert -(-engine.count_tokens(short) // 32) != -(-engine.count_tokens(long) // 32)
     result = engine.generate(GenerationRequest([short, long, short, long], seed=0, **SMALL))
     assert [i.prompt for i in result.images] == [short, long, short, long]
@@ -183,14 +196,18 @@ def test_maskless_backends_get_one_caption_bucket_per_call(make_engine, calls: C
         assert len({-(-n // 32) for n in lengths}) == 1
 
 
-def test_prompts_are_encoded_once_and_repeats_come_from_the_cache(demo_model: LoadedModel, make_engine) -> None:
+def test_prompts_are_encoded_once_and_repeats_come_from_the_cache(
+    demo_model: LoadedModel, make_engine
+) -> None:
     encoded: list[int] = []
     handle = demo_model.pipe.text_encoder.register_forward_hook(
         lambda m, a, kw, out: encoded.append(kw["input_ids"].shape[0]), with_kwargs=True
     )
     try:
         engine = make_engine(max_batch_size=8)
-        engine.generate(GenerationRequest(["red sneaker", "navy sneaker"], images_per_prompt=4, seed=0, **SMALL))
+        engine.generate(
+            GenerationRequest(["red sneaker", "navy sneaker"], images_per_prompt=4, seed=0, **SMALL)
+        )
         assert encoded == [2]  # eight images, two texts
         engine.generate(GenerationRequest(["navy sneaker", "olive sneaker"], seed=0, **SMALL))
         assert encoded == [2, 1]  # only the new text
@@ -202,7 +219,9 @@ def test_out_of_memory_retries_in_smaller_calls_with_unchanged_pixels(
     demo_model: LoadedModel, make_engine, calls: Calls
 ) -> None:
     engine = make_engine(max_batch_size=4)
-    request = GenerationRequest(["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=7, **SMALL)
+    request = GenerationRequest(
+        ["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=7, **SMALL
+    )
     alone = engine.generate(request)
 
     def too_big(module, args) -> None:
@@ -232,7 +251,9 @@ def test_out_of_memory_for_one_image_fails_the_request_with_advice_and_the_next_
 
     handle = demo_model.pipe.transformer.register_forward_pre_hook(always)
     try:
-        with pytest.raises(RequestError, match="Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"):
+        with pytest.raises(
+            RequestError, match=r"Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"
+        ):
             engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=1, **SMALL))
     finally:
         handle.remove()

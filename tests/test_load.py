@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import Counter
@@ -28,11 +29,18 @@ def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memor
 
         def user(round_: int, n: int) -> None:
             try:
-                gallery, *_ = clients[n].predict(prompts=f"round {round_}, user {n}", images_per_prompt=1, seed=n,
-                                             width=64, height=64, steps=2, guidance_scale=0.0,
-                                             api_name="/generate")  # fmt: skip
+                gallery, *_ = clients[n].predict(
+                    prompts=f"round {round_}, user {n}",
+                    images_per_prompt=1,
+                    seed=n,
+                    width=64,
+                    height=64,
+                    steps=2,
+                    guidance_scale=0.0,
+                    api_name="/generate",
+                )
                 outcomes["served" if len(gallery) == 1 else "short"] += 1
-            except Exception as exc:  # noqa: BLE001 (sorted below)
+            except Exception as exc:
                 if "Queue is full" in str(exc):
                     outcomes["busy"] += 1
                 else:
@@ -55,7 +63,7 @@ def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memor
                 ended = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
                 spans.append((ended - float(match[2]), ended))
         assert sum(1 for _ in spans) >= outcomes["served"] / 8
-        for (_, previous_end), (start, _) in zip(spans, spans[1:]):
+        for (_, previous_end), (start, _) in itertools.pairwise(spans):
             assert start >= previous_end - 0.02, "two pipeline calls overlapped"
         # Memory flat once warm: the third round adds little over the second.
         assert memory[2] - memory[1] < 64 * 2**20, [m // 2**20 for m in memory]

@@ -27,7 +27,9 @@ def test_bf16_on_gpu_fp32_on_cpu() -> None:
 
 
 def test_asking_for_cuda_without_a_gpu_says_what_to_set() -> None:
-    with pytest.raises(ModelLoadError, match="ZIMAGE_DEVICE=cuda but PyTorch sees no CUDA GPU.*ZIMAGE_DEVICE=cpu"):
+    with pytest.raises(
+        ModelLoadError, match=r"ZIMAGE_DEVICE=cuda but PyTorch sees no CUDA GPU.*ZIMAGE_DEVICE=cpu"
+    ):
         resolve_device(Settings(device="cuda"), cuda_available=False)
 
 
@@ -44,7 +46,11 @@ def test_the_demo_model_is_announced_as_such(settings: Settings, caplog: pytest.
     ("model", "message", "fetches"),
     [
         ("./no-such-folder", "Model folder ./no-such-folder does not exist. Set ZIMAGE_MODEL to", False),
-        ("Tongyi-MAI/Z-Image-Turbo-Missing", "Could not download or find Tongyi-MAI/Z-Image-Turbo-Missing", True),
+        (
+            "Tongyi-MAI/Z-Image-Turbo-Missing",
+            "Could not download or find Tongyi-MAI/Z-Image-Turbo-Missing",
+            True,
+        ),
     ],
 )
 def test_a_model_that_is_not_there_gives_one_clear_message(
@@ -54,18 +60,22 @@ def test_a_model_that_is_not_there_gives_one_clear_message(
         load_model(dataclasses.replace(settings, model=model))
     assert "ZIMAGE_MODEL" in str(caught.value) and "\n" not in str(caught.value)
     fetching = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Fetching")]
-    announced = (f"Fetching {model} from the Hugging Face hub (cache: HF_HOME); the first download "
-                 "is about 33 GB, progress bars follow")
+    announced = (
+        f"Fetching {model} from the Hugging Face hub (cache: HF_HOME); the first download "
+        "is about 33 GB, progress bars follow"
+    )
     assert fetching == [announced] * fetches
 
 
 def test_a_folder_that_is_not_a_pipeline_is_named(settings: Settings, tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="has no model_index.json"):
+    with pytest.raises(ModelLoadError, match=r"has no model_index\.json"):
         load_model(dataclasses.replace(settings, model=str(tmp_path)))
 
 
 def test_a_broken_pipeline_folder_is_reported(settings: Settings, tmp_path: Path) -> None:
-    (tmp_path / "model_index.json").write_text('{"_class_name": "ZImagePipeline", "vae": ["diffusers", "AutoencoderKL"]}')
+    (tmp_path / "model_index.json").write_text(
+        '{"_class_name": "ZImagePipeline", "vae": ["diffusers", "AutoencoderKL"]}'
+    )
     with pytest.raises(ModelLoadError, match=r"Could not load a ZImagePipeline from .*ZIMAGE_MODEL=demo"):
         load_model(dataclasses.replace(settings, model=str(tmp_path)))
 

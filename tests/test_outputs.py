@@ -32,8 +32,10 @@ def test_parameters_round_trip_and_show_as_text_chunks(tmp_path: Path) -> None:
 
 
 def test_clashing_names_get_a_suffix_and_nothing_is_overwritten(tmp_path: Path) -> None:
-    paths = [save_png(Image.new("RGB", (8, 8), colour), tmp_path, "001_sneaker_s5", {"n": n})
-             for n, colour in enumerate(["red", "green", "blue"])]  # fmt: skip
+    paths = [
+        save_png(Image.new("RGB", (8, 8), colour), tmp_path, "001_sneaker_s5", {"n": n})
+        for n, colour in enumerate(["red", "green", "blue"])
+    ]
     assert [p.name for p in paths] == ["001_sneaker_s5.png", "001_sneaker_s5-2.png", "001_sneaker_s5-3.png"]
     assert [read_png_parameters(p)["n"] for p in paths] == [0, 1, 2]
 
@@ -70,8 +72,10 @@ def test_names_are_readable() -> None:
 def test_a_zip_bundles_the_files_by_name(tmp_path: Path) -> None:
     import zipfile
 
-    paths = [save_png(Image.new("RGB", (8, 8), c), tmp_path, f"00{n}_x_s{n}", {"n": n})
-             for n, c in enumerate(["red", "blue"])]  # fmt: skip
+    paths = [
+        save_png(Image.new("RGB", (8, 8), c), tmp_path, f"00{n}_x_s{n}", {"n": n})
+        for n, c in enumerate(["red", "blue"])
+    ]
     archive = write_zip(paths, tmp_path / "images.zip")
     with zipfile.ZipFile(archive) as bundle:
         assert bundle.namelist() == ["000_x_s0.png", "001_x_s1.png"]

@@ -18,9 +18,13 @@ def test_an_empty_box_gives_no_prompts() -> None:
 
 def test_a_template_line_expands_to_every_combination_in_reading_order() -> None:
     assert parse_prompts("a {red|navy|olive} sneaker, {front|side} view") == [
-        "a red sneaker, front view", "a red sneaker, side view", "a navy sneaker, front view",
-        "a navy sneaker, side view", "a olive sneaker, front view", "a olive sneaker, side view",
-    ]  # fmt: skip
+        "a red sneaker, front view",
+        "a red sneaker, side view",
+        "a navy sneaker, front view",
+        "a navy sneaker, side view",
+        "a olive sneaker, front view",
+        "a olive sneaker, side view",
+    ]
 
 
 def test_groups_nest_and_alternatives_may_be_empty() -> None:
@@ -30,9 +34,11 @@ def test_groups_nest_and_alternatives_may_be_empty() -> None:
 
 def test_escaped_braces_and_bars_are_plain_characters() -> None:
     assert parse_prompts(r"logo \{brand\} a\|b, {x|y} path C:\photos \\{1|2}") == [
-        r"logo {brand} a|b, x path C:\photos \1", r"logo {brand} a|b, x path C:\photos \2",
-        r"logo {brand} a|b, y path C:\photos \1", r"logo {brand} a|b, y path C:\photos \2",
-    ]  # fmt: skip
+        r"logo {brand} a|b, x path C:\photos \1",
+        r"logo {brand} a|b, x path C:\photos \2",
+        r"logo {brand} a|b, y path C:\photos \1",
+        r"logo {brand} a|b, y path C:\photos \2",
+    ]
     assert parse_prompts("a | b") == ["a | b"]  # a bar outside braces is text
 
 
@@ -46,7 +52,10 @@ def test_unbalanced_braces_name_the_line_and_column() -> None:
 def test_the_limit_applies_to_the_expanded_count_before_anything_is_expanded() -> None:
     box = "{a|b}{c|d}{e|f}\nplain"  # 8 + 1 prompts
     assert len(parse_prompts(box, limit=9)) == 9
-    with pytest.raises(TemplateError, match=r"Too many prompts: 9, from 2 lines with templates \(the limit is 8 per request\)"):
+    with pytest.raises(
+        TemplateError,
+        match=r"Too many prompts: 9, from 2 lines with templates \(the limit is 8 per request\)",
+    ):
         parse_prompts(box, limit=8)
     huge = "{0|1|2|3|4|5|6|7|8|9}" * 30  # 10^30 prompts: counted, never built
     with pytest.raises(TemplateError, match=r"Too many prompts: 10{30}, from 1 line with templates"):
@@ -59,9 +68,17 @@ def test_a_txt_file_is_the_prompt_box_as_it_is() -> None:
 
 
 def test_a_csv_file_gives_its_prompt_column_or_its_first() -> None:
-    with_header = '\ufeffsku,Prompt,notes\n1,"a red sneaker, front view",x\n2,"a navy mug,\nside view",\n3,,\n'
-    assert prompts_from_file("shots.csv", with_header.encode(), 1000) == "a red sneaker, front view\na navy mug, side view"
-    assert prompts_from_file("plain.csv", b"a red sneaker,1\na navy mug,2\n", 1000) == "a red sneaker\na navy mug"
+    with_header = (
+        '\ufeffsku,Prompt,notes\n1,"a red sneaker, front view",x\n2,"a navy mug,\nside view",\n3,,\n'
+    )
+    assert (
+        prompts_from_file("shots.csv", with_header.encode(), 1000)
+        == "a red sneaker, front view\na navy mug, side view"
+    )
+    assert (
+        prompts_from_file("plain.csv", b"a red sneaker,1\na navy mug,2\n", 1000)
+        == "a red sneaker\na navy mug"
+    )
 
 
 def test_a_prompt_file_of_the_wrong_kind_size_or_encoding_is_refused() -> None:

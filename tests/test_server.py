@@ -23,15 +23,23 @@ from tests.helpers import Server, get_json, readme_code_blocks, running_server, 
 from webui.outputs import read_manifest, read_png_parameters
 
 # A long request for the demo model: 80 images of 256x256, several seconds on two cores.
-LONG = dict(prompts="\n".join(f"product {n}" for n in range(20)), images_per_prompt=4, seed=1,
-            width=256, height=256, steps=8, guidance_scale=0.0)  # fmt: skip
+LONG = dict(
+    prompts="\n".join(f"product {n}" for n in range(20)),
+    images_per_prompt=4,
+    seed=1,
+    width=256,
+    height=256,
+    steps=8,
+    guidance_scale=0.0,
+)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
     # One request at a time into the engine, so that the queue in front of it is what we test.
-    with running_server(tmp_path_factory.mktemp("server"), cache_dir, queue_size="1",
-                        cross_batching="false") as server:  # fmt: skip
+    with running_server(
+        tmp_path_factory.mktemp("server"), cache_dir, queue_size="1", cross_batching="false"
+    ) as server:
         yield server
 
 
@@ -41,7 +49,9 @@ def client(server: Server) -> Client:
 
 def pngs(folder: Path) -> list[Path]:
     """The generated images under `folder` (a request's contact sheet is a PNG too, not one of them)."""
-    return sorted(p for p in folder.rglob("*.png") if p.name != "contact-sheet.png") if folder.exists() else []
+    return (
+        sorted(p for p in folder.rglob("*.png") if p.name != "contact-sheet.png") if folder.exists() else []
+    )
 
 
 def stop(server: Server, user: Client) -> None:
@@ -50,8 +60,9 @@ def stop(server: Server, user: Client) -> None:
     gradio_client would send it through the queue, which refuses everything while full.
     """
     body = json.dumps({"data": [], "session_hash": user.session_hash}).encode()
-    request = urllib.request.Request(server.url + "gradio_api/run/stop", data=body,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        server.url + "gradio_api/run/stop", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
 
@@ -67,11 +78,23 @@ def stop_until_done(server: Server, user: Client, job: Job) -> None:
 
 def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server) -> None:
     gallery, summary, images, archive, sheet = client(server).predict(
-        prompts="a red sneaker\n# a comment\n\na navy mug\nan olive bag", images_per_prompt=2,
-        seed=5, width=64, height=48, steps=3, guidance_scale=0.0, api_name="/generate",
-    )  # fmt: skip
-    expected = [("a red sneaker", 5), ("a red sneaker", 6), ("a navy mug", 7), ("a navy mug", 8),
-                ("an olive bag", 9), ("an olive bag", 10)]  # fmt: skip
+        prompts="a red sneaker\n# a comment\n\na navy mug\nan olive bag",
+        images_per_prompt=2,
+        seed=5,
+        width=64,
+        height=48,
+        steps=3,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
+    expected = [
+        ("a red sneaker", 5),
+        ("a red sneaker", 6),
+        ("a navy mug", 7),
+        ("a navy mug", 8),
+        ("an olive bag", 9),
+        ("an olive bag", 10),
+    ]
     assert [item["caption"] for item in gallery] == [f"{p} (seed {s})" for p, s in expected]
     assert [(i["prompt"], i["seed"], i["width"], i["height"], i["steps"]) for i in images] == [
         (p, s, 64, 48, 3) for p, s in expected
@@ -92,16 +115,24 @@ def test_the_gallery_serves_the_saved_pngs_themselves(server: Server) -> None:
     # Encoded once: the page fetches the very file the engine wrote, not a re-encoded or
     # cached copy; a one-image request downloads that PNG rather than a zip of it.
     raw = Client(server.url, verbose=False, download_files=False)
-    gallery, _, images, download, _ = raw.predict(prompts="a teal kettle", images_per_prompt=1, seed=3,
-                                               width=64, height=64, steps=2, api_name="/generate")  # fmt: skip
+    gallery, _, images, download, _ = raw.predict(
+        prompts="a teal kettle",
+        images_per_prompt=1,
+        seed=3,
+        width=64,
+        height=64,
+        steps=2,
+        api_name="/generate",
+    )
     [shown], [info] = gallery, images
     assert shown["image"]["path"] == info["file"] == download["path"]
     with urllib.request.urlopen(shown["image"]["url"], timeout=10) as response:
         assert response.read() == Path(info["file"]).read_bytes()
 
 
-NORMAL = dict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, height=64, steps=2,
-              guidance_scale=0.0)  # fmt: skip
+NORMAL = dict(
+    prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, height=64, steps=2, guidance_scale=0.0
+)
 
 
 @pytest.mark.parametrize(
@@ -109,12 +140,16 @@ NORMAL = dict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, he
     [
         ({"prompts": "x" * 100_000}, "Prompt 1 is 100,000 characters long; the limit is 16,384 characters"),
         ({"prompts": "\n".join(f"shoe {n}" for n in range(500))}, "Too many prompts: 500 (the limit is 100"),
-        ({"prompts": "shoe {0|1|2|3|4|5|6|7|8|9} {0|1|2|3|4|5|6|7|8|9} {a|b}"},
-         "Too many prompts: 200, from 1 line with templates (the limit is 100"),
+        (
+            {"prompts": "shoe {0|1|2|3|4|5|6|7|8|9} {0|1|2|3|4|5|6|7|8|9} {a|b}"},
+            "Too many prompts: 200, from 1 line with templates (the limit is 100",
+        ),
         ({"prompts": "a {red|navy sneaker"}, "Line 1: '{' at column 3 is never closed"),
         ({"images_per_prompt": 10_000}, "Value 10000 is greater than maximum value 16"),
-        ({"prompts": "\n".join(f"shoe {n}" for n in range(100)), "images_per_prompt": 16},
-         "Too many images: 100 prompts x 16 = 1600 (the limit is 200"),
+        (
+            {"prompts": "\n".join(f"shoe {n}" for n in range(100)), "images_per_prompt": 16},
+            "Too many images: 100 prompts x 16 = 1600 (the limit is 200",
+        ),
         ({"width": 1000}, "Width must be a multiple of 16 (got 1000; try 992 or 1008)"),
         ({"width": 8192}, "Value 8192 is greater than maximum value 2048"),
         ({"height": 0}, "Value 0 is less than minimum value 32"),
@@ -123,9 +158,12 @@ NORMAL = dict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=64, he
         ({"seed": 2**70}, "Seed must be -1 (random) or a whole number from 0"),
         ({"prompts": "a red\x07sneaker"}, "Prompt 1 contains a control character or non-text byte (U+0007"),
         ({"prompts": "a red \ufffd\ufffd sneaker"}, "Prompt 1 contains a control character or non-text byte"),
-        ({"prompts": "shoe\n" * 400_000}, "The prompt box holds 2,000,000 characters; the limit is 1,638,500"),
+        (
+            {"prompts": "shoe\n" * 400_000},
+            "The prompt box holds 2,000,000 characters; the limit is 1,638,500",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_a_clear_error_before_any_work_and_the_next_request_runs(
     server: Server, changes: dict, message: str
 ) -> None:
@@ -151,9 +189,15 @@ def test_the_readme_client_example_runs_as_written(server: Server) -> None:
 def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
     idle = get_json(server.url + "healthz")
     assert idle | {"last_progress": None} == {
-        "status": "ok", "model": "demo model", "device": "cpu", "demo": True, "busy": False,
-        "queue_length": 0, "last_progress": None, "call_quiet_s": 0.0,
-    }  # fmt: skip
+        "status": "ok",
+        "model": "demo model",
+        "device": "cpu",
+        "demo": True,
+        "busy": False,
+        "queue_length": 0,
+        "last_progress": None,
+        "call_quiet_s": 0.0,
+    }
     user = client(server)
     job = user.submit(**LONG, api_name="/generate")
     try:
@@ -176,7 +220,7 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
     job = user.submit(**LONG, api_name="/generate")
     wait_for(lambda: len(set(pngs(server.output_dir)) - before) >= 4, 60, "four finished images")
     user.predict(api_name="/stop")
-    gallery, summary, images, archive, _ = job.result(timeout=60)
+    gallery, summary, images, _archive, _ = job.result(timeout=60)
 
     kept = len(gallery)
     assert 4 <= kept < 80
@@ -188,8 +232,16 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
         with Image.open(path) as image:
             image.load()  # complete files only
     assert not [p for p in server.output_dir.rglob("*") if p.name.endswith(".tmp")]
-    again = user.predict(prompts="a", images_per_prompt=1, seed=1, width=32, height=32, steps=1,
-                         guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    again = user.predict(
+        prompts="a",
+        images_per_prompt=1,
+        seed=1,
+        width=32,
+        height=32,
+        steps=1,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     assert len(again[0]) == 1
 
 
@@ -201,8 +253,16 @@ def test_a_full_queue_gets_a_clear_busy_error(server: Server) -> None:
     wait_for(lambda: get_json(server.url + "healthz")["queue_length"] == 1, 30, "the second to queue")
     try:
         with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
-            client(server).predict(prompts="a", images_per_prompt=1, seed=1, width=32, height=32,
-                                   steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+            client(server).predict(
+                prompts="a",
+                images_per_prompt=1,
+                seed=1,
+                width=32,
+                height=32,
+                steps=1,
+                guidance_scale=0.0,
+                api_name="/generate",
+            )
     finally:
         for user, job in ((running_user, running), (waiting_user, waiting)):
             stop_until_done(server, user, job)
@@ -211,17 +271,34 @@ def test_a_full_queue_gets_a_clear_busy_error(server: Server) -> None:
 def test_bad_input_comes_back_as_a_clear_error(server: Server) -> None:
     user = client(server)
     with pytest.raises(Exception, match=r"Width must be a multiple of 16 \(got 1000"):
-        user.predict(prompts="a", images_per_prompt=1, seed=-1, width=1000, height=64, steps=8,
-                     guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        user.predict(
+            prompts="a",
+            images_per_prompt=1,
+            seed=-1,
+            width=1000,
+            height=64,
+            steps=8,
+            guidance_scale=0.0,
+            api_name="/generate",
+        )
     with pytest.raises(Exception, match=r"No prompts"):
-        user.predict(prompts="# only a comment", images_per_prompt=1, seed=-1, width=64, height=64,
-                     steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        user.predict(
+            prompts="# only a comment",
+            images_per_prompt=1,
+            seed=-1,
+            width=64,
+            height=64,
+            steps=8,
+            guidance_scale=0.0,
+            api_name="/generate",
+        )
 
 
 def test_direct_api_calls_cannot_skip_the_queue(server: Server) -> None:
     body = b'{"data": ["a", 1, 1, 32, 32, 1, 0, ""]}'
-    request = urllib.request.Request(server.url + "gradio_api/run/generate", data=body,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        server.url + "gradio_api/run/generate", data=body, headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 404 and b"join the queue" in refused.value.read()
@@ -235,8 +312,16 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         with pytest.raises(Exception, match="Could not login"):
             Client(server.url, auth=("team", "wrong"), verbose=False)
         user = Client(server.url, auth=("team", "s3cret pass"), verbose=False)
-        gallery, _, images, _, _ = user.predict(prompts="a red sneaker", images_per_prompt=1, seed=1, width=32,
-                                             height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        gallery, _, images, _, _ = user.predict(
+            prompts="a red sneaker",
+            images_per_prompt=1,
+            seed=1,
+            width=32,
+            height=32,
+            steps=1,
+            guidance_scale=0.0,
+            api_name="/generate",
+        )
         assert len(gallery) == 1
         assert read_manifest(Path(images[0]["file"]).parent)["user"] == "team"  # who asked, in the history
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
@@ -247,8 +332,16 @@ def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
     long_user, short_user = client(server), client(server)
     long_job = long_user.submit(**LONG, api_name="/generate")
     wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
-    short = short_user.predict(prompts="a short one", images_per_prompt=1, seed=7, width=256, height=256,
-                               steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    short = short_user.predict(
+        prompts="a short one",
+        images_per_prompt=1,
+        seed=7,
+        width=256,
+        height=256,
+        steps=8,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     assert not long_job.done()  # the short request did not wait for the 80 images
     assert [i["seed"] for i in short[2]] == [7]
     stop_until_done(server, long_user, long_job)
@@ -259,17 +352,25 @@ def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
 def join_queue(server: Server, data: bytes) -> dict:
     """/generate over plain HTTP as the page sends it: POST queue/join with a raw JSON body
     (`data` is the JSON list of inputs), then read the event stream to the completion message."""
-    [generate] = [d for d in get_json(server.url + "config")["dependencies"] if d.get("api_name") == "generate"]
+    [generate] = [
+        d for d in get_json(server.url + "config")["dependencies"] if d.get("api_name") == "generate"
+    ]
     session = uuid.uuid4().hex
     body = b'{"data": %s, "fn_index": %d, "trigger_id": null, "session_hash": "%s", "event_data": null}' % (
-        data, generate["id"], session.encode())  # fmt: skip
-    request = urllib.request.Request(server.url + "gradio_api/queue/join", data=body,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        data,
+        generate["id"],
+        session.encode(),
+    )
+    request = urllib.request.Request(
+        server.url + "gradio_api/queue/join", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         urllib.request.urlopen(request, timeout=10).close()
     except urllib.error.HTTPError as refused:
         return {"refused": refused.code, "detail": refused.read().decode()}
-    with urllib.request.urlopen(server.url + f"gradio_api/queue/data?session_hash={session}", timeout=60) as events:
+    with urllib.request.urlopen(
+        server.url + f"gradio_api/queue/data?session_hash={session}", timeout=60
+    ) as events:
         for line in events:
             if line.startswith(b"data:") and (message := json.loads(line[5:]))["msg"] == "process_completed":
                 return message
@@ -280,10 +381,17 @@ def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(
     before = pngs(server.output_dir)
     # NaN, which gradio_client cannot even send; Python's JSON reader takes it.
     nan = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, "", "", "per-image"]')
-    assert not nan["success"] and nan["output"]["error"] == "Guidance scale must be between 0 and 20 (got nan)."
+    assert (
+        not nan["success"] and nan["output"]["error"] == "Guidance scale must be between 0 and 20 (got nan)."
+    )
     bell = join_queue(server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')
-    assert not bell["success"] and "contains a control character or non-text byte (U+0007" in bell["output"]["error"]
-    raw_bytes = join_queue(server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')  # not UTF-8
+    assert (
+        not bell["success"]
+        and "contains a control character or non-text byte (U+0007" in bell["output"]["error"]
+    )
+    raw_bytes = join_queue(
+        server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]'
+    )  # not UTF-8
     assert raw_bytes["refused"] == 400 and "error parsing the body" in raw_bytes["detail"]
     assert pngs(server.output_dir) == before
 
@@ -293,28 +401,57 @@ def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(
 
 def test_a_template_a_style_and_the_same_seeds_for_every_prompt(server: Server) -> None:
     gallery, summary, images, _, sheet = client(server).predict(
-        prompts="a {red|navy} mug", images_per_prompt=2, seed=5, width=32, height=32, steps=1, guidance_scale=0.0,
-        style="studio lighting", seed_policy="per-variant", api_name="/generate",
-    )  # fmt: skip
-    assert [(i["prompt"], i["seed"]) for i in images] == [("a red mug", 5), ("a red mug", 6),
-                                                          ("a navy mug", 5), ("a navy mug", 6)]  # fmt: skip
-    assert [item["caption"] for item in gallery] == ["a red mug (seed 5)", "a red mug (seed 6)",
-                                                     "a navy mug (seed 5)", "a navy mug (seed 6)"]  # fmt: skip
+        prompts="a {red|navy} mug",
+        images_per_prompt=2,
+        seed=5,
+        width=32,
+        height=32,
+        steps=1,
+        guidance_scale=0.0,
+        style="studio lighting",
+        seed_policy="per-variant",
+        api_name="/generate",
+    )
+    assert [(i["prompt"], i["seed"]) for i in images] == [
+        ("a red mug", 5),
+        ("a red mug", 6),
+        ("a navy mug", 5),
+        ("a navy mug", 6),
+    ]
+    assert [item["caption"] for item in gallery] == [
+        "a red mug (seed 5)",
+        "a red mug (seed 6)",
+        "a navy mug (seed 5)",
+        "a navy mug (seed 6)",
+    ]
     parameters = read_png_parameters(Path(images[3]["file"]))
     assert (parameters["prompt"], parameters["style"], parameters["seed_policy"]) == (
-        "a navy mug", "studio lighting", "per-variant")  # fmt: skip
+        "a navy mug",
+        "studio lighting",
+        "per-variant",
+    )
     assert "4 images in" in summary and "seeds 5..6" in summary
     assert Path(sheet).name == "contact-sheet.png" and Path(sheet).stat().st_size > 0
 
 
-def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(server: Server, tmp_path: Path) -> None:
+def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(
+    server: Server, tmp_path: Path
+) -> None:
     user = client(server)
     sheet = tmp_path / "shots.csv"
     sheet.write_text('sku,prompt\n1,"a red sneaker, front view"\n2,a {navy|olive} mug\n', "utf-8")
     box = user.predict(handle_file(str(sheet)), api_name="/load_prompts")
     assert box == "a red sneaker, front view\na {navy|olive} mug"
-    images = user.predict(prompts=box, images_per_prompt=1, seed=1, width=32, height=32, steps=1,
-                          guidance_scale=0.0, api_name="/generate")[2]  # fmt: skip
+    images = user.predict(
+        prompts=box,
+        images_per_prompt=1,
+        seed=1,
+        width=32,
+        height=32,
+        steps=1,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )[2]
     assert [i["prompt"] for i in images] == ["a red sneaker, front view", "a navy mug", "a olive mug"]
 
     wrong = tmp_path / "shots.json"
@@ -329,25 +466,55 @@ def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(server: S
     too_many = tmp_path / "many.txt"
     too_many.write_text("\n".join(f"shoe {n}" for n in range(150)))  # loads; generating is refused
     with pytest.raises(AppError, match=r"Too many prompts: 150 \(the limit is 100"):
-        user.predict(prompts=user.predict(handle_file(str(too_many)), api_name="/load_prompts"), images_per_prompt=1,
-                     seed=1, width=32, height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+        user.predict(
+            prompts=user.predict(handle_file(str(too_many)), api_name="/load_prompts"),
+            images_per_prompt=1,
+            seed=1,
+            width=32,
+            height=32,
+            steps=1,
+            guidance_scale=0.0,
+            api_name="/generate",
+        )
 
 
-def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(server: Server, tmp_path: Path) -> None:
+def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
+    server: Server, tmp_path: Path
+) -> None:
     user = client(server)
-    made = user.predict(prompts="a red sneaker\na navy mug", images_per_prompt=2, seed=11, width=64, height=48,
-                        steps=2, guidance_scale=0.0, style="studio lighting", seed_policy="per-variant",
-                        api_name="/generate")[2]  # fmt: skip
+    made = user.predict(
+        prompts="a red sneaker\na navy mug",
+        images_per_prompt=2,
+        seed=11,
+        width=64,
+        height=48,
+        steps=2,
+        guidance_scale=0.0,
+        style="studio lighting",
+        seed_policy="per-variant",
+        api_name="/generate",
+    )[2]
     original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
     form = user.predict(handle_file(str(original)), api_name="/reuse_png")
     assert list(form) == ["a navy mug", 1, 12, "per-image", "Custom", 64, 48, 2, 0.0, "", "studio lighting"]
 
     prompts, per, seed, policy, _, width, height, steps, guidance, negative, style = form
-    again = user.predict(prompts=prompts, images_per_prompt=per, seed=seed, seed_policy=policy, width=width,
-                         height=height, steps=steps, guidance_scale=guidance, negative_prompt=negative, style=style,
-                         api_name="/generate")[2]  # fmt: skip
+    again = user.predict(
+        prompts=prompts,
+        images_per_prompt=per,
+        seed=seed,
+        seed_policy=policy,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance_scale=guidance,
+        negative_prompt=negative,
+        style=style,
+        api_name="/generate",
+    )[2]
     with Image.open(original) as first, Image.open(again[0]["file"]) as second:
-        # The same image (within the rounding of a batch of 4 against a call of 1): the settings round-tripped.
+        # The same image (within the rounding of a batch of 4 against a call of 1): the settings
+        # round-tripped.
         assert max(high for _, high in ImageChops.difference(first, second).getextrema()) <= 2
 
     stranger = tmp_path / "stranger.png"

@@ -20,8 +20,13 @@ def test_defaults_are_valid_and_turbo_friendly() -> None:
 
 
 def test_environment_is_read_and_flags_win() -> None:
-    env = {"ZIMAGE_MAX_BATCH_SIZE": "8", "ZIMAGE_CPU_OFFLOAD": "yes", "ZIMAGE_MODEL": "/models/zi",
-           "ZIMAGE_OUTPUT_DIR": "~/renders", "ZIMAGE_DEVICE": "cuda:1"}  # fmt: skip
+    env = {
+        "ZIMAGE_MAX_BATCH_SIZE": "8",
+        "ZIMAGE_CPU_OFFLOAD": "yes",
+        "ZIMAGE_MODEL": "/models/zi",
+        "ZIMAGE_OUTPUT_DIR": "~/renders",
+        "ZIMAGE_DEVICE": "cuda:1",
+    }
     settings = Settings.from_sources(["--max-batch-size", "2", "--model", "demo"], env)
     assert settings.max_batch_size == 2 and settings.model == "demo"
     assert settings.cpu_offload is True and settings.device == "cuda:1"
@@ -31,18 +36,33 @@ def test_environment_is_read_and_flags_win() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"ZIMAGE_DTYPE": "fp16"}, "ZIMAGE_DTYPE / --dtype=fp16 is refused: Z-Image-Turbo produces NaN/black"),
+        (
+            {"ZIMAGE_DTYPE": "fp16"},
+            "ZIMAGE_DTYPE / --dtype=fp16 is refused: Z-Image-Turbo produces NaN/black",
+        ),
         ({"ZIMAGE_DTYPE": "int8"}, "ZIMAGE_DTYPE / --dtype must be one of auto, bf16, fp32"),
-        ({"ZIMAGE_MAX_PROMPTS": "many"}, "ZIMAGE_MAX_PROMPTS / --max-prompts must be a whole number (got 'many')"),
+        (
+            {"ZIMAGE_MAX_PROMPTS": "many"},
+            "ZIMAGE_MAX_PROMPTS / --max-prompts must be a whole number (got 'many')",
+        ),
         ({"ZIMAGE_MAX_PROMPTS": "0"}, "ZIMAGE_MAX_PROMPTS / --max-prompts must be at least 1"),
         ({"ZIMAGE_COMPILE": "maybe"}, "ZIMAGE_COMPILE / --compile must be true or false"),
         ({"ZIMAGE_MAX_PROMPT_TOKENS": "600"}, "must be at most 512, the model's limit"),
         ({"ZIMAGE_MIN_SIZE": "100"}, "ZIMAGE_MIN_SIZE / --min-size must be a positive multiple of 16"),
         ({"ZIMAGE_MIN_SIZE": "1024", "ZIMAGE_MAX_SIZE": "512"}, "(1024) must not exceed ZIMAGE_MAX_SIZE"),
-        ({"ZIMAGE_MIN_STEPS": "9", "ZIMAGE_MAX_STEPS": "8"}, "ZIMAGE_MIN_STEPS / --min-steps (9) must not exceed"),
+        (
+            {"ZIMAGE_MIN_STEPS": "9", "ZIMAGE_MAX_STEPS": "8"},
+            "ZIMAGE_MIN_STEPS / --min-steps (9) must not exceed",
+        ),
         ({"ZIMAGE_DEVICE": "gpu"}, "ZIMAGE_DEVICE / --device must be auto, cpu, cuda or cuda:N"),
-        ({"ZIMAGE_ATTENTION_BACKEND": "flash2"}, "ZIMAGE_ATTENTION_BACKEND / --attention-backend 'flash2' is not known"),
-        ({"ZIMAGE_CPU_OFFLOAD": "1", "ZIMAGE_DEVICE": "cpu"}, "ZIMAGE_CPU_OFFLOAD / --cpu-offload needs a CUDA device"),
+        (
+            {"ZIMAGE_ATTENTION_BACKEND": "flash2"},
+            "ZIMAGE_ATTENTION_BACKEND / --attention-backend 'flash2' is not known",
+        ),
+        (
+            {"ZIMAGE_CPU_OFFLOAD": "1", "ZIMAGE_DEVICE": "cpu"},
+            "ZIMAGE_CPU_OFFLOAD / --cpu-offload needs a CUDA device",
+        ),
         ({"ZIMAGE_MODEL": "  "}, "ZIMAGE_MODEL / --model is empty"),
         ({"ZIMAGE_LOG_LEVEL": "LOUD"}, "ZIMAGE_LOG_LEVEL / --log-level must be DEBUG"),
         ({"ZIMAGE_OUTPUT_DIR": ""}, "ZIMAGE_OUTPUT_DIR / --output-dir is empty"),
@@ -61,6 +81,7 @@ def test_unknown_flags_are_refused() -> None:
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = README.read_text("utf-8")
-    missing = [name for name in setting_names()
-               if env_name(name) not in readme or flag_name(name) not in readme]  # fmt: skip
+    missing = [
+        name for name in setting_names() if env_name(name) not in readme or flag_name(name) not in readme
+    ]
     assert missing == [], f"README lacks these settings: {missing}"

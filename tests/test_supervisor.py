@@ -29,8 +29,14 @@ def project(tmp_path: Path, cache_dir: Path) -> Iterator[tuple[Path, dict[str, s
         shutil.copy2(PROJECT / name, copy / name)
     (copy / ".venv").symlink_to(PROJECT / ".venv")
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZIMAGE_CACHE_DIR": str(cache_dir), "ZIMAGE_PORT": str(port),
-           "ZIMAGE_MIN_SIZE": "32", "WEBUI_STARTSECS": "5"}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "ZIMAGE_CACHE_DIR": str(cache_dir),
+        "ZIMAGE_PORT": str(port),
+        "ZIMAGE_MIN_SIZE": "32",
+        "WEBUI_STARTSECS": "5",
+    }
     try:
         yield copy, env, f"http://127.0.0.1:{port}/"
     finally:
@@ -67,18 +73,36 @@ def test_launch_restart_mid_batch_and_stop(project: tuple[Path, dict[str, str], 
     assert not [c for c in supervisord.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
 
     client = Client(url, verbose=False)
-    first = client.predict(prompts="a red sneaker", images_per_prompt=2, seed=3, width=32, height=32, steps=2,
-                           guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    first = client.predict(
+        prompts="a red sneaker",
+        images_per_prompt=2,
+        seed=3,
+        width=32,
+        height=32,
+        steps=2,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     kept = [Path(i["file"]) for i in first[2]]
     assert all(p.is_file() and p.is_relative_to(copy / "outputs") for p in kept)
 
     # Restart while a long batch is being written.
     old_children = [p.pid for p in supervisord.children()]
-    job = client.submit(prompts="\n".join(f"item {n}" for n in range(20)), images_per_prompt=4, seed=1,
-                        width=256, height=256, steps=8, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    job = client.submit(
+        prompts="\n".join(f"item {n}" for n in range(20)),
+        images_per_prompt=4,
+        seed=1,
+        width=256,
+        height=256,
+        steps=8,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     outputs = copy / "outputs"
     wait_for(lambda: len(list(outputs.rglob("*.png"))) >= 8, 60, "the batch to write images")
-    restarted = run(copy, env, ".venv/bin/supervisorctl", "-c", "supervisor/supervisord.conf", "restart", "webui")
+    restarted = run(
+        copy, env, ".venv/bin/supervisorctl", "-c", "supervisor/supervisord.conf", "restart", "webui"
+    )
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     wait_for(lambda: healthy(url), 120, "the app to come back")
     assert [p.pid for p in supervisord.children()] != old_children
@@ -94,8 +118,16 @@ def test_launch_restart_mid_batch_and_stop(project: tuple[Path, dict[str, str], 
                 image.load()  # every file that is there is complete
     assert all(p.is_file() for p in kept)  # written before the restart, still there
 
-    again = Client(url, verbose=False).predict(prompts="a navy mug", images_per_prompt=1, seed=9, width=32,
-                                               height=32, steps=1, guidance_scale=0.0, api_name="/generate")  # fmt: skip
+    again = Client(url, verbose=False).predict(
+        prompts="a navy mug",
+        images_per_prompt=1,
+        seed=9,
+        width=32,
+        height=32,
+        steps=1,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
     assert len(again[0]) == 1
 
     # kill -9 of the app: Supervisor starts a new one; nothing of the old one is left.

@@ -47,9 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if missing)")
     parser.add_argument("--images-per-prompt", type=int, default=1, help="variants per prompt (default 1)")
     parser.add_argument("--seed", type=int, default=-1, help="base seed; -1: random")
-    parser.add_argument("--seed-policy", choices=SEED_POLICIES, default=SEED_PER_IMAGE,
-                        help="per-image (default): image k gets seed+k; per-variant: variant j of every "
-                        "prompt gets seed+j, so the set differs only by prompt")  # fmt: skip
+    parser.add_argument(
+        "--seed-policy",
+        choices=SEED_POLICIES,
+        default=SEED_PER_IMAGE,
+        help="per-image (default): image k gets seed+k; per-variant: variant j of every "
+        "prompt gets seed+j, so the set differs only by prompt",
+    )
     parser.add_argument("--style", default="", help="appended to every prompt after ', '")
     parser.add_argument("--width", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
     parser.add_argument("--height", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
@@ -105,8 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = tqdm(total=request.image_count * request.steps, unit="step", disable=args.quiet, file=sys.stderr)
 
     def on_progress(progress: Progress) -> None:
-        bar.set_description(f"images {progress.images_done + 1}-"
-                            f"{progress.images_done + progress.chunk_images} of {progress.images_total}")
+        bar.set_description(
+            f"images {progress.images_done + 1}-"
+            f"{progress.images_done + progress.chunk_images} of {progress.images_total}"
+        )
         bar.update(progress.images_done * progress.steps + progress.chunk_images * progress.step - bar.n)
 
     try:

@@ -61,14 +61,26 @@ class LatencyPipeline:
         self.busy_s = 0.0  # simulated GPU time, for the busy fraction
         self._interrupt = False
         # output_type="latent" returns finished images in [-1, 1]; "decoding" passes them on.
-        self.vae = SimpleNamespace(dtype=torch.float32, config=SimpleNamespace(scaling_factor=1.0, shift_factor=0.0),
-                                   decode=lambda images, return_dict=False: (images,))  # fmt: skip
+        self.vae = SimpleNamespace(
+            dtype=torch.float32,
+            config=SimpleNamespace(scaling_factor=1.0, shift_factor=0.0),
+            decode=lambda images, return_dict=False: (images,),
+        )
 
     def encode_prompt(self, prompt: list[str], **_: Any) -> tuple[list[torch.Tensor], list]:
         return [torch.zeros(len(self.tokenizer(p)["input_ids"]), 8) for p in prompt], []
 
-    def __call__(self, *, prompt_embeds: list, height: int, width: int, num_inference_steps: int,
-                 generator: list[torch.Generator], callback_on_step_end: Any, **_: Any) -> Any:  # fmt: skip
+    def __call__(
+        self,
+        *,
+        prompt_embeds: list,
+        height: int,
+        width: int,
+        num_inference_steps: int,
+        generator: list[torch.Generator],
+        callback_on_step_end: Any,
+        **_: Any,
+    ) -> Any:
         started = time.monotonic()
         self._interrupt = False
         # Smooth colour fields of the full size: they PNG-encode like a photo, not like noise.
@@ -89,8 +101,14 @@ def build_model(args: argparse.Namespace, settings: Settings) -> LoadedModel:
     if args.model == "demo":
         return demo
     pipe = LatencyPipeline(args.a, args.b, demo.pipe.tokenizer)
-    return LoadedModel(pipe, "latency model", f"latency model a={args.a} b={args.b}", True,  # type: ignore[arg-type]
-                       torch.device("cpu"), torch.float32)  # fmt: skip
+    return LoadedModel(
+        pipe,
+        "latency model",
+        f"latency model a={args.a} b={args.b}",
+        True,  # type: ignore[arg-type]
+        torch.device("cpu"),
+        torch.float32,
+    )
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -152,13 +170,24 @@ class Users:
         from gradio_client import Client
 
         self.args, self.server_pid, self.round = args, server_pid, 0
-        self.common = {"images_per_prompt": 1, "seed": 1, "width": args.size, "height": args.size, "steps": 8,
-                       "guidance_scale": 0.0, "api_name": "/generate"}  # fmt: skip
+        self.common = {
+            "images_per_prompt": 1,
+            "seed": 1,
+            "width": args.size,
+            "height": args.size,
+            "steps": 8,
+            "guidance_scale": 0.0,
+            "api_name": "/generate",
+        }
         # Each user has the page open already (clients made before the clock starts) and, like
         # the page, fetches the gallery's images; gradio_client would also fetch every file of
         # the result (the zip too), which a browser does only when asked.
         self.clients = [Client(url, verbose=False, download_files=False) for _ in range(args.users)]
-        view(self.clients[0].predict(prompts="\n".join(f"warm-up {n}" for n in range(batch_size)), **self.common))
+        view(
+            self.clients[0].predict(
+                prompts="\n".join(f"warm-up {n}" for n in range(batch_size)), **self.common
+            )
+        )
 
     def run_round(self) -> dict[str, Any]:
         args, latencies = self.args, []
@@ -167,7 +196,9 @@ class Users:
 
         def user(n: int) -> None:
             for k in range(per_user):
-                prompt = PROMPT.format(n=f"{self.round}.{n}.{k}", colour=COLOURS[n % 8])  # new text: no cache hits
+                prompt = PROMPT.format(
+                    n=f"{self.round}.{n}.{k}", colour=COLOURS[n % 8]
+                )  # new text: no cache hits
                 started = time.perf_counter()
                 view(self.clients[n].predict(prompts=prompt, **self.common))
                 latencies.append(time.perf_counter() - started)
@@ -211,8 +242,21 @@ def users_main(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def start_users(args: argparse.Namespace, url: str, server_pid: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "webui.bench", "--users-of", url, "--server-pid", str(server_pid),
-               "--size", str(args.size), "--images", str(args.images), "--users", str(args.users)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "webui.bench",
+        "--users-of",
+        url,
+        "--server-pid",
+        str(server_pid),
+        "--size",
+        str(args.size),
+        "--images",
+        str(args.images),
+        "--users",
+        str(args.users),
+    ]
     users = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert users.stdout is not None and users.stdout.readline().strip() == "ready", "benchmark users failed"
     return users
@@ -258,8 +302,11 @@ def call_stats(log: Path, start: float, end: float) -> dict[str, float]:
         if start <= ended <= end:
             sizes.append(int(match[2]))
             busy += float(match[3])
-    return {"calls": len(sizes), "images_per_call": round(sum(sizes) / max(1, len(sizes)), 2),
-            "pipeline_busy_fraction": round(busy / (end - start), 3)}  # fmt: skip
+    return {
+        "calls": len(sizes),
+        "images_per_call": round(sum(sizes) / max(1, len(sizes)), 2),
+        "pipeline_busy_fraction": round(busy / (end - start), 3),
+    }
 
 
 def serve_main(args: argparse.Namespace, settings: Settings) -> None:
@@ -272,10 +319,26 @@ def serve_main(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subprocess.Popen:
-    env = {**os.environ, "ZIMAGE_PORT": str(port), "ZIMAGE_HOST": "127.0.0.1", "ZIMAGE_QUEUE_SIZE": "256",
-           "ZIMAGE_OUTPUT_DIR": str(workdir / "served"), "ZIMAGE_MIN_SIZE": "32"}  # fmt: skip
-    command = [sys.executable, "-m", "webui.bench", "--serve", "--model", args.model, "--a", str(args.a),
-               "--b", str(args.b)]  # fmt: skip
+    env = {
+        **os.environ,
+        "ZIMAGE_PORT": str(port),
+        "ZIMAGE_HOST": "127.0.0.1",
+        "ZIMAGE_QUEUE_SIZE": "256",
+        "ZIMAGE_OUTPUT_DIR": str(workdir / "served"),
+        "ZIMAGE_MIN_SIZE": "32",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "webui.bench",
+        "--serve",
+        "--model",
+        args.model,
+        "--a",
+        str(args.a),
+        "--b",
+        str(args.b),
+    ]
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
@@ -291,9 +354,16 @@ def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subproce
 
 def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str, Any]:
     engine = Engine(build_model(args, settings), settings)
-    report: dict[str, Any] = {"model": engine.model.source, "size": args.size, "images": args.images,
-                              "users": args.users, "rounds": args.rounds, "max_batch_size": settings.max_batch_size,
-                              "cross_batching": settings.cross_batching, "cores": os.cpu_count()}  # fmt: skip
+    report: dict[str, Any] = {
+        "model": engine.model.source,
+        "size": args.size,
+        "images": args.images,
+        "users": args.users,
+        "rounds": args.rounds,
+        "max_batch_size": settings.max_batch_size,
+        "cross_batching": settings.cross_batching,
+        "cores": os.cpu_count(),
+    }
     say("engine: one request per prompt")
     sequential = engine_sequential(engine, args)
     url = f"http://127.0.0.1:{args.port}/"
@@ -329,35 +399,53 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str
         "users_calls": [call_stats(log, *r["windows"]["users"]) for r in served],
         "box_calls": [call_stats(log, *r["windows"]["box"]) for r in served],
         "request_latency_s": percentiles([x for r in served for x in r["latencies"]]),
-        "healthz_latency_ms": {k: round(v * 1000, 1) for k, v in percentiles(probes["healthz"]).items() if k != "n"},
-        "page_latency_ms": {k: round(v * 1000, 1) for k, v in percentiles(probes["page"]).items() if k != "n"},
+        "healthz_latency_ms": {
+            k: round(v * 1000, 1) for k, v in percentiles(probes["healthz"]).items() if k != "n"
+        },
+        "page_latency_ms": {
+            k: round(v * 1000, 1) for k, v in percentiles(probes["page"]).items() if k != "n"
+        },
     }
     per_round = {
-        "served_users_vs_engine_batched": [r["users_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched)],
-        "served_box_vs_engine_batched": [r["box_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched)],
+        "served_users_vs_engine_batched": [
+            r["users_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched, strict=False)
+        ],
+        "served_box_vs_engine_batched": [
+            r["box_images_per_s"] / b["images_per_s"] for r, b in zip(served, batched, strict=False)
+        ],
         "engine_batched_vs_sequential": [b["images_per_s"] / sequential for b in batched],
     }
     if args.model == "latency":
         per_round["served_users_vs_1_over_b"] = [r["users_images_per_s"] * args.b for r in served]
-        per_round["served_users_vs_8_over_a_plus_8b"] = [r["users_images_per_s"] * (args.a + 8 * args.b) / 8
-                                                         for r in served]  # fmt: skip
-    report["ratios"] = {name: {"median": statistics.median(values), "per_round": values}
-                        for name, values in per_round.items()}  # fmt: skip
+        per_round["served_users_vs_8_over_a_plus_8b"] = [
+            r["users_images_per_s"] * (args.a + 8 * args.b) / 8 for r in served
+        ]
+    report["ratios"] = {
+        name: {"median": statistics.median(values), "per_round": values} for name, values in per_round.items()
+    }
     return report
 
 
 def print_table(report: dict[str, Any]) -> None:
     engine, served = report["engine"], report["served"]
-    rows = [("engine, one request per prompt", [engine["sequential_images_per_s"]]),
-            ("engine, one request with all prompts", engine["batched_images_per_s"]),
-            (f"served, {report['users']} users x single prompts", served["users_images_per_s"]),
-            ("served, all prompts in one box", served["box_images_per_s"])]  # fmt: skip
+    rows = [
+        ("engine, one request per prompt", [engine["sequential_images_per_s"]]),
+        ("engine, one request with all prompts", engine["batched_images_per_s"]),
+        (f"served, {report['users']} users x single prompts", served["users_images_per_s"]),
+        ("served, all prompts in one box", served["box_images_per_s"]),
+    ]
     print(f"\n{'images/s':<42}{'median':>8}   per round")
     for name, rates in rows:
         print(f"{name:<42}{statistics.median(rates):>8.3f}   {' '.join(f'{r:.3f}' for r in rates)}")
-    latency, healthz, page = served["request_latency_s"], served["healthz_latency_ms"], served["page_latency_ms"]
-    print(f"request latency p50/p95 s: {latency['p50']}/{latency['p95']}; /healthz p50/p95 ms: "
-          f"{healthz['p50']}/{healthz['p95']}; page p50/p95 ms: {page['p50']}/{page['p95']}")  # fmt: skip
+    latency, healthz, page = (
+        served["request_latency_s"],
+        served["healthz_latency_ms"],
+        served["page_latency_ms"],
+    )
+    print(
+        f"request latency p50/p95 s: {latency['p50']}/{latency['p95']}; /healthz p50/p95 ms: "
+        f"{healthz['p50']}/{healthz['p95']}; page p50/p95 ms: {page['p50']}/{page['p95']}"
+    )
     for name, ratio in report["ratios"].items():
         print(f"{name}: {ratio['median']:.3f}   ({' '.join(f'{r:.3f}' for r in ratio['per_round'])})")
 

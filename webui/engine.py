@@ -119,8 +119,13 @@ class Engine:
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.model = model
         self.settings = settings
-        self.lane = Lane(model, settings.max_batch_size, settings.cross_batching, settings.attention_backend,
-                         settings.stall_timeout)  # fmt: skip
+        self.lane = Lane(
+            model,
+            settings.max_batch_size,
+            settings.cross_batching,
+            settings.attention_backend,
+            settings.stall_timeout,
+        )
         self._closing = threading.Event()
         self._active = 0  # requests inside generate(), guarded by _count_lock
         self._count_lock = threading.Lock()
@@ -193,12 +198,16 @@ class Engine:
                 )
         _check_int("Steps", request.steps, s.min_steps, s.max_steps)
         guidance = request.guidance_scale
-        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not (
-            math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE
+        if (
+            not isinstance(guidance, (int, float))
+            or isinstance(guidance, bool)
+            or not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE)
         ):
             raise RequestError(f"Guidance scale must be between 0 and {MAX_GUIDANCE:g} (got {guidance!r}).")
         if request.seed_policy not in SEED_POLICIES:
-            raise RequestError(f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {request.seed_policy!r}).")
+            raise RequestError(
+                f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {request.seed_policy!r})."
+            )
         if request.seed != -1:
             highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
             _check_int("Seed", request.seed, 0, MAX_SEED - highest, "-1 (random) or ")
@@ -257,8 +266,10 @@ class Engine:
         if self.closing:
             raise RequestError("The server is shutting down; try again in a minute.")
         if self.stalled:
-            raise RequestError("The GPU stopped making progress; the server is recovering or "
-                               "restarting. Try again in a minute.")  # fmt: skip
+            raise RequestError(
+                "The GPU stopped making progress; the server is recovering or "
+                "restarting. Try again in a minute."
+            )
         with self._count_lock:
             self._active += 1
         try:
@@ -282,19 +293,33 @@ class Engine:
         texts = [request.text_of(p) for p in request.prompts]  # what the model reads
         per = request.images_per_prompt
         items = [
-            WorkItem(k, k // per, k % per, texts[k // per], base + request.seed_offset(k),
-                     -(-tokens[texts[k // per]] // CAPTION_MULTIPLE))
+            WorkItem(
+                k,
+                k // per,
+                k % per,
+                texts[k // per],
+                base + request.seed_offset(k),
+                -(-tokens[texts[k // per]] // CAPTION_MULTIPLE),
+            )
             for k in range(request.image_count)
-        ]  # fmt: skip
+        ]
         # Absolute, so that paths reported to clients mean something outside this process.
         folder = output_dir or request_dir(self.settings.output_dir.resolve(), request_id, datetime.now())
         label = self.model.label
         logger.info(
-            "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, "
-            "seeds %d..%d, %s",
-            request_id, len(request.prompts), per, len(items), request.width, request.height,
-            request.steps, request.guidance_scale, base, max(i.seed for i in items), label,
-        )  # fmt: skip
+            "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, seeds %d..%d, %s",
+            request_id,
+            len(request.prompts),
+            per,
+            len(items),
+            request.width,
+            request.height,
+            request.steps,
+            request.guidance_scale,
+            base,
+            max(i.seed for i in items),
+            label,
+        )
 
         job = Job(
             request_id=request_id,
@@ -335,8 +360,13 @@ class Engine:
         elapsed = time.monotonic() - started
         logger.info(
             "request %s: %s, %d of %d images in %.2f s (%s)",
-            request_id, "cancelled" if cancelled else "done", len(images), len(items), elapsed, label,
-        )  # fmt: skip
+            request_id,
+            "cancelled" if cancelled else "done",
+            len(images),
+            len(items),
+            elapsed,
+            label,
+        )
         result = GenerationResult(
             request_id=request_id,
             request=request,
@@ -358,9 +388,13 @@ class Engine:
         return result
 
     def _save(
-        self, request: GenerationRequest, request_id: str, item: WorkItem, image: Image.Image,
+        self,
+        request: GenerationRequest,
+        request_id: str,
+        item: WorkItem,
+        image: Image.Image,
         folder: Path,
-    ) -> GeneratedImage:  # fmt: skip
+    ) -> GeneratedImage:
         prompt = request.prompts[item.prompt_index]  # as typed: item.prompt has the style too
         parameters: dict[str, Any] = {
             "prompt": prompt,
@@ -402,8 +436,16 @@ def manifest(result: GenerationResult, created: datetime, user: str | None) -> d
         "steps": request.steps,
         "guidance_scale": request.guidance_scale,
         "negative_prompt": request.negative_prompt,
-        "images": [{"file": i.path.name, "prompt_index": i.prompt_index, "variant": i.variant,
-                    "prompt": i.prompt, "seed": i.seed} for i in result.images],  # fmt: skip
+        "images": [
+            {
+                "file": i.path.name,
+                "prompt_index": i.prompt_index,
+                "variant": i.variant,
+                "prompt": i.prompt,
+                "seed": i.seed,
+            }
+            for i in result.images
+        ],
         "black_seeds": list(result.black_seeds),
         "elapsed_s": round(result.elapsed_s, 3),
         "images_per_s": round(len(result.images) / result.elapsed_s, 3) if result.elapsed_s else None,

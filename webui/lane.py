@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 
 # Backends that raise on an attention mask; a mask appears when captions in one call pad to
 # different lengths (multiples of 32 tokens), so calls on these hold one caption bucket only.
-MASKLESS_BACKENDS = frozenset({"flash", "flash_hub", "_flash_3", "_flash_3_hub", "_native_flash",
-                               "sage", "sage_hub"})  # fmt: skip
+MASKLESS_BACKENDS = frozenset(
+    {"flash", "flash_hub", "_flash_3", "_flash_3_hub", "_native_flash", "sage", "sage_hub"}
+)
 CAPTION_MULTIPLE = 32
 EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
 # PNG encoding (zlib, GIL released) and saving, in parallel with the next pipeline call.
@@ -121,8 +122,14 @@ class Job:
 class Lane:
     """Runs every pipeline call of an engine, one at a time, on one worker thread."""
 
-    def __init__(self, model: LoadedModel, max_batch_size: int, cross_batching: bool,
-                 attention_backend: str, stall_timeout_s: float = 300.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: LoadedModel,
+        max_batch_size: int,
+        cross_batching: bool,
+        attention_backend: str,
+        stall_timeout_s: float = 300.0,
+    ) -> None:
         self.model = model
         self.stall_timeout_s = stall_timeout_s
         self.max_batch_size = max_batch_size
@@ -206,12 +213,17 @@ class Lane:
             if self.quiet_for() < timeout:
                 continue
             grace = min(STALL_GRACE_MAX_S, timeout)
-            logger.error("The pipeline call has made no progress for %.0f s: failing every request "
-                         "and refusing new ones", self.quiet_for())  # fmt: skip
-            self._fail_all(Stalled(
-                f"Stopped: the GPU made no progress for {timeout:g} s (a stalled call). The server "
-                "restarts itself if the device does not recover; try again in a minute."
-            ))  # fmt: skip
+            logger.error(
+                "The pipeline call has made no progress for %.0f s: failing every request "
+                "and refusing new ones",
+                self.quiet_for(),
+            )
+            self._fail_all(
+                Stalled(
+                    f"Stopped: the GPU made no progress for {timeout:g} s (a stalled call). The server "
+                    "restarts itself if the device does not recover; try again in a minute."
+                )
+            )
             stuck, deadline = self._serial, time.monotonic() + grace
             while self._serial == stuck and self._beat is not None and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -219,8 +231,12 @@ class Lane:
                 logger.warning("The stalled call came back after all; serving again")
                 self.stalled = False
                 continue
-            logger.critical("The call is still stuck %.0f s later: exiting with status %d so that "
-                            "Supervisor starts a fresh process", grace, EXIT_STALLED)  # fmt: skip
+            logger.critical(
+                "The call is still stuck %.0f s later: exiting with status %d so that "
+                "Supervisor starts a fresh process",
+                grace,
+                EXIT_STALLED,
+            )
             logging.shutdown()  # flush the log: os._exit skips it
             os._exit(EXIT_STALLED)  # the stuck thread cannot be interrupted; exit() would wait on it
 
@@ -274,10 +290,13 @@ class Lane:
                 self._retry_smaller(batch, shares)
                 return
             first = batch[0][0]
-            images, error = None, OutOfMemory(
-                f"Out of memory even for one {first.width}x{first.height} image (calls were cut down "
-                f"from {self.max_batch_size} images). Lower the size, or an admin can lower "
-                f"ZIMAGE_MAX_BATCH_SIZE or free memory on the device."
+            images, error = (
+                None,
+                OutOfMemory(
+                    f"Out of memory even for one {first.width}x{first.height} image (calls were cut down "
+                    f"from {self.max_batch_size} images). Lower the size, or an admin can lower "
+                    f"ZIMAGE_MAX_BATCH_SIZE or free memory on the device."
+                ),
             )
             logger.error("Out of memory in a call of one image (%s)", first.request_id)
             release_memory(self.model.device)
@@ -287,8 +306,14 @@ class Lane:
         else:
             error = None
             served = ", ".join(f"{job.request_id} x{n}" for job, n in shares.items())
-            logger.info("call of %d images (%s) in %.2f s%s (%s)", len(batch), served,
-                        time.monotonic() - started, "" if images else ", stopped", self.model.label)  # fmt: skip
+            logger.info(
+                "call of %d images (%s) in %.2f s%s (%s)",
+                len(batch),
+                served,
+                time.monotonic() - started,
+                "" if images else ", stopped",
+                self.model.label,
+            )
         with self._wake:
             for job, n in shares.items():
                 job.forwarded += n
@@ -315,8 +340,11 @@ class Lane:
                 job.in_flight -= n
                 if job.in_flight == 0 and not job.pending:
                     self._retire(job)
-        logger.warning("Out of memory in a call of %d images; retrying in calls of at most %d",
-                       len(batch), self.call_limit)  # fmt: skip
+        logger.warning(
+            "Out of memory in a call of %d images; retrying in calls of at most %d",
+            len(batch),
+            self.call_limit,
+        )
         release_memory(self.model.device)
 
     def _retire(self, job: Job) -> None:
@@ -332,8 +360,12 @@ class Lane:
         """The image's on_image result, or None for an all-black image, which is not saved."""
         pixels = decoded if decoded.dtype == torch.uint8 else to_pixels(decoded)
         if not pixels.any():  # NaN in the model's output also ends up as 0 here
-            logger.warning("request %s: image %d (seed %d) came out black; not saved",
-                           job.request_id, item.index + 1, item.seed)  # fmt: skip
+            logger.warning(
+                "request %s: image %d (seed %d) came out black; not saved",
+                job.request_id,
+                item.index + 1,
+                item.seed,
+            )
             job.black.append(item.seed)
             return None
         return job.on_image(item, Image.fromarray(pixels.numpy()))
@@ -371,9 +403,12 @@ class Lane:
         if missing:
             pipe = self.model.pipe
             # A fresh list: _encode_prompt overwrites its argument with templated text.
-            encoded, _ = pipe.encode_prompt(prompt=list(missing), device=self.model.device,
-                                            do_classifier_free_guidance=False,
-                                            max_sequence_length=MODEL_MAX_TOKENS)  # fmt: skip
+            encoded, _ = pipe.encode_prompt(
+                prompt=list(missing),
+                device=self.model.device,
+                do_classifier_free_guidance=False,
+                max_sequence_length=MODEL_MAX_TOKENS,
+            )
             for text, embedding in zip(missing, encoded, strict=True):
                 self._embeddings[text] = embedding
         for text in prompts:

@@ -75,7 +75,9 @@ def load_model(settings: Settings) -> LoadedModel:
         folder = ensure_demo_model(settings.cache_dir)
         logger.warning(
             "Using the built-in demo model (tiny, random weights: images are noise). "
-            "Set %s to %s or a local folder for real images.", env_name("model"), HUB_MODEL_ID
+            "Set %s to %s or a local folder for real images.",
+            env_name("model"),
+            HUB_MODEL_ID,
         )
     else:
         folder = _locate_weights(name)
@@ -107,7 +109,11 @@ def load_model(settings: Settings) -> LoadedModel:
 
     logger.info(
         "Loaded %s from %s on %s as %s in %.1f s%s",
-        label, folder, device, str(dtype).removeprefix("torch."), time.monotonic() - started,
+        label,
+        folder,
+        device,
+        str(dtype).removeprefix("torch."),
+        time.monotonic() - started,
         " with CPU offload" if settings.cpu_offload else "",
     )
     return LoadedModel(pipe, str(folder), label, is_demo, device, dtype)
@@ -120,7 +126,8 @@ def _locate_weights(name: str) -> Path:
         return folder
     logger.info(
         "Fetching %s from the Hugging Face hub (cache: HF_HOME); the first download is about "
-        "33 GB, progress bars follow", name,
+        "33 GB, progress bars follow",
+        name,
     )
     try:
         return Path(ZImagePipeline.download(name))

@@ -68,8 +68,13 @@ def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping
     fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL,
-                       compress_type=PNG_ZLIB_STRATEGY)  # fmt: skip
+            image.save(
+                handle,
+                format="PNG",
+                pnginfo=info,
+                compress_level=PNG_COMPRESS_LEVEL,
+                compress_type=PNG_ZLIB_STRATEGY,
+            )
             handle.flush()
             os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
@@ -119,8 +124,9 @@ SHEET_BACKGROUND = (255, 255, 255)
 SHEET_INK = (20, 20, 20)
 
 
-def write_contact_sheet(rows: Sequence[tuple[str, Sequence[SheetCell]]], destination: Path,
-                        cell: int = SHEET_CELL) -> Path:  # fmt: skip
+def write_contact_sheet(
+    rows: Sequence[tuple[str, Sequence[SheetCell]]], destination: Path, cell: int = SHEET_CELL
+) -> Path:
     """One PNG with a row per prompt (its text above) and a column per variant (a caption under
     each thumbnail), for comparing a set side by side. Thumbnails keep their aspect ratio."""
     font = ImageFont.load_default(size=SHEET_FONT_SIZE)
@@ -140,9 +146,12 @@ def write_contact_sheet(rows: Sequence[tuple[str, Sequence[SheetCell]]], destina
                     sheet.paste(ImageOps.contain(image.convert("RGB"), (cell, cell)), (left, top + line))
             elif item.image is not None:
                 sheet.paste(ImageOps.contain(item.image.convert("RGB"), (cell, cell)), (left, top + line))
-            draw.text((left, top + line + cell + 2), _fit(draw, item.caption, font, cell), fill=SHEET_INK, font=font)
-    return _replace_atomically(destination, lambda handle: sheet.save(handle, format="PNG",
-                                                                      compress_level=PNG_COMPRESS_LEVEL))  # fmt: skip
+            draw.text(
+                (left, top + line + cell + 2), _fit(draw, item.caption, font, cell), fill=SHEET_INK, font=font
+            )
+    return _replace_atomically(
+        destination, lambda handle: sheet.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    )
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:

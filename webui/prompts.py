@@ -53,7 +53,9 @@ class _Parser:
             elif char in "|}" and depth > 0:
                 break
             elif char == "}":
-                raise TemplateError(f"'}}' at column {self.pos + 1} closes no '{{' (write \\}} for the character)")
+                raise TemplateError(
+                    f"'}}' at column {self.pos + 1} closes no '{{' (write \\}} for the character)"
+                )
             else:
                 text.append(char)
                 self.pos += 1
@@ -78,8 +80,10 @@ def _count(parts: tuple[str | _Group, ...]) -> int:
 
 
 def _expand(parts: tuple[str | _Group, ...]) -> Iterator[str]:
-    choices = [[part] if isinstance(part, str) else [t for a in part.alternatives for t in _expand(a)]
-               for part in parts]  # fmt: skip
+    choices = [
+        [part] if isinstance(part, str) else [t for a in part.alternatives for t in _expand(a)]
+        for part in parts
+    ]
     for combination in itertools.product(*choices):
         yield "".join(combination)
 
@@ -125,7 +129,7 @@ def prompts_from_file(name: str, data: bytes, max_bytes: int) -> str:
 
     ValueError says what is wrong: the type, the size, or bytes that are not UTF-8 text.
     """
-    suffix = name[name.rfind("."):].lower() if "." in name else ""
+    suffix = name[name.rfind(".") :].lower() if "." in name else ""
     if suffix not in PROMPT_FILE_TYPES:
         raise ValueError(f"Prompts come from a .txt or .csv file (got {name!r}).")
     if len(data) > max_bytes:
@@ -133,7 +137,9 @@ def prompts_from_file(name: str, data: bytes, max_bytes: int) -> str:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is dropped
     except UnicodeDecodeError as exc:
-        raise ValueError(f"The prompt file is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8.") from None
+        raise ValueError(
+            f"The prompt file is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8."
+        ) from None
     if suffix == ".txt":
         return text
     rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
@@ -141,4 +147,6 @@ def prompts_from_file(name: str, data: bytes, max_bytes: int) -> str:
     column = header.index(PROMPT_COLUMN) if PROMPT_COLUMN in header else 0
     body = rows[1:] if PROMPT_COLUMN in header else rows
     # One prompt per line: a cell's own line breaks become spaces.
-    return "\n".join(" ".join(row[column].split()) for row in body if column < len(row) and row[column].strip())
+    return "\n".join(
+        " ".join(row[column].split()) for row in body if column < len(row) and row[column].strip()
+    )

@@ -56,18 +56,21 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
         # Async and lock-free: it answers from the event loop even while a batch runs.
         last = engine.last_progress_at
         status = "stopping" if engine.closing else "stalled" if engine.stalled else "ok"
-        return JSONResponse(status_code=503 if status == "stalled" else 200, content={
-            "status": status,
-            "model": engine.model.label,
-            "device": str(engine.model.device),
-            "demo": engine.model.is_demo,
-            "busy": engine.busy,
-            # What Gradio's own /queue/status route reports: requests waiting their turn.
-            "queue_length": demo._queue.get_status().queue_size,
-            "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
-            # Seconds the running pipeline call has gone without finishing a step.
-            "call_quiet_s": round(engine.lane.quiet_for(), 1),
-        })  # fmt: skip
+        return JSONResponse(
+            status_code=503 if status == "stalled" else 200,
+            content={
+                "status": status,
+                "model": engine.model.label,
+                "device": str(engine.model.device),
+                "demo": engine.model.is_demo,
+                "busy": engine.busy,
+                # What Gradio's own /queue/status route reports: requests waiting their turn.
+                "queue_length": demo._queue.get_status().queue_size,
+                "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
+                # Seconds the running pipeline call has gone without finishing a step.
+                "call_quiet_s": round(engine.lane.quiet_for(), 1),
+            },
+        )
 
     auth = [(settings.auth_user, settings.auth_password)] if settings.auth_user else None
     return gr.mount_gradio_app(
@@ -91,8 +94,11 @@ def warn_if_exposed(settings: Settings) -> None:
         logger.warning(
             "Listening on %s without a login: anyone who can reach port %d can generate images. "
             "Set %s and %s to require one.",
-            settings.host, settings.port, env_name("auth_user"), env_name("auth_password"),
-        )  # fmt: skip
+            settings.host,
+            settings.port,
+            env_name("auth_user"),
+            env_name("auth_password"),
+        )
 
 
 class _Server(uvicorn.Server):

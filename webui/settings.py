@@ -40,10 +40,24 @@ RANDOM_SEED_RANGE = 2**32  # seed -1 draws a base seed below this: short enough 
 
 DTYPES = ("auto", "bf16", "fp32")
 ATTENTION_BACKENDS = (
-    "default", "native", "flash", "flash_varlen", "_flash_3", "_flash_varlen_3",
-    "_native_cudnn", "_native_efficient", "_native_flash", "_native_math", "flex",
-    "sage", "sage_varlen", "xformers", "flash_hub", "flash_varlen_hub", "_flash_3_hub",
-)  # fmt: skip
+    "default",
+    "native",
+    "flash",
+    "flash_varlen",
+    "_flash_3",
+    "_flash_varlen_3",
+    "_native_cudnn",
+    "_native_efficient",
+    "_native_flash",
+    "_native_math",
+    "flex",
+    "sage",
+    "sage_varlen",
+    "xformers",
+    "flash_hub",
+    "flash_varlen_hub",
+    "_flash_3_hub",
+)
 
 
 class SettingsError(ValueError):
@@ -66,33 +80,39 @@ class Settings:
     )
     device: str = _setting("auto", "`auto`, `cpu`, `cuda` or `cuda:N`. `auto`: `cuda` when available.")
     dtype: str = _setting(
-        "auto", "`auto`, `bf16` or `fp32`. `auto`: bf16 on GPU, fp32 on CPU. fp16 is refused: "
-        "Z-Image gives black images in fp16."
+        "auto",
+        "`auto`, `bf16` or `fp32`. `auto`: bf16 on GPU, fp32 on CPU. fp16 is refused: "
+        "Z-Image gives black images in fp16.",
     )
     attention_backend: str = _setting(
-        "default", "diffusers attention backend for the transformer, e.g. `native`, `flash`, "
-        "`_flash_3`, `flash_varlen`. `default`: PyTorch SDPA."
+        "default",
+        "diffusers attention backend for the transformer, e.g. `native`, `flash`, "
+        "`_flash_3`, `flash_varlen`. `default`: PyTorch SDPA.",
     )
     cpu_offload: bool = _setting(
-        False, "Keep weights in CPU memory and move each model to the GPU while it runs "
-        "(`enable_model_cpu_offload`); for 16 GB cards. Needs a CUDA device."
+        False,
+        "Keep weights in CPU memory and move each model to the GPU while it runs "
+        "(`enable_model_cpu_offload`); for 16 GB cards. Needs a CUDA device.",
     )
     compile: bool = _setting(
-        False, "Compile the transformer's repeated blocks with torch.compile; the first "
-        "request of each new batch shape is slow."
+        False,
+        "Compile the transformer's repeated blocks with torch.compile; the first "
+        "request of each new batch shape is slow.",
     )
     max_batch_size: int = _setting(
         4, "Most images in one pipeline call (one forward); larger requests run as several calls."
     )
     cross_batching: bool = _setting(
-        True, "Pack images of different users' requests with the same size, steps and guidance "
-        "into shared pipeline calls. Off: requests run strictly one after the other."
+        True,
+        "Pack images of different users' requests with the same size, steps and guidance "
+        "into shared pipeline calls. Off: requests run strictly one after the other.",
     )
     max_prompts: int = _setting(100, "Most prompts in one request.")
     max_images: int = _setting(200, "Most images in one request (prompts x images per prompt).")
     max_prompt_tokens: int = _setting(
-        MODEL_MAX_TOKENS, f"Longest prompt in tokens, counted after the chat template (at most "
-        f"{MODEL_MAX_TOKENS}: the model's limit)."
+        MODEL_MAX_TOKENS,
+        f"Longest prompt in tokens, counted after the chat template (at most "
+        f"{MODEL_MAX_TOKENS}: the model's limit).",
     )
     min_size: int = _setting(256, f"Smallest width or height in pixels (a multiple of {SIZE_MULTIPLE}).")
     max_size: int = _setting(2048, f"Largest width or height in pixels (a multiple of {SIZE_MULTIPLE}).")
@@ -100,8 +120,9 @@ class Settings:
     max_steps: int = _setting(50, "Most inference steps a request may ask for.")
     output_dir: Path = _setting(Path("outputs"), "Folder where generated PNGs are written.")
     cache_dir: Path = _setting(
-        Path(".cache"), "Folder for the built-in demo model (built there once). Hub weights go "
-        "to the Hugging Face cache (`HF_HOME`)."
+        Path(".cache"),
+        "Folder for the built-in demo model (built there once). Hub weights go "
+        "to the Hugging Face cache (`HF_HOME`).",
     )
     log_level: str = _setting("INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`.")
     host: str = _setting(
@@ -109,17 +130,19 @@ class Settings:
     )
     port: int = _setting(7860, "Port of the web server.")
     queue_size: int = _setting(
-        32, "Most requests waiting in the queue; one more is refused with \"Queue is full\"."
+        32, 'Most requests waiting in the queue; one more is refused with "Queue is full".'
     )
     max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
     retention_days: int = _setting(
-        0, "Delete requests (their folder of images and manifest) older than this many days, at "
-        "start-up and then hourly; 0 keeps everything."
+        0,
+        "Delete requests (their folder of images and manifest) older than this many days, at "
+        "start-up and then hourly; 0 keeps everything.",
     )
     stall_timeout: int = _setting(
-        300, "Seconds a pipeline call may go without finishing a step. Then its requests fail with "
+        300,
+        "Seconds a pipeline call may go without finishing a step. Then its requests fail with "
         "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
-        "later, the process exits with status 70 so that Supervisor starts a fresh one."
+        "later, the process exits with status 70 so that Supervisor starts a fresh one.",
     )
     auth_user: str = _setting("", "User name for the login page; set with the password to turn auth on.")
     auth_password: str = _setting(
@@ -149,8 +172,16 @@ class Settings:
 
     def validate(self) -> Settings:
         """Raise SettingsError naming the setting and the fix; return self when all is well."""
-        for name in ("max_batch_size", "max_prompts", "max_images", "max_prompt_tokens", "min_steps",
-                     "queue_size", "max_threads", "stall_timeout"):  # fmt: skip
+        for name in (
+            "max_batch_size",
+            "max_prompts",
+            "max_images",
+            "max_prompt_tokens",
+            "min_steps",
+            "queue_size",
+            "max_threads",
+            "stall_timeout",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
         if self.max_prompt_tokens > MODEL_MAX_TOKENS:
@@ -165,7 +196,9 @@ class Settings:
                     f"{_names(name)} must be a positive multiple of {SIZE_MULTIPLE} (got {value})."
                 )
         if self.retention_days < 0:
-            raise SettingsError(f"{_names('retention_days')} must be 0 (keep everything) or more (got {self.retention_days}).")
+            raise SettingsError(
+                f"{_names('retention_days')} must be 0 (keep everything) or more (got {self.retention_days})."
+            )
         if self.min_size > self.max_size:
             raise SettingsError(
                 f"{_names('min_size')} ({self.min_size}) must not exceed "

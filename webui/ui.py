@@ -40,11 +40,18 @@ MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the ga
 CUSTOM = "Custom"
 # The official 1024-based presets of the Z-Image demo: (label, width, height).
 PRESETS = [
-    ("1:1 (1024x1024)", 1024, 1024), ("9:7 (1152x896)", 1152, 896), ("7:9 (896x1152)", 896, 1152),
-    ("4:3 (1152x864)", 1152, 864), ("3:4 (864x1152)", 864, 1152), ("3:2 (1248x832)", 1248, 832),
-    ("2:3 (832x1248)", 832, 1248), ("16:9 (1280x720)", 1280, 720), ("9:16 (720x1280)", 720, 1280),
-    ("21:9 (1344x576)", 1344, 576), ("9:21 (576x1344)", 576, 1344),
-]  # fmt: skip
+    ("1:1 (1024x1024)", 1024, 1024),
+    ("9:7 (1152x896)", 1152, 896),
+    ("7:9 (896x1152)", 896, 1152),
+    ("4:3 (1152x864)", 1152, 864),
+    ("3:4 (864x1152)", 864, 1152),
+    ("3:2 (1248x832)", 1248, 832),
+    ("2:3 (832x1248)", 832, 1248),
+    ("16:9 (1280x720)", 1280, 720),
+    ("9:16 (720x1280)", 720, 1280),
+    ("21:9 (1344x576)", 1344, 576),
+    ("9:21 (576x1344)", 576, 1344),
+]
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "example_prompts.txt"
 DEMO_BANNER = (
     "**Demo model loaded.** This server runs the built-in tiny model with random weights "
@@ -104,35 +111,73 @@ def create_demo(engine: Engine) -> gr.Blocks:
                     placeholder="a red leather sneaker on a white seamless background, studio lighting",
                     elem_id="prompts",
                 )
-                prompt_file = gr.UploadButton("Load prompts from a .txt or .csv", file_types=list(PROMPT_FILE_TYPES),
-                                              size="sm", elem_id="prompt-file")  # fmt: skip
+                prompt_file = gr.UploadButton(
+                    "Load prompts from a .txt or .csv",
+                    file_types=list(PROMPT_FILE_TYPES),
+                    size="sm",
+                    elem_id="prompt-file",
+                )
                 style = gr.Textbox(
-                    "", label="Style, appended to every prompt", elem_id="style",
+                    "",
+                    label="Style, appended to every prompt",
+                    elem_id="style",
                     placeholder="studio lighting, white seamless background, 85mm",
                 )
-                count = gr.Markdown(_count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count")
+                count = gr.Markdown(
+                    _count_text("", 1, settings.max_prompts, settings.max_images), elem_id="count"
+                )
                 with gr.Row():
-                    images_per_prompt = gr.Slider(1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt")
+                    images_per_prompt = gr.Slider(
+                        1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt"
+                    )
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                     seed_policy = gr.Radio(
-                        [("New seed per image (seed + k)", SEED_PER_IMAGE),
-                         ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT)],
-                        value=SEED_PER_IMAGE, label="Seeds", elem_id="seed-policy",
-                    )  # fmt: skip
+                        [
+                            ("New seed per image (seed + k)", SEED_PER_IMAGE),
+                            ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT),
+                        ],
+                        value=SEED_PER_IMAGE,
+                        label="Seeds",
+                        elem_id="seed-policy",
+                    )
                     preset = gr.Dropdown(
-                        [label for label, _, _ in PRESETS] + [CUSTOM], value=PRESETS[0][0], label="Resolution",
+                        [label for label, _, _ in PRESETS] + [CUSTOM],
+                        value=PRESETS[0][0],
+                        label="Resolution",
                         elem_id="resolution",
                     )
                 with gr.Row():
-                    width = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                                      step=SIZE_MULTIPLE, label="Width", elem_id="width")  # fmt: skip
-                    height = gr.Slider(settings.min_size, settings.max_size, value=DEFAULT_SIZE,
-                                       step=SIZE_MULTIPLE, label="Height", elem_id="height")  # fmt: skip
-                    steps = gr.Slider(settings.min_steps, settings.max_steps, value=DEFAULT_STEPS, step=1,
-                                      label="Steps (8 for Turbo)")  # fmt: skip
+                    width = gr.Slider(
+                        settings.min_size,
+                        settings.max_size,
+                        value=DEFAULT_SIZE,
+                        step=SIZE_MULTIPLE,
+                        label="Width",
+                        elem_id="width",
+                    )
+                    height = gr.Slider(
+                        settings.min_size,
+                        settings.max_size,
+                        value=DEFAULT_SIZE,
+                        step=SIZE_MULTIPLE,
+                        label="Height",
+                        elem_id="height",
+                    )
+                    steps = gr.Slider(
+                        settings.min_steps,
+                        settings.max_steps,
+                        value=DEFAULT_STEPS,
+                        step=1,
+                        label="Steps (8 for Turbo)",
+                    )
                 with gr.Row():
-                    guidance_scale = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5,
-                                               label="Guidance scale (0 for Turbo)")  # fmt: skip
+                    guidance_scale = gr.Slider(
+                        0,
+                        MAX_GUIDANCE,
+                        value=DEFAULT_GUIDANCE,
+                        step=0.5,
+                        label="Guidance scale (0 for Turbo)",
+                    )
                     negative_prompt = gr.Textbox(
                         "",
                         label="Negative prompt",
@@ -141,11 +186,17 @@ def create_demo(engine: Engine) -> gr.Blocks:
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                reuse = gr.File(label="Drop one of our PNGs here to fill the form with the settings it was made with",
-                                file_types=[".png"], height=90, elem_id="reuse-png")  # fmt: skip
+                reuse = gr.File(
+                    label="Drop one of our PNGs here to fill the form with the settings it was made with",
+                    file_types=[".png"],
+                    height=90,
+                    elem_id="reuse-png",
+                )
                 summary = gr.Markdown(elem_id="summary")
                 # A grid: one row per prompt, one column per variant (set per result).
-                gallery = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
+                gallery = gr.Gallery(
+                    label="Results", format="png", columns=4, height="auto", elem_id="gallery"
+                )
                 with gr.Row():
                     download = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
                     sheet = gr.DownloadButton("Contact sheet (PNG)", value=None, elem_id="contact-sheet")
@@ -153,34 +204,51 @@ def create_demo(engine: Engine) -> gr.Blocks:
                 lines = _load_examples()
                 if lines:
                     # Each product shot alone, and the whole set as one multi-prompt request.
-                    gr.Examples([[line] for line in lines] + [["\n".join(lines)]], inputs=[prompts],
-                                example_labels=[*lines, f"All {len(lines)} product shots"],
-                                label="Example prompts")  # fmt: skip
+                    gr.Examples(
+                        [[line] for line in lines] + [["\n".join(lines)]],
+                        inputs=[prompts],
+                        example_labels=[*lines, f"All {len(lines)} product shots"],
+                        label="Example prompts",
+                    )
             with gr.Tab("History", id="history", elem_id="history-tab") as history_tab:
-                gr.Markdown("Past requests, newest first, read from the output folder (so they survive restarts). "
-                            "Pick one to see its images, download them, or load its settings into the form.")
+                gr.Markdown(
+                    "Past requests, newest first, read from the output folder (so they survive restarts). "
+                    "Pick one to see its images, download them, or load its settings into the form."
+                )
                 refresh = gr.Button("Refresh", size="sm", elem_id="history-refresh")
-                table = gr.Dataframe(headers=list(HISTORY_COLUMNS), interactive=False, wrap=True,
-                                     elem_id="history-table")  # fmt: skip
+                table = gr.Dataframe(
+                    headers=list(HISTORY_COLUMNS), interactive=False, wrap=True, elem_id="history-table"
+                )
                 chosen = gr.Textbox(visible=False)  # the request id picked in the table
-                past_gallery = gr.Gallery(label="Images", format="png", columns=4, height="auto",
-                                          elem_id="history-gallery")  # fmt: skip
+                past_gallery = gr.Gallery(
+                    label="Images", format="png", columns=4, height="auto", elem_id="history-gallery"
+                )
                 with gr.Row():
                     reuse_past = gr.Button("Load these settings into the form", elem_id="history-reuse")
                     past_zip = gr.DownloadButton("Download (zip)", value=None, elem_id="history-zip")
 
         def generate(
-            prompts: str, images_per_prompt: float, seed: float | None, width: float, height: float,
-            steps: float, guidance_scale: float, negative_prompt: str = "", style: str = "",
+            prompts: str,
+            images_per_prompt: float,
+            seed: float | None,
+            width: float,
+            height: float,
+            steps: float,
+            guidance_scale: float,
+            negative_prompt: str = "",
+            style: str = "",
             seed_policy: str = SEED_PER_IMAGE,
-            request: gr.Request = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
-        ) -> tuple:  # fmt: skip
+            request: gr.Request = None,
+            progress: gr.Progress = gr.Progress(),  # noqa: B008
+        ) -> tuple:
             """Generate images for every prompt (one per line) and return them with their seeds."""
             # Gradio does not hold a textbox to any length on the server: check before parsing.
             box_limit = settings.max_prompts * (MAX_PROMPT_CHARS + 1)
-            for name, text, most in (("The prompt box", prompts, box_limit),
-                                     ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
-                                     ("The style", style, MAX_PROMPT_CHARS)):  # fmt: skip
+            for name, text, most in (
+                ("The prompt box", prompts, box_limit),
+                ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
+                ("The style", style, MAX_PROMPT_CHARS),
+            ):
                 if len(text or "") > most:
                     raise gr.Error(f"{name} holds {len(text):,} characters; the limit is {most:,}.")
             try:
@@ -227,7 +295,9 @@ def create_demo(engine: Engine) -> gr.Blocks:
             except ValueError as exc:
                 raise gr.Error(str(exc)) from None
 
-        prompt_file.upload(load_prompts, prompt_file, prompts, api_name="load_prompts", show_progress="hidden")
+        prompt_file.upload(
+            load_prompts, prompt_file, prompts, api_name="load_prompts", show_progress="hidden"
+        )
 
         def reuse_png(file: str | None) -> tuple:
             """The form as it was for one PNG we made: its prompt, seed and settings, one image."""
@@ -238,11 +308,33 @@ def create_demo(engine: Engine) -> gr.Blocks:
             except (KeyError, OSError, ValueError):
                 raise gr.Error("This PNG carries no Z-Image WebUI parameters (or is not a PNG).") from None
             size = _preset_for(p["width"], p["height"])
-            return (p["prompt"], 1, p["seed"], SEED_PER_IMAGE, size, p["width"], p["height"], p["steps"],
-                    p["guidance_scale"], p.get("negative_prompt", ""), p.get("style", ""))  # fmt: skip
+            return (
+                p["prompt"],
+                1,
+                p["seed"],
+                SEED_PER_IMAGE,
+                size,
+                p["width"],
+                p["height"],
+                p["steps"],
+                p["guidance_scale"],
+                p.get("negative_prompt", ""),
+                p.get("style", ""),
+            )
 
-        form = [prompts, images_per_prompt, seed, seed_policy, preset, width, height, steps, guidance_scale,
-                negative_prompt, style]  # fmt: skip
+        form = [
+            prompts,
+            images_per_prompt,
+            seed,
+            seed_policy,
+            preset,
+            width,
+            height,
+            steps,
+            guidance_scale,
+            negative_prompt,
+            style,
+        ]
         reuse.upload(reuse_png, reuse, form, api_name="reuse_png", show_progress="hidden")
 
         def list_history() -> list[list]:
@@ -255,7 +347,10 @@ def create_demo(engine: Engine) -> gr.Blocks:
         def open_request(request_id: str) -> tuple:
             """A past request's images (captioned) and a zip of them."""
             past = _find_request(settings.output_dir, request_id)
-            shown = [(past.folder / i["file"], f"{i['prompt']} (seed {i['seed']})") for i in past.manifest["images"]]
+            shown = [
+                (past.folder / i["file"], f"{i['prompt']} (seed {i['seed']})")
+                for i in past.manifest["images"]
+            ]
             shown = [(str(path), caption) for path, caption in shown if path.is_file()]
             bundle = past.folder / "images.zip"  # written by the request itself when it had 2+ images
             if shown and not bundle.is_file():
@@ -266,18 +361,40 @@ def create_demo(engine: Engine) -> gr.Blocks:
             """The form as a past request had it (prompts as expanded), and back to the Generate tab."""
             m = _find_request(settings.output_dir, request_id).manifest
             size = _preset_for(m["width"], m["height"])
-            return ("\n".join(m["prompts"]), m["images_per_prompt"], m["seed"], m["seed_policy"], size, m["width"],
-                    m["height"], m["steps"], m["guidance_scale"], m["negative_prompt"], m["style"],
-                    gr.Tabs(selected="generate"))  # fmt: skip
+            return (
+                "\n".join(m["prompts"]),
+                m["images_per_prompt"],
+                m["seed"],
+                m["seed_policy"],
+                size,
+                m["width"],
+                m["height"],
+                m["steps"],
+                m["guidance_scale"],
+                m["negative_prompt"],
+                m["style"],
+                gr.Tabs(selected="generate"),
+            )
 
         for trigger in (refresh.click, history_tab.select, demo.load):
             trigger(list_history, None, table, queue=False, show_progress="hidden", api_visibility="private")
         # Not queued: light disk reads that must not wait behind, or be refused by, a full GPU queue.
         table.select(pick, None, chosen, queue=False, show_progress="hidden", api_visibility="private").then(
-            open_request, chosen, [past_gallery, past_zip], queue=False, show_progress="hidden",
-            api_visibility="private")  # fmt: skip
-        reuse_past.click(reuse_request, chosen, [*form, tabs], queue=False, show_progress="hidden",
-                         api_visibility="private")  # fmt: skip
+            open_request,
+            chosen,
+            [past_gallery, past_zip],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        reuse_past.click(
+            reuse_request,
+            chosen,
+            [*form, tabs],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
         # For scripts and tests: the same, by request id.
         gr.api(list_history, api_name="history")
         gr.api(open_request, api_name="history_request")
@@ -301,13 +418,24 @@ def create_demo(engine: Engine) -> gr.Blocks:
 
         generate_button.click(
             generate,
-            inputs=[prompts, images_per_prompt, seed, width, height, steps, guidance_scale, negative_prompt,
-                    style, seed_policy],
+            inputs=[
+                prompts,
+                images_per_prompt,
+                seed,
+                width,
+                height,
+                steps,
+                guidance_scale,
+                negative_prompt,
+                style,
+                seed_policy,
+            ],
             outputs=[gallery, summary, details, download, sheet],
             api_name="generate",
             concurrency_id=GPU_GROUP,
             concurrency_limit=active_requests(settings),
-        ).then(grid, images_per_prompt, gallery, queue=False, show_progress="hidden", api_visibility="private"
+        ).then(
+            grid, images_per_prompt, gallery, queue=False, show_progress="hidden", api_visibility="private"
         ).then(list_history, None, table, queue=False, show_progress="hidden", api_visibility="private")
         stop_button.click(stop, api_name="stop", queue=False, show_progress="hidden")
         demo.unload(closed)
@@ -316,8 +444,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
             return _count_text(text, per_prompt, settings.max_prompts, settings.max_images)
 
         for trigger in (prompts.change, images_per_prompt.change):
-            trigger(update_count, [prompts, images_per_prompt], count, queue=False,
-                    show_progress="hidden", api_visibility="private")  # fmt: skip
+            trigger(
+                update_count,
+                [prompts, images_per_prompt],
+                count,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
 
         def apply_preset(label: str) -> tuple:
             for name, w, h in PRESETS:
@@ -325,8 +459,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
                     return w, h
             return gr.skip(), gr.skip()
 
-        preset.change(apply_preset, preset, [width, height], queue=False, show_progress="hidden",
-                      api_visibility="private")  # fmt: skip
+        preset.change(
+            apply_preset,
+            preset,
+            [width, height],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
         def follow_size(label: str, w: float, h: float) -> str:
             """A size typed by hand that the chosen preset does not have makes the preset Custom."""
@@ -334,8 +474,14 @@ def create_demo(engine: Engine) -> gr.Blocks:
             return label if chosen == (w, h) else CUSTOM
 
         for field in (width, height):  # .input: by hand only, not when a preset sets them
-            field.input(follow_size, [preset, width, height], preset, queue=False, show_progress="hidden",
-                        api_visibility="private")  # fmt: skip
+            field.input(
+                follow_size,
+                [preset, width, height],
+                preset,
+                queue=False,
+                show_progress="hidden",
+                api_visibility="private",
+            )
     return demo
 
 
@@ -354,8 +500,15 @@ def _history_row(past: PastRequest) -> list:
     prompts = listed[0] + (f" (+{len(listed) - 1} more)" if len(listed) > 1 else "")
     planned = len(listed) * m.get("images_per_prompt", 1)
     when = past.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return [when, m.get("status", "?"), prompts, f"{len(m['images'])} of {planned}",
-            f"{m.get('width', '?')}x{m.get('height', '?')}", m.get("user") or "", m.get("request_id", "?")]  # fmt: skip
+    return [
+        when,
+        m.get("status", "?"),
+        prompts,
+        f"{len(m['images'])} of {planned}",
+        f"{m.get('width', '?')}x{m.get('height', '?')}",
+        m.get("user") or "",
+        m.get("request_id", "?"),
+    ]
 
 
 def _find_request(output_dir: Path, request_id: str) -> PastRequest:
@@ -389,7 +542,8 @@ def _count_text(text: str, per_prompt: float, max_prompts: int, max_images: int)
     images = n * int(per_prompt or 1)
     over = n > max_prompts or images > max_images
     warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
-    return f"{n} prompt{'s' * (n != 1)} x {int(per_prompt or 1)} = **{images} image{'s' * (images != 1)}**{warning}"
+    count = f"{n} prompt{'s' * (n != 1)} x {int(per_prompt or 1)}"
+    return f"{count} = **{images} image{'s' * (images != 1)}**{warning}"
 
 
 def _outputs(result: GenerationResult) -> tuple:
@@ -398,10 +552,16 @@ def _outputs(result: GenerationResult) -> tuple:
     gallery = [(str(i.path), f"{i.prompt} (seed {i.seed})") for i in result.images]
     request = result.request
     details = [
-        {"prompt": i.prompt, "seed": i.seed, "width": request.width, "height": request.height,
-         "steps": request.steps, "file": str(i.path)}  # not "path": Gradio takes that for a FileData
+        {
+            "prompt": i.prompt,
+            "seed": i.seed,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "file": str(i.path),
+        }  # not "path": Gradio takes that for a FileData
         for i in result.images
-    ]  # fmt: skip
+    ]
     download = None  # "Download all": the zip, or the PNG itself when there is only one
     if len(result.images) == 1:
         download = str(result.images[0].path)
@@ -421,7 +581,9 @@ def _contact_sheet(result: GenerationResult) -> Path:
         for j in range(per):
             seed = result.seeds[p * per + j]
             image = made.get(p * per + j)
-            cells.append(SheetCell(image.image if image else None, f"seed {seed}" + ("" if image else ": not made")))
+            cells.append(
+                SheetCell(image.image if image else None, f"seed {seed}" + ("" if image else ": not made"))
+            )
         rows.append((request.text_of(prompt), cells))
     return write_contact_sheet(rows, result.output_dir / "contact-sheet.png")
 
@@ -431,13 +593,19 @@ def _summary(result: GenerationResult) -> str:
     rate = made / result.elapsed_s if result.elapsed_s else 0.0
     low, high = min(result.seeds), max(result.seeds)
     seeds = f"seeds {low}..{high}" if high > low else f"seed {low}"
-    stopped = f"Stopped: {made} of {planned} images kept" if result.cancelled else f"{made} image{'s' * (made != 1)}"
+    stopped = (
+        f"Stopped: {made} of {planned} images kept"
+        if result.cancelled
+        else f"{made} image{'s' * (made != 1)}"
+    )
     note = " (demo model)" if result.is_demo else ""
     black = ""
     if result.black_seeds:
         n = len(result.black_seeds)
-        black = (f". {n} image{'s' * (n != 1)} came out black and {'were' if n != 1 else 'was'} not saved "
-                 f"(seed{'s' * (n != 1)} {', '.join(map(str, result.black_seeds))})")  # fmt: skip
+        black = (
+            f". {n} image{'s' * (n != 1)} came out black and {'were' if n != 1 else 'was'} not saved "
+            f"(seed{'s' * (n != 1)} {', '.join(map(str, result.black_seeds))})"
+        )
     return f"{stopped} in {result.elapsed_s:.1f} s, {rate:.2f} images/s, {seeds}{note}{black}"
 
 
