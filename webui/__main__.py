@@ -1,8 +1,9 @@
 """Entry point of the WebUI: `python -m webui [--setting value ...]`.
 
 Exit status: 1 when the port is taken, 2 for a bad setting, 3 when the model cannot be
-loaded, 70 after a pipeline call stalled for good (webui/lane.py). Supervisor restarts the
-app after any exit but 2 and 3, which a restart would not fix (supervisor/webui.conf).
+loaded, 70 after a pipeline call stalled for good (webui/lane/watchdog.py). Supervisor
+restarts the app after any exit but 2 and 3, which a restart would not fix
+(supervisor/webui.conf); the jobs it was running resume in the new process.
 """
 
 from __future__ import annotations
@@ -50,8 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as exc:
         logger.error("%s", exc)
         return 3
-    serve(Engine(model, settings), settings)
+    serve(Engine(model, settings, on_stuck=exit_for_supervisor), settings)
     return 0
+
+
+EXIT_STALLED = 70  # EX_SOFTWARE: a pipeline call stalled and never came back
+
+
+def exit_for_supervisor() -> None:
+    """A stalled call holds the device and cannot be interrupted: only a fresh process frees
+    it. Exit at once (exit() would wait on the stuck thread); Supervisor starts a new one,
+    which resumes the jobs."""
+    logger.critical("Exiting with status %d so that Supervisor starts a fresh process", EXIT_STALLED)
+    logging.shutdown()  # flush the log: os._exit skips it
+    os._exit(EXIT_STALLED)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports after the settings check, so a typo fails in a blink.
     from tqdm import tqdm
 
-    from webui.engine import Engine, GenerationRequest, Progress, RequestError
+    from webui.engine import Engine, Progress, RequestError
+    from webui.jobs.execute import generate
+    from webui.jobs.record import STOPPED
     from webui.loading import ModelLoadError, load_model
+    from webui.request import GenerationRequest
 
     configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
     request = GenerationRequest(
@@ -116,21 +119,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.update(progress.images_done * progress.steps + progress.chunk_images * progress.step - bar.n)
 
     try:
-        result = engine.generate(request, on_progress=on_progress, cancel=cancel, output_dir=args.out)
+        record = generate(engine, request, on_progress=on_progress, cancel=cancel, output_dir=args.out)
     except Exception:
         logger.exception("Generation failed")
         return 1
     finally:
         bar.close()
-    for image in result.images:
-        print(f"{image.seed}\t{image.path}\t{image.prompt}", flush=True)
-    note = " (demo model: random weights, the images are noise)" if result.is_demo else ""
+    for image in record.saved:
+        print(f"{image.seed}\t{record.path_of(image)}\t{record.prompt_of(image)}", flush=True)
+    note = " (demo model: random weights, the images are noise)" if record.demo else ""
+    seeds = f"{record.images[0].seed}..{record.images[-1].seed}"
     print(
-        f"{len(result.images)} of {len(result.seeds)} images in {result.elapsed_s:.1f} s, "
-        f"seeds {result.seeds[0]}..{result.seeds[-1]}, in {result.output_dir}{note}",
+        f"{len(record.saved)} of {len(record.images)} images in {record.elapsed_s:.1f} s, seeds {seeds}, "
+        f"in {record.folder}{note}",
         file=sys.stderr,
     )
-    if result.cancelled:
+    if record.status == STOPPED:
         print("stopped early; the images above are complete", file=sys.stderr)
         return 130
     return 0

@@ -1,45 +1,35 @@
-"""The generation engine: a list of prompts in, images on disk out, on one shared pipeline.
+"""The generation engine: the images of a request in, pictures out, on one shared pipeline.
 
-The engine validates a request before any work, gives every image its own seed, hands the
-images to the lane (webui/lane.py), which makes all pipeline calls on one thread, at most
-`max_batch_size` images each and possibly shared with other requests, reports per-step
-progress, stops at the next step when cancelled (keeping finished images), and writes PNGs as
-soon as their call is done. It knows nothing about Gradio.
+`validate()` checks a request against every limit before any work (it needs the tokenizer
+only). `run()` hands a list of images, each with its own seed, to the lane (webui/lane.py),
+which makes all pipeline calls on one thread, at most `max_batch_size` images each and
+possibly shared with other requests; it reports per-step progress, stops at the next step
+when cancelled, and passes each finished picture to the caller as soon as its call is done.
+The engine knows nothing of jobs, files on disk or Gradio.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
-import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from webui.lane import CAPTION_MULTIPLE, Job, Lane, LaneError, Progress, WorkItem
+from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
 from webui.loading import LoadedModel
-from webui.outputs import MANIFEST_NAME, image_stem, request_dir, save_png, write_manifest
+from webui.request import GenerationRequest, RequestError
 from webui.settings import (
-    DEFAULT_GUIDANCE,
-    DEFAULT_SIZE,
-    DEFAULT_STEPS,
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
     MAX_SEED,
     MODEL_MAX_TOKENS,
-    RANDOM_SEED_RANGE,
-    SEED_PER_IMAGE,
-    SEED_PER_VARIANT,
     SEED_POLICIES,
     SIZE_MULTIPLE,
     Settings,
@@ -47,97 +37,49 @@ from webui.settings import (
 
 logger = logging.getLogger(__name__)
 
-
-class RequestError(ValueError):
-    """The request cannot run as asked; the message names the limit or the fix."""
+__all__ = ["Engine", "ImageTask", "Progress", "RequestError", "RunOutcome"]
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
-    """What to generate, in prompt-then-variant order; seeds as `seed_policy` says."""
+class ImageTask:
+    """One image to make."""
 
-    prompts: Sequence[str]  # already parsed: one prompt per item
-    images_per_prompt: int = 1  # variants of each prompt
-    seed: int = -1  # base seed; -1 picks a random one
-    width: int = DEFAULT_SIZE
-    height: int = DEFAULT_SIZE
-    steps: int = DEFAULT_STEPS
-    guidance_scale: float = DEFAULT_GUIDANCE  # the negative prompt is used only above 0
-    negative_prompt: str = ""
-    style: str = ""  # appended to every prompt after ", "
-    seed_policy: str = SEED_PER_IMAGE
-
-    def __post_init__(self) -> None:
-        # A tuple: nothing downstream (the pipeline rewrites lists in place) can change it.
-        object.__setattr__(self, "prompts", tuple(self.prompts))
-
-    @property
-    def image_count(self) -> int:
-        return len(self.prompts) * self.images_per_prompt
-
-    def seed_offset(self, k: int) -> int:
-        """Image k's seed minus the base seed."""
-        return k % self.images_per_prompt if self.seed_policy == SEED_PER_VARIANT else k
-
-    def text_of(self, prompt: str) -> str:
-        """What the model reads for `prompt`: the prompt, then the shared style."""
-        return f"{prompt}, {self.style}" if self.style.strip() else prompt
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    image: Image.Image
-    index: int  # position in prompt-then-variant order, from 0
-    prompt_index: int
-    variant: int
-    prompt: str
+    index: int  # the caller's number for it
+    prompt: str  # what the model reads: the prompt, then the style
     seed: int
-    path: Path
 
 
 @dataclass(frozen=True)
-class GenerationResult:
-    request_id: str
-    request: GenerationRequest
-    seeds: tuple[int, ...]  # one per planned image, in order, made or not
-    images: tuple[GeneratedImage, ...]  # the finished ones, in order
-    cancelled: bool
-    elapsed_s: float
-    model_label: str
-    is_demo: bool
-    output_dir: Path
-    black_seeds: tuple[int, ...] = ()  # images that came out black (NaN): not saved, not in images
-
-    @property
-    def base_seed(self) -> int:
-        return self.seeds[0]
+class RunOutcome:
+    made: dict[int, Any]  # on_image's result per image made, by index
+    black: list[int]  # indexes of images that came out black (NaN) and were not passed on
+    stopped: bool  # Stop (or shutdown) left images unmade
 
 
 class Engine:
-    """Runs generation requests on one loaded pipeline through one lane."""
+    """Runs generation on one loaded pipeline through one lane."""
 
-    def __init__(self, model: LoadedModel, settings: Settings) -> None:
+    def __init__(
+        self, model: LoadedModel, settings: Settings, on_stuck: Callable[[], None] | None = None
+    ) -> None:
+        """`on_stuck` runs when a stalled call never comes back (webui/watchdog.py)."""
         self.model = model
         self.settings = settings
+        s = settings
         self.lane = Lane(
-            model,
-            settings.max_batch_size,
-            settings.cross_batching,
-            settings.attention_backend,
-            settings.stall_timeout,
+            model, s.max_batch_size, s.cross_batching, s.attention_backend, s.stall_timeout, on_stuck
         )
-        self._closing = threading.Event()
-        self._active = 0  # requests inside generate(), guarded by _count_lock
+        self._active = 0  # runs inside run(), guarded by _count_lock
         self._count_lock = threading.Lock()
 
     @property
     def busy(self) -> bool:
-        """Whether a request is being generated now."""
+        """Whether images are being made now."""
         return self._active > 0
 
     @property
     def closing(self) -> bool:
-        return self._closing.is_set()
+        return self.lane.closing
 
     @property
     def stalled(self) -> bool:
@@ -149,11 +91,19 @@ class Engine:
         """time.time() of the last finished denoising step, if any."""
         return self.lane.last_step_at
 
+    @property
+    def call_quiet_s(self) -> float:
+        """Seconds the running pipeline call has gone without finishing a step; 0 between calls."""
+        return self.lane.quiet_for()
+
+    @property
+    def stats(self) -> CallStats:
+        return self.lane.stats
+
     def close(self) -> None:
-        """Shut down: running requests stop at their next step, new ones are refused."""
-        if not self._closing.is_set():
+        """Shut down: running work stops at its next step, new work is refused."""
+        if not self.lane.closing:
             logger.info("Engine closing: stopping running requests at the next step")
-        self._closing.set()
         self.lane.close()
 
     def count_tokens(self, prompt: str) -> int:
@@ -246,93 +196,57 @@ class Engine:
                 )
         return counts
 
-    def generate(
+    def run(
         self,
         request: GenerationRequest,
+        tasks: Sequence[ImageTask],
         *,
+        on_image: Callable[[ImageTask, Image.Image], Any],
+        label: str = "",
         on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[], None] | None = None,
         cancel: threading.Event | None = None,
-        output_dir: Path | None = None,
-        user: str | None = None,
-    ) -> GenerationResult:
-        """Validate, then generate every image of `request`, saving PNGs as calls finish.
+    ) -> RunOutcome:
+        """Make `tasks` with `request`'s size, steps and guidance; RequestError says why not.
 
-        `output_dir` defaults to a new folder per request under the output setting. If
-        `cancel` is set, the request's images in the running call are dropped (the call
-        stops at its next step unless other requests share it); images of earlier calls are
-        kept and returned with `cancelled=True`.
+        `on_image` gets each finished picture on a saver thread, as soon as its call is done
+        (an OSError from it fails the run with a message about the output folder). If
+        `cancel` is set, the images in the running call are dropped (the call stops at its
+        next step unless other work shares it); those finished before are kept. `on_start`
+        runs once, before the first call that holds any of these images.
         """
-        tokens = self.validate(request)
         if self.closing:
             raise RequestError("The server is shutting down; try again in a minute.")
         if self.stalled:
             raise RequestError(
-                "The GPU stopped making progress; the server is recovering or "
-                "restarting. Try again in a minute."
+                "The GPU stopped making progress; the server is recovering or restarting. "
+                "Try again in a minute."
             )
+        by_index = {task.index: task for task in tasks}
+        tokens = {text: self.count_tokens(text) for text in {task.prompt for task in tasks}}
+        shape = CallShape(
+            request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt
+        )
+        job = Job(
+            request_id=label,
+            items=[
+                WorkItem(t.index, t.prompt, t.seed, -(-tokens[t.prompt] // CAPTION_MULTIPLE)) for t in tasks
+            ],
+            shape=shape,
+            on_image=lambda item, image: (item.index, on_image(by_index[item.index], image)),
+            cancel=cancel or threading.Event(),
+            on_step=on_progress,
+            on_start=on_start,
+        )
         with self._count_lock:
             self._active += 1
         try:
-            return self._generate(request, tokens, on_progress, cancel, output_dir, user)
+            return self._wait(job)
         finally:
             with self._count_lock:
                 self._active -= 1
 
-    def _generate(
-        self,
-        request: GenerationRequest,
-        tokens: dict[str, int],
-        on_progress: Callable[[Progress], None] | None,
-        cancel: threading.Event | None,
-        output_dir: Path | None,
-        user: str | None,
-    ) -> GenerationResult:
-        started, created = time.monotonic(), datetime.now(UTC)
-        request_id = uuid.uuid4().hex[:8]
-        base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
-        texts = [request.text_of(p) for p in request.prompts]  # what the model reads
-        per = request.images_per_prompt
-        items = [
-            WorkItem(
-                k,
-                k // per,
-                k % per,
-                texts[k // per],
-                base + request.seed_offset(k),
-                -(-tokens[texts[k // per]] // CAPTION_MULTIPLE),
-            )
-            for k in range(request.image_count)
-        ]
-        # Absolute, so that paths reported to clients mean something outside this process.
-        folder = output_dir or request_dir(self.settings.output_dir.resolve(), request_id, datetime.now())
-        label = self.model.label
-        logger.info(
-            "request %s: %d prompts x %d = %d images, %dx%d, %d steps, guidance %g, seeds %d..%d, %s",
-            request_id,
-            len(request.prompts),
-            per,
-            len(items),
-            request.width,
-            request.height,
-            request.steps,
-            request.guidance_scale,
-            base,
-            max(i.seed for i in items),
-            label,
-        )
-
-        job = Job(
-            request_id=request_id,
-            items=items,
-            width=request.width,
-            height=request.height,
-            steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            negative_prompt=request.negative_prompt,
-            on_step=on_progress,
-            on_image=lambda item, image: self._save(request, request_id, item, image, folder),
-            cancel=cancel or threading.Event(),
-        )
+    def _wait(self, job: Job) -> RunOutcome:
         self.lane.submit(job)
         while not job.done.wait(0.05):
             if job.stopped:  # a Stop, or the engine closing
@@ -348,108 +262,14 @@ class Engine:
             ) from job.error
         unsaved = next((e for e in map(Future.exception, job.saves) if isinstance(e, OSError)), None)
         if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine
-            logger.error("request %s: could not save images in %s: %s", request_id, folder, unsaved)
+            logger.error("request %s: could not save images: %s", job.request_id, unsaved)
             raise RequestError(
-                f"Could not save the images: {unsaved.strerror or unsaved} ({unsaved.filename or folder}). "
+                f"Could not save the images: {unsaved.strerror or unsaved} ({unsaved.filename}). "
                 f"An admin should check that {self.settings.output_dir} is writable and has free space."
             )
-        made = [image for image in (f.result() for f in job.saves) if image is not None]
-        images = sorted(made, key=lambda image: image.index)
-        cancelled = job.stopped and len(images) + len(job.black) < len(items)
-
-        elapsed = time.monotonic() - started
-        logger.info(
-            "request %s: %s, %d of %d images in %.2f s (%s)",
-            request_id,
-            "cancelled" if cancelled else "done",
-            len(images),
-            len(items),
-            elapsed,
-            label,
-        )
-        result = GenerationResult(
-            request_id=request_id,
-            request=request,
-            seeds=tuple(item.seed for item in items),
-            images=tuple(images),
-            cancelled=cancelled,
-            elapsed_s=elapsed,
-            model_label=label,
-            is_demo=self.model.is_demo,
-            output_dir=folder,
-            black_seeds=tuple(sorted(job.black)),
-        )
-        # One folder per request gets manifest.json; a shared folder (batch mode's --out) one per request.
-        name = MANIFEST_NAME if output_dir is None else f"manifest-{request_id}.json"
-        try:
-            write_manifest(folder / name, manifest(result, created, user))
-        except OSError as exc:  # the images are saved; the request is not lost for want of it
-            logger.error("request %s: could not write its manifest in %s: %s", request_id, folder, exc)
-        return result
-
-    def _save(
-        self,
-        request: GenerationRequest,
-        request_id: str,
-        item: WorkItem,
-        image: Image.Image,
-        folder: Path,
-    ) -> GeneratedImage:
-        prompt = request.prompts[item.prompt_index]  # as typed: item.prompt has the style too
-        parameters: dict[str, Any] = {
-            "prompt": prompt,
-            "seed": item.seed,
-            "width": request.width,
-            "height": request.height,
-            "steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "model": self.model.label,
-            "request_id": request_id,
-            "index": item.index,
-        }
-        if request.style.strip():
-            parameters["style"] = request.style
-        parameters["seed_policy"] = request.seed_policy
-        if request.guidance_scale > 0 and request.negative_prompt:
-            parameters["negative_prompt"] = request.negative_prompt
-        path = save_png(image, folder, image_stem(item.index + 1, prompt, item.seed), parameters)
-        return GeneratedImage(image, item.index, item.prompt_index, item.variant, prompt, item.seed, path)
-
-
-def manifest(result: GenerationResult, created: datetime, user: str | None) -> dict[str, Any]:
-    """Everything about a finished request: what was asked, what was made, by whom, how fast."""
-    request = result.request
-    return {
-        "request_id": result.request_id,
-        "created": created.isoformat(timespec="seconds"),
-        "status": "stopped" if result.cancelled else "done",
-        "user": user,
-        "model": result.model_label,
-        "demo": result.is_demo,
-        "prompts": list(request.prompts),
-        "style": request.style,
-        "images_per_prompt": request.images_per_prompt,
-        "seed": result.base_seed,
-        "seed_policy": request.seed_policy,
-        "width": request.width,
-        "height": request.height,
-        "steps": request.steps,
-        "guidance_scale": request.guidance_scale,
-        "negative_prompt": request.negative_prompt,
-        "images": [
-            {
-                "file": i.path.name,
-                "prompt_index": i.prompt_index,
-                "variant": i.variant,
-                "prompt": i.prompt,
-                "seed": i.seed,
-            }
-            for i in result.images
-        ],
-        "black_seeds": list(result.black_seeds),
-        "elapsed_s": round(result.elapsed_s, 3),
-        "images_per_s": round(len(result.images) / result.elapsed_s, 3) if result.elapsed_s else None,
-    }
+        made = dict(result for result in (f.result() for f in job.saves) if result is not None)
+        stopped = job.stopped and len(made) + len(job.black) < len(job.items)
+        return RunOutcome(made, sorted(job.black), stopped)
 
 
 def _is_control(char: str) -> bool:

@@ -57,8 +57,15 @@ def slugify(text: str, max_length: int = 48) -> str:
     return slug or "image"
 
 
-def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping[str, Any]) -> Path:
-    """Write `image` as `directory/stem.png` (or a free `stem-N.png`) and return the path."""
+def save_png(
+    image: Image.Image, directory: Path, stem: str, parameters: Mapping[str, Any], *, unique: bool = True
+) -> Path:
+    """Write `image` as `directory/stem.png` and return the path.
+
+    An existing file is never overwritten: with `unique` the image goes to a free
+    `stem-N.png`; without, the file already there is kept (a job's planned name, written by an
+    earlier run of the same job: the same image).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     for key, value in parameters.items():
@@ -78,7 +85,7 @@ def save_png(image: Image.Image, directory: Path, stem: str, parameters: Mapping
             handle.flush()
             os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())
-        path = _link_unique(Path(temporary), directory, stem)
+        path = _link_unique(Path(temporary), directory, stem, unique)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -188,12 +195,14 @@ def read_png_parameters(path: Path) -> dict[str, Any]:
         return json.loads(image.text[PARAMETERS_KEY])
 
 
-def _link_unique(temporary: Path, directory: Path, stem: str) -> Path:
+def _link_unique(temporary: Path, directory: Path, stem: str, unique: bool) -> Path:
     for attempt in itertools.count(1):
         path = directory / (f"{stem}.png" if attempt == 1 else f"{stem}-{attempt}.png")
         try:
             os.link(temporary, path)
         except FileExistsError:
+            if not unique:
+                return path
             continue
         return path
     raise AssertionError("unreachable")
@@ -205,3 +214,13 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the hidden temporary files that a killed process left in `folder`; how many."""
+    removed = 0
+    for path in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed

@@ -2,18 +2,20 @@
 
 We run uvicorn ourselves rather than `Blocks.launch()` so that the app has a health route
 of its own, binds exactly the configured port (a taken port is an error, never a drift to
-the next one), and shuts down cleanly on SIGTERM (what `supervisorctl stop` sends): the
-engine stops the running request at its next step and refuses new ones, finished images
-stay on disk, and uvicorn closes the remaining connections.
+the next one), and shuts down cleanly on SIGTERM (what `supervisorctl stop` sends): the job
+service stops taking work, running jobs stop at their next step and go back to waiting (the
+next start resumes them), finished images stay on disk, and uvicorn closes the connections.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 import gradio as gr
@@ -23,29 +25,46 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
 from webui.engine import Engine
-from webui.history import delete_older_than
+from webui.jobs.recovery import delete_older_than, rebuild, recover
+from webui.jobs.runners import LocalRunner
+from webui.jobs.service import JobService
+from webui.jobs.store import JobStore
 from webui.settings import Settings, env_name
-from webui.ui import create_demo
+from webui.ui import Page, create_demo
 
 logger = logging.getLogger(__name__)
 
 # Seconds uvicorn waits for open connections after SIGTERM; below Supervisor's stopwaitsecs.
 SHUTDOWN_GRACE_S = 10
+JOBS_PUT_DOWN_S = 10  # then, for running jobs to record where they stopped
 RETENTION_INTERVAL_S = 3600
-# Largest upload Gradio accepts: the page takes none yet; prompt lists will need little.
+# Largest upload Gradio accepts: a prompt file or one of our PNGs.
 MAX_UPLOAD = "2mb"
 
 
-def create_app(engine: Engine, settings: Settings) -> FastAPI:
-    """The ASGI app: `/healthz` plus the queued Gradio page at `/`."""
-    demo = create_demo(engine)
-    # Outputs are served from where the engine wrote them, not copied into Gradio's cache
-    # once more per request (the folder is in allowed_paths below either way).
+def open_jobs(engine: Engine, settings: Settings) -> JobService:
+    """The job service on this process's engine: the database opened (rebuilt from the
+    manifests if it was lost), and the jobs of the last run taken up again."""
+    store = JobStore(settings.state_path)
+    if store.is_new:
+        rebuild(store, settings.output_dir)
+    model = engine.model
+    service = JobService(store, LocalRunner(engine), settings, engine.validate, model.label, model.is_demo)
+    service.start(recover(store))
+    return service
+
+
+def create_app(service: JobService, engine: Engine, settings: Settings) -> FastAPI:
+    """The ASGI app: `/healthz` plus the Gradio page at `/`."""
+    page = Page(service, settings)
+    demo = create_demo(page, engine.model.label, engine.model.is_demo, browser_key(settings.state_path))
+    # Outputs are served from where the jobs wrote them, not copied into Gradio's cache once
+    # more per request (the folder is in allowed_paths below either way).
     gr.set_static_paths([settings.output_dir])
     demo.max_threads = settings.max_threads  # read by queue() and by the app's thread limiter
-    # api_open=False: the REST route of a queued event refuses direct calls, so every
-    # generation waits its turn in the queue.
-    demo.queue(max_size=settings.queue_size, api_open=False, default_concurrency_limit=1)
+    # api_open=False: the REST route of a queued event refuses direct calls. Gradio's queue has
+    # no size of its own: events waiting on jobs take no slot, and our job queue is the limit.
+    demo.queue(api_open=False, default_concurrency_limit=settings.max_threads)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
@@ -53,9 +72,9 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        # Async and lock-free: it answers from the event loop even while a batch runs.
-        last = engine.last_progress_at
-        status = "stopping" if engine.closing else "stalled" if engine.stalled else "ok"
+        # Async and lock-light: it answers from the event loop even while a batch runs.
+        last, (queued, running), stats = engine.last_progress_at, service.counts(), engine.stats
+        status = "stopping" if service.closing else "stalled" if engine.stalled else "ok"
         return JSONResponse(
             status_code=503 if status == "stalled" else 200,
             content={
@@ -64,11 +83,13 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
                 "device": str(engine.model.device),
                 "demo": engine.model.is_demo,
                 "busy": engine.busy,
-                # What Gradio's own /queue/status route reports: requests waiting their turn.
-                "queue_length": demo._queue.get_status().queue_size,
+                "queue_length": queued,  # jobs waiting their turn
+                "jobs_queued": queued,
+                "jobs_running": running,
                 "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
                 # Seconds the running pipeline call has gone without finishing a step.
-                "call_quiet_s": round(engine.lane.quiet_for(), 1),
+                "call_quiet_s": round(engine.call_quiet_s, 1),
+                "calls": {"count": stats.calls, "images": stats.images, "busy_s": round(stats.busy_s, 3)},
             },
         )
 
@@ -89,6 +110,16 @@ def create_app(engine: Engine, settings: Settings) -> FastAPI:
     )
 
 
+def browser_key(state_dir: Path) -> str:
+    """A key made once per installation, for the browser's id in its local storage."""
+    path = state_dir / "browser-key"
+    if not path.is_file():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def warn_if_exposed(settings: Settings) -> None:
     if settings.exposed_without_login:
         logger.warning(
@@ -102,15 +133,17 @@ def warn_if_exposed(settings: Settings) -> None:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, plus: close the engine on SIGTERM/SIGINT, and say when the port is bound."""
+    """uvicorn, plus: close the job service on SIGTERM/SIGINT, and say when the port is bound."""
 
-    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+    def __init__(self, config: uvicorn.Config, service: JobService, label: str) -> None:
         super().__init__(config)
-        self.engine = engine
+        self.service, self.label = service, label
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        logger.info("Signal %d: no new work; the running request stops at its next step", sig)
-        self.engine.close()
+        logger.info(
+            "Signal %d: no new work; running jobs stop at their next step and resume at the next start", sig
+        )
+        self.service.close()
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -121,18 +154,20 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             cfg = self.config
-            logger.info("Serving %s on http://%s:%d", self.engine.model.label, cfg.host, cfg.port)
+            logger.info("Serving %s on http://%s:%d", self.label, cfg.host, cfg.port)
 
 
-def start_retention(settings: Settings) -> None:
-    """Delete old requests now and then hourly, on a daemon thread, when retention is set."""
+def start_retention(service: JobService, settings: Settings) -> None:
+    """Delete old jobs now and then hourly, on a daemon thread, when retention is set."""
     if not settings.retention_days:
         return
 
     def run() -> None:
         while True:
             try:
-                delete_older_than(settings.output_dir, settings.retention_days, datetime.now(UTC))
+                delete_older_than(
+                    service.store, settings.output_dir, settings.retention_days, datetime.now(UTC)
+                )
             except OSError as exc:  # a folder that cannot be removed now may be removable later
                 logger.error("Retention failed in %s: %s", settings.output_dir, exc)
             time.sleep(RETENTION_INTERVAL_S)
@@ -143,13 +178,18 @@ def start_retention(settings: Settings) -> None:
 def serve(engine: Engine, settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT."""
     warn_if_exposed(settings)
-    start_retention(settings)
+    service = open_jobs(engine, settings)
+    start_retention(service, settings)
     config = uvicorn.Config(
-        create_app(engine, settings),
+        create_app(service, engine, settings),
         host=settings.host,
         port=settings.port,
         log_config=None,  # our logging configuration, to stdout
         access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    _Server(config, engine).run()
+    try:
+        _Server(config, service, engine.model.label).run()
+    finally:
+        service.close()
+        service.join(JOBS_PUT_DOWN_S)

@@ -130,7 +130,17 @@ class Settings:
     )
     port: int = _setting(7860, "Port of the web server.")
     queue_size: int = _setting(
-        32, 'Most requests waiting in the queue; one more is refused with "Queue is full".'
+        32,
+        "Most jobs waiting in the queue (accepted, not yet running); one more is refused with a "
+        "message naming this limit.",
+    )
+    max_jobs_per_user: int = _setting(
+        8,
+        "Most jobs one person may have queued or running at once (per login; without a login, "
+        "per browser or script session).",
+    )
+    state_dir: str = _setting(
+        "", "Folder for the job database (SQLite). Empty: `state` next to the output folder."
     )
     max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
     retention_days: int = _setting(
@@ -148,6 +158,11 @@ class Settings:
     auth_password: str = _setting(
         "", "Password for the login page. Prefer the environment: flags show up in `ps`."
     )
+
+    @property
+    def state_path(self) -> Path:
+        """Where the job database lives."""
+        return Path(self.state_dir).expanduser() if self.state_dir else self.output_dir.parent / "state"
 
     @property
     def exposed_without_login(self) -> bool:
@@ -179,6 +194,7 @@ class Settings:
             "max_prompt_tokens",
             "min_steps",
             "queue_size",
+            "max_jobs_per_user",
             "max_threads",
             "stall_timeout",
         ):

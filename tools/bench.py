@@ -1,7 +1,7 @@
 """Throughput benchmark: the engine alone and the served app, side by side in one run.
 
-    python -m webui.bench --model demo --size 256
-    python -m webui.bench --model latency --a 0.05 --b 0.8 --size 1024
+    python -m tools.bench --model demo --size 256
+    python -m tools.bench --model latency --a 0.05 --b 0.8 --size 1024
 
 Measures (1) the engine alone: N single-prompt requests one after the other, and the same N
 prompts as one request; (2) the served app (`python -m webui`-equivalent in a subprocess, on
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -32,15 +31,16 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from webui.engine import Engine, GenerationRequest
+from webui.engine import Engine
+from webui.jobs.execute import generate
 from webui.loading import LoadedModel, load_model
+from webui.request import GenerationRequest
 from webui.settings import Settings
 
 PROMPT = "product shot {n}: a {colour} sneaker on a white seamless background, studio lighting"
@@ -140,10 +140,10 @@ def engine_sequential(engine: Engine, args: argparse.Namespace) -> float:
     """Images/s for N single-prompt requests, one after the other (after a warm-up)."""
     prompts, common = prompts_for(args), {"width": args.size, "height": args.size, "seed": 1}
     # Warm-up with a full call: the first call of each batch shape is slow on the CPU.
-    engine.generate(GenerationRequest(prompts[: engine.settings.max_batch_size], **common))
+    generate(engine, GenerationRequest(prompts[: engine.settings.max_batch_size], **common))
     started = time.monotonic()
     for prompt in prompts:
-        engine.generate(GenerationRequest([prompt], **common))
+        generate(engine, GenerationRequest([prompt], **common))
     return args.images / (time.monotonic() - started)
 
 
@@ -151,7 +151,7 @@ def engine_batched(engine: Engine, args: argparse.Namespace) -> dict[str, float]
     """Images/s for the N prompts as one request, and the CPU seconds it took."""
     request = GenerationRequest(prompts_for(args), width=args.size, height=args.size, seed=1)
     cpu_before, started = cpu_seconds(os.getpid())[1], time.monotonic()
-    engine.generate(request)
+    generate(engine, request)
     wall = time.monotonic() - started
     return {"images_per_s": args.images / wall, "cpu_s": cpu_seconds(os.getpid())[1] - cpu_before}
 
@@ -169,7 +169,7 @@ class Users:
     def __init__(self, url: str, args: argparse.Namespace, batch_size: int, server_pid: int) -> None:
         from gradio_client import Client
 
-        self.args, self.server_pid, self.round = args, server_pid, 0
+        self.args, self.server_pid, self.round, self.url = args, server_pid, 0, url
         self.common = {
             "images_per_prompt": 1,
             "seed": 1,
@@ -203,6 +203,8 @@ class Users:
                 view(self.clients[n].predict(prompts=prompt, **self.common))
                 latencies.append(time.perf_counter() - started)
 
+        url = self.url
+        calls_before = calls_now(url)
         users_started, cpu_before = time.time(), cpu_seconds(self.server_pid)
         threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
         for thread in threads:
@@ -210,10 +212,12 @@ class Users:
         for thread in threads:
             thread.join()
         users_ended, cpu_after = time.time(), cpu_seconds(self.server_pid)
+        calls_between = calls_now(url)
         box = "\n".join(f"{self.round}: {prompt}" for prompt in prompts_for(args))
         box_started = time.time()
         view(self.clients[0].predict(prompts=box, **self.common))
         box_ended = time.time()
+        calls_after = calls_now(url)
         return {
             "users_images_per_s": per_user * args.users / (users_ended - users_started),
             "box_images_per_s": args.images / (box_ended - box_started),
@@ -224,7 +228,8 @@ class Users:
                 "clients_s": cpu_after[1] - cpu_before[1],
                 "wall_s": users_ended - users_started,
             },
-            "windows": {"users": (users_started, users_ended), "box": (box_started, box_ended)},
+            "users_calls": call_stats(calls_before, calls_between, users_ended - users_started),
+            "box_calls": call_stats(calls_between, calls_after, box_ended - box_started),
         }
 
 
@@ -245,7 +250,7 @@ def start_users(args: argparse.Namespace, url: str, server_pid: int) -> subproce
     command = [
         sys.executable,
         "-m",
-        "webui.bench",
+        "tools.bench",
         "--users-of",
         url,
         "--server-pid",
@@ -288,24 +293,19 @@ def served_round(users: subprocess.Popen, url: str, probes: dict[str, list[float
     return json.loads(line)
 
 
-CALL_LINE = re.compile(r"^(\S+ \S+) INFO webui\.lane: call of (\d+) images .* in ([\d.]+) s")
+def calls_now(url: str) -> dict[str, float]:
+    """The server's call counters (pipeline calls, images, seconds inside calls) from /healthz."""
+    with urllib.request.urlopen(url + "healthz", timeout=10) as response:
+        return json.load(response)["calls"]
 
 
-def call_stats(log: Path, start: float, end: float) -> dict[str, float]:
-    """Pipeline calls that ended within [start, end] (epoch seconds), from the server's log."""
-    sizes, busy = [], 0.0
-    for line in log.read_text("utf-8", "replace").splitlines():
-        match = CALL_LINE.match(line)
-        if match is None:
-            continue
-        ended = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        if start <= ended <= end:
-            sizes.append(int(match[2]))
-            busy += float(match[3])
+def call_stats(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    """Pipeline calls made between two readings of the counters."""
+    calls, images = after["count"] - before["count"], after["images"] - before["images"]
     return {
-        "calls": len(sizes),
-        "images_per_call": round(sum(sizes) / max(1, len(sizes)), 2),
-        "pipeline_busy_fraction": round(busy / (end - start), 3),
+        "calls": calls,
+        "images_per_call": round(images / max(1, calls), 2),
+        "pipeline_busy_fraction": round((after["busy_s"] - before["busy_s"]) / wall_s, 3),
     }
 
 
@@ -314,7 +314,7 @@ def serve_main(args: argparse.Namespace, settings: Settings) -> None:
     from webui.log import configure_logging
     from webui.server import serve
 
-    configure_logging("INFO")  # the lane's "call of N images" lines feed the call statistics
+    configure_logging("INFO")
     serve(Engine(build_model(args, settings), settings), settings)
 
 
@@ -330,7 +330,7 @@ def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subproce
     command = [
         sys.executable,
         "-m",
-        "webui.bench",
+        "tools.bench",
         "--serve",
         "--model",
         args.model,
@@ -384,7 +384,6 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str
         server.wait(30)
     if args.server_log:
         shutil.copyfile(workdir / "server.log", args.server_log)
-    log = workdir / "server.log"
     report["engine"] = {
         "sequential_images_per_s": sequential,
         "batched_images_per_s": [b["images_per_s"] for b in batched],
@@ -396,8 +395,8 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str
         "users_images_per_s": [r["users_images_per_s"] for r in served],
         "box_images_per_s": [r["box_images_per_s"] for r in served],
         "users_cpu": [r["users_cpu"] for r in served],
-        "users_calls": [call_stats(log, *r["windows"]["users"]) for r in served],
-        "box_calls": [call_stats(log, *r["windows"]["box"]) for r in served],
+        "users_calls": [r["users_calls"] for r in served],
+        "box_calls": [r["box_calls"] for r in served],
         "request_latency_s": percentiles([x for r in served for x in r["latencies"]]),
         "healthz_latency_ms": {
             k: round(v * 1000, 1) for k, v in percentiles(probes["healthz"]).items() if k != "n"
@@ -451,7 +450,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m webui.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["demo", "latency"], default="demo")
     parser.add_argument("--a", type=float, default=0.05, help="latency model: seconds per call")
     parser.add_argument("--b", type=float, default=0.8, help="latency model: seconds per image")

@@ -1,0 +1,150 @@
+"""Running a job on the engine: the images it still lacks, saved under their planned names.
+
+The same code serves the job service (the page and scripts, webui/jobs/service.py) and
+batch mode. The engine makes pictures; this module turns each into the PNG the record
+planned, marks the record's image, and at the end writes the job's zip and contact sheet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from webui.engine import Engine, ImageTask, Progress
+from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage
+from webui.outputs import SheetCell, save_png, write_contact_sheet, write_manifest, write_zip
+from webui.request import GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+ZIP_NAME = "images.zip"
+SHEET_NAME = "contact-sheet.png"
+
+
+def run_job(
+    engine: Engine,
+    record: JobRecord,
+    *,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[], None] | None = None,
+    on_change: Callable[[PlannedImage], None] | None = None,
+    unique_names: bool = False,
+) -> bool:
+    """Make the record's planned images that are not made yet; True if a stop left some unmade.
+
+    Progress counts the job's images made before this run. `on_change` follows each image
+    that got an outcome (saved or black), on a saver thread. `unique_names` keeps existing
+    files (batch mode's shared folder); otherwise a file already at a planned name is that
+    image, made before a restart. RequestError says why the run failed.
+    """
+    request, todo = record.request, record.pending
+    done_before, total = record.done_count, len(record.images)
+    tasks = [ImageTask(i.index, request.text_of(record.prompt_of(i)), i.seed) for i in todo]
+    r, seeds = request, f"{record.images[0].seed}..{record.images[-1].seed}"
+    shape = f"{r.width}x{r.height}, {r.steps} steps, guidance {r.guidance_scale:g}"
+    logger.info(
+        "request %s: %d prompts x %d, %d of %d images to make, %s, seeds %s, %s",
+        record.id,
+        len(r.prompts),
+        r.images_per_prompt,
+        len(todo),
+        total,
+        shape,
+        seeds,
+        record.model,
+    )
+
+    def save(task: ImageTask, picture: Image.Image) -> Path:
+        image = record.images[task.index]
+        stem = image.file.removesuffix(".png")
+        path = save_png(picture, record.folder, stem, record.png_parameters(image), unique=unique_names)
+        image.file, image.state = path.name, SAVED
+        if on_change is not None:
+            on_change(image)
+        return path
+
+    def progress(p: Progress) -> None:
+        if on_progress is not None:
+            on_progress(Progress(p.step, p.steps, done_before + p.images_done, p.chunk_images, total))
+
+    outcome = engine.run(
+        request, tasks, on_image=save, label=record.id, on_progress=progress, on_start=on_start, cancel=cancel
+    )
+    for index in outcome.black:
+        record.images[index].state = BLACK
+        if on_change is not None:
+            on_change(record.images[index])
+    return outcome.stopped
+
+
+def write_bundles(record: JobRecord) -> None:
+    """The job's zip of images and its contact sheet, when it has two images or more."""
+    saved = record.saved
+    if len(saved) < 2:
+        return
+    write_zip([record.path_of(i) for i in saved], record.folder / ZIP_NAME)
+    rows = []
+    per = record.request.images_per_prompt
+    for p, prompt in enumerate(record.request.prompts):
+        cells = []
+        for image in record.images[p * per : (p + 1) * per]:
+            made = image.state == SAVED
+            path = record.path_of(image) if made else None
+            cells.append(SheetCell(path, f"seed {image.seed}" + ("" if made else ": not made")))
+        rows.append((record.request.text_of(prompt), cells))
+    write_contact_sheet(rows, record.folder / SHEET_NAME)
+
+
+def generate(
+    engine: Engine,
+    request: GenerationRequest,
+    *,
+    output_dir: Path | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+    owner: str | None = None,
+) -> JobRecord:
+    """Validate, plan and run one job at once, outside any queue, and write its manifest.
+
+    For batch mode, the benchmark and tests. `output_dir` is a shared folder (the job gets
+    `manifest-<id>.json` there and names that never overwrite); by default the job gets a
+    folder of its own under the output setting.
+    """
+    engine.validate(request)
+    model = engine.model
+    record = JobRecord.plan(
+        request,
+        output_root=engine.settings.output_dir,
+        model=model.label,
+        demo=model.is_demo,
+        owner=owner,
+        folder=output_dir,
+    )
+    record.status, record.started = RUNNING, datetime.now(UTC)
+    started = time.monotonic()
+    stopped = run_job(
+        engine, record, cancel=cancel, on_progress=on_progress, unique_names=output_dir is not None
+    )
+    record.elapsed_s = time.monotonic() - started
+    record.status, record.finished = (STOPPED if stopped else DONE), datetime.now(UTC)
+    logger.info(
+        "request %s: %s, %d of %d images in %.2f s (%s)",
+        record.id,
+        record.status,
+        len(record.saved),
+        len(record.images),
+        record.elapsed_s,
+        model.label,
+    )
+    try:
+        write_manifest(record.manifest_path, record.to_record())
+    except OSError as exc:  # the images are saved; the job is not lost for want of it
+        logger.error("request %s: could not write its manifest in %s: %s", record.id, record.folder, exc)
+    return record

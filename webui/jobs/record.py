@@ -1,0 +1,236 @@
+"""The job record: one request, planned to the last image before any work, and its fate.
+
+A job is planned when it is accepted: its id, folder, base seed, and for every image its
+prompt, seed and file name. It then only changes state: the job goes queued -> running ->
+done, stopped or failed, and each image planned -> saved (or black, an all-NaN image that is
+never saved). `to_record()` is the manifest written next to the images and the row kept in
+the database; `from_record()` reads either back, manifests of the first version included.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from webui.outputs import MANIFEST_NAME, image_stem, request_dir
+from webui.request import GenerationRequest
+from webui.settings import RANDOM_SEED_RANGE
+
+RECORD_VERSION = 2
+QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+UNFINISHED = (QUEUED, RUNNING)
+PLANNED, SAVED, BLACK = "planned", "saved", "black"
+
+
+@dataclass
+class PlannedImage:
+    """One image of a job: where it sits in the request, its seed and its file name."""
+
+    index: int  # prompt-then-variant order, from 0
+    prompt_index: int
+    variant: int
+    seed: int
+    file: str  # in the job's folder
+    state: str = PLANNED
+
+
+@dataclass(eq=False)
+class JobRecord:
+    """Everything about one job. Mutated only by its owner (the job service, or batch mode)."""
+
+    id: str
+    request: GenerationRequest  # its seed is the base seed used, never -1
+    created: datetime  # UTC
+    folder: Path
+    model: str
+    demo: bool
+    images: list[PlannedImage]
+    owner: str | None = None  # the login name, when a login is on
+    client: str | None = None  # the browser or script session that submitted it
+    status: str = QUEUED
+    error: str | None = None  # why it failed
+    started: datetime | None = None  # first pipeline call
+    finished: datetime | None = None
+    elapsed_s: float = 0.0  # running time, summed over resumes
+    resumed: int = 0  # times it was taken up again after the server stopped
+    crash_resumes: int = 0  # of those, after the process died while the job ran
+    manifest_name: str = MANIFEST_NAME
+    version: int = field(default=RECORD_VERSION)
+
+    @classmethod
+    def plan(
+        cls,
+        request: GenerationRequest,
+        *,
+        output_root: Path,
+        model: str,
+        demo: bool,
+        owner: str | None = None,
+        client: str | None = None,
+        folder: Path | None = None,
+    ) -> JobRecord:
+        """A new job for `request`: id, folder, base seed and every image's seed and name.
+
+        `folder` defaults to a new one per job under `output_root`; a shared folder (batch
+        mode's --out) gets the manifest as `manifest-<id>.json`.
+        """
+        job_id = uuid.uuid4().hex[:12]
+        now = datetime.now(UTC)
+        base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
+        request = GenerationRequest.from_record({**request.to_record(), "seed": base})
+        per = request.images_per_prompt
+        images = [
+            PlannedImage(k, k // per, k % per, base + request.seed_offset(k), "", PLANNED)
+            for k in range(request.image_count)
+        ]
+        for image in images:
+            stem = image_stem(image.index + 1, request.prompts[image.prompt_index], image.seed)
+            image.file = f"{stem}.png"
+        return cls(
+            id=job_id,
+            request=request,
+            created=now,
+            folder=(folder or request_dir(output_root, job_id, now.astimezone())).resolve(),
+            model=model,
+            demo=demo,
+            images=images,
+            owner=owner,
+            client=client,
+            manifest_name=MANIFEST_NAME if folder is None else f"manifest-{job_id}.json",
+        )
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / self.manifest_name
+
+    @property
+    def saved(self) -> list[PlannedImage]:
+        return [image for image in self.images if image.state == SAVED]
+
+    @property
+    def pending(self) -> list[PlannedImage]:
+        return [image for image in self.images if image.state == PLANNED]
+
+    @property
+    def black_seeds(self) -> list[int]:
+        return [image.seed for image in self.images if image.state == BLACK]
+
+    @property
+    def done_count(self) -> int:
+        """Images with an outcome: saved, or black."""
+        return sum(image.state != PLANNED for image in self.images)
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED
+
+    def prompt_of(self, image: PlannedImage) -> str:
+        """The image's prompt as typed (the style is kept apart)."""
+        return self.request.prompts[image.prompt_index]
+
+    def path_of(self, image: PlannedImage) -> Path:
+        return self.folder / image.file
+
+    def png_parameters(self, image: PlannedImage) -> dict[str, Any]:
+        """What the PNG of `image` carries: enough to make it again."""
+        r = self.request
+        parameters: dict[str, Any] = {
+            "prompt": self.prompt_of(image),
+            "seed": image.seed,
+            "width": r.width,
+            "height": r.height,
+            "steps": r.steps,
+            "guidance_scale": r.guidance_scale,
+            "model": self.model,
+            "request_id": self.id,
+            "index": image.index,
+        }
+        if r.style.strip():
+            parameters["style"] = r.style
+        parameters["seed_policy"] = r.seed_policy
+        if r.guidance_scale > 0 and r.negative_prompt:
+            parameters["negative_prompt"] = r.negative_prompt
+        return parameters
+
+    def to_record(self) -> dict[str, Any]:
+        """The whole job as JSON-ready values: the manifest, and the database's copy."""
+        made = len(self.saved)
+        return {
+            "version": self.version,
+            "request_id": self.id,
+            "created": _iso(self.created),
+            "status": self.status,
+            "error": self.error,
+            "user": self.owner,
+            "client": self.client,
+            "model": self.model,
+            "demo": self.demo,
+            **self.request.to_record(),
+            "images": [{**image.__dict__, "prompt": self.prompt_of(image)} for image in self.images],
+            "black_seeds": self.black_seeds,
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "images_per_s": round(made / self.elapsed_s, 3) if self.elapsed_s else None,
+            "resumed": self.resumed,
+            "crash_resumes": self.crash_resumes,
+            "manifest_name": self.manifest_name,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], folder: Path) -> JobRecord:
+        """The job `record` describes, its files in `folder`; KeyError or ValueError if it is
+        not one of ours."""
+        request = GenerationRequest.from_record(record)
+        if record.get("version", 1) == 1:
+            images = _images_of_version_1(record, request)
+        else:
+            images = [PlannedImage(**{k: v for k, v in i.items() if k != "prompt"}) for i in record["images"]]
+        return cls(
+            id=record["request_id"],
+            request=request,
+            created=datetime.fromisoformat(record["created"]),
+            folder=folder,
+            model=record.get("model", "?"),
+            demo=bool(record.get("demo", False)),
+            images=images,
+            owner=record.get("user"),
+            client=record.get("client"),
+            status=record.get("status", DONE),
+            error=record.get("error"),
+            started=_parse(record.get("started")),
+            finished=_parse(record.get("finished")),
+            elapsed_s=float(record.get("elapsed_s") or 0.0),
+            resumed=int(record.get("resumed", 0)),
+            crash_resumes=int(record.get("crash_resumes", 0)),
+            manifest_name=record.get("manifest_name", MANIFEST_NAME),
+        )
+
+
+def _images_of_version_1(record: dict[str, Any], request: GenerationRequest) -> list[PlannedImage]:
+    """The first manifests listed only the images made; the plan follows from the request."""
+    per, made = (
+        request.images_per_prompt,
+        {i["prompt_index"] * request.images_per_prompt + i["variant"]: i for i in record["images"]},
+    )
+    black = set(record.get("black_seeds", []))
+    images = []
+    for k in range(request.image_count):
+        seed = request.seed + request.seed_offset(k)
+        entry = made.get(k)
+        name = entry["file"] if entry else f"{image_stem(k + 1, request.prompts[k // per], seed)}.png"
+        state = SAVED if entry else BLACK if seed in black else PLANNED
+        images.append(PlannedImage(k, k // per, k % per, seed, name, state))
+    return images
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _parse(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text)

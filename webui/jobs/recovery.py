@@ -1,0 +1,119 @@
+"""Start-up: the database rebuilt from the manifests when it is lost, the jobs of the last run
+taken up again, and retention.
+
+Files on disk are the truth about images: a PNG appears under its planned name only when
+complete, so a planned image whose file exists is made, whatever the database says, and the
+hidden temporary files of a killed process are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from webui.jobs.record import DONE, FAILED, PLANNED, QUEUED, RUNNING, SAVED, JobRecord
+from webui.jobs.store import JobStore
+from webui.outputs import MANIFEST_NAME, remove_partial_files, write_manifest
+
+logger = logging.getLogger(__name__)
+
+# A job the process died running this many times is failed rather than taken up again.
+MAX_CRASH_RESUMES = 3
+
+
+def rebuild(store: JobStore, output_dir: Path) -> int:
+    """Fill an empty database from the manifests under `output_dir`, oldest first; how many."""
+    found = []
+    for path in output_dir.glob(f"*/*/{MANIFEST_NAME}"):
+        try:
+            found.append(JobRecord.from_record(json.loads(path.read_text("utf-8")), path.parent))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("Skipping %s: not a job manifest (%s)", path, exc)
+    found.sort(key=lambda record: record.created)
+    for record in found:
+        store.add(record)
+    logger.info("Rebuilt the job database from %d manifests in %s", len(found), output_dir)
+    return len(found)
+
+
+def recover(store: JobStore) -> list[JobRecord]:
+    """The jobs the last run left queued or running, ready to run again, in their order.
+
+    A job that was running when the process died counts a crash; one that has been resumed
+    after MAX_CRASH_RESUMES crashes and died again fails with a message instead.
+    """
+    ready = []
+    for record in store.unfinished():
+        crashed = record.status == RUNNING
+        _reconcile(record)
+        if crashed and record.crash_resumes >= MAX_CRASH_RESUMES:
+            record.error = (
+                f"Not resumed again: the server went down {record.crash_resumes + 1} times while this job "
+                f"ran, so the job itself may be what brings it down. Its {len(record.saved)} finished "
+                "images are kept; an admin can find the cause in the log."
+            )
+            _end(store, record, FAILED)
+            logger.error("job %s failed: %s", record.id, record.error)
+            continue
+        if not record.pending:  # every image was made just before the process went down
+            _end(store, record, DONE)
+            continue
+        if record.started is not None:
+            record.resumed += 1
+            record.crash_resumes += crashed
+        record.status = QUEUED
+        _persist(store, record)
+        logger.info(
+            "job %s resumed (%s): %d of %d images still to make",
+            record.id,
+            "after a crash" if crashed else "after a shutdown",
+            len(record.pending),
+            len(record.images),
+        )
+        ready.append(record)
+    return ready
+
+
+def _reconcile(record: JobRecord) -> None:
+    """Image states from the files on disk; leftovers of a half-written file removed."""
+    if record.folder.is_dir():
+        remove_partial_files(record.folder)
+    for image in record.images:
+        exists = record.path_of(image).is_file()
+        if image.state == PLANNED and exists:
+            image.state = SAVED
+        elif image.state == SAVED and not exists:
+            image.state = PLANNED  # deleted by hand: made again
+
+
+def _end(store: JobStore, record: JobRecord, status: str) -> None:
+    record.status, record.finished = status, datetime.now(UTC)
+    _persist(store, record)
+
+
+def _persist(store: JobStore, record: JobRecord) -> None:
+    store.save(record)
+    try:
+        write_manifest(record.manifest_path, record.to_record())
+    except OSError as exc:
+        logger.error("job %s: could not write its manifest: %s", record.id, exc)
+
+
+def delete_older_than(store: JobStore, output_dir: Path, days: int, now: datetime) -> int:
+    """Delete finished jobs created more than `days` days before `now`: their folder and their
+    record; then day folders left empty. Returns how many jobs went."""
+    removed = 0
+    for job_id, folder in store.finished_before(now - timedelta(days=days)):
+        if folder.is_relative_to(output_dir.resolve()) and folder.is_dir():
+            shutil.rmtree(folder)
+        store.delete(job_id)
+        removed += 1
+    for day in output_dir.glob("*/"):
+        if day.is_dir() and not any(day.iterdir()):
+            day.rmdir()
+    if removed:
+        logger.info("Retention: deleted %d jobs older than %d days from %s", removed, days, output_dir)
+    return removed

@@ -1,0 +1,77 @@
+"""Ways of running jobs. The job service decides what runs and when; a runner makes the images.
+
+`LocalRunner` runs jobs in this process on its engine's lane (the default, embedded mode).
+Another runner (GPU workers elsewhere) implements the same `Runner` protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from webui.engine import Engine, Progress
+from webui.jobs.execute import run_job
+from webui.jobs.record import JobRecord, PlannedImage
+
+
+class Runner(Protocol):
+    """What the job service needs of whatever makes the images."""
+
+    capacity: int  # jobs it takes at once (their images may share pipeline calls)
+
+    def run(
+        self,
+        record: JobRecord,
+        *,
+        cancel: threading.Event,
+        on_progress: Callable[[Progress], None],
+        on_start: Callable[[], None],
+        on_change: Callable[[PlannedImage], None],
+    ) -> bool:
+        """Make the record's planned images; True if `cancel` left some unmade. Blocks until
+        done; RequestError says why it failed."""
+        ...
+
+    def seconds_per_unit(self) -> float | None:
+        """Recent seconds per unit of work (pixels x steps of one image), for ETAs."""
+        ...
+
+    def close(self) -> None:
+        """Stop running work at its next step; refuse more."""
+        ...
+
+
+class LocalRunner:
+    """Jobs run here, on the engine's lane."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        s = engine.settings
+        # The lane makes one call at a time whatever this is; with cross-user batching it needs
+        # enough jobs in hand to fill the next call while one runs.
+        self.capacity = 2 * s.max_batch_size if s.cross_batching else 1
+
+    def run(
+        self,
+        record: JobRecord,
+        *,
+        cancel: threading.Event,
+        on_progress: Callable[[Progress], None],
+        on_start: Callable[[], None],
+        on_change: Callable[[PlannedImage], None],
+    ) -> bool:
+        return run_job(
+            self.engine,
+            record,
+            cancel=cancel,
+            on_progress=on_progress,
+            on_start=on_start,
+            on_change=on_change,
+        )
+
+    def seconds_per_unit(self) -> float | None:
+        return self.engine.stats.seconds_per_unit()
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,277 @@
+"""The job service: the one queue of the product, in front of whatever makes the images.
+
+The page, `gradio_client` scripts and start-up recovery all go through it. A job is accepted
+(validated, within the limits, planned, written to the database and its manifest) before any
+work; it then waits in acceptance order until the runner has room, runs, and ends done,
+stopped or failed. When the server shuts down, its running jobs go back to waiting, and the
+next start takes them up again (webui/jobs/recovery.py).
+
+A job that the process died running before ("suspect") runs alone, so that whatever killed
+the process cannot take other jobs down with it, and only it is counted against the limit
+of resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from webui.engine import Progress
+from webui.jobs.execute import write_bundles
+from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage
+from webui.jobs.runners import Runner
+from webui.jobs.store import JobStore
+from webui.jobs.views import Identity, JobView, views_of
+from webui.outputs import write_manifest
+from webui.request import GenerationRequest, RequestError
+from webui.settings import Settings, env_name
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Live:
+    """An unfinished job as the service holds it."""
+
+    record: JobRecord
+    cancel: threading.Event = field(default_factory=threading.Event)
+    dispatched: bool = False  # handed to the runner
+    stop_asked: bool = False
+    progress: Progress | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def suspect(self) -> bool:
+        return self.record.crash_resumes > 0
+
+
+class JobService:
+    """Accepts, orders, runs and stops jobs; the views of them that people see."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        runner: Runner,
+        settings: Settings,
+        validate: Callable[[GenerationRequest], object],
+        model_label: str,
+        is_demo: bool,
+    ) -> None:
+        self.store, self.runner, self.settings = store, runner, settings
+        self._validate, self._model, self._demo = validate, model_label, is_demo
+        self._lock = threading.Condition()
+        self._live: dict[str, Live] = {}  # acceptance order
+        self._closing = False
+
+    def start(self, recovered: Iterable[JobRecord] = ()) -> None:
+        """Take up the jobs of an earlier run, ahead of any new one, in their order."""
+        with self._lock:
+            for record in recovered:
+                self._live[record.id] = Live(record)
+            self._pump()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def submit(self, request: GenerationRequest, who: Identity) -> JobRecord:
+        """Accept a job (RequestError names the limit it breaks) and queue it."""
+        self._validate(request)
+        with self._lock:
+            if self._closing:
+                raise RequestError("The server is restarting; submit again in a minute.")
+            self._check_limits(who)
+            record = JobRecord.plan(
+                request,
+                output_root=self.settings.output_dir,
+                model=self._model,
+                demo=self._demo,
+                owner=who.user,
+                client=who.client,
+            )
+            write_manifest(record.manifest_path, record.to_record())
+            self.store.add(record)
+            self._live[record.id] = Live(record)
+            logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
+            self._pump()
+            return record
+
+    def _check_limits(self, who: Identity) -> None:
+        waiting = sum(not live.dispatched for live in self._live.values())
+        size = self.settings.queue_size
+        if waiting >= size:
+            raise RequestError(
+                f"The queue is full: {waiting} jobs are waiting, the most it holds "
+                f"({env_name('queue_size')}={size}). Try again when some have finished."
+            )
+        cap = self.settings.max_jobs_per_user
+        mine = sum(who.owns(live.record) for live in self._live.values())
+        if who.key is not None and mine >= cap:
+            raise RequestError(
+                f"You have {mine} jobs queued or running, the most one person may have "
+                f"({env_name('max_jobs_per_user')}={cap}). Wait for one to finish, or stop one."
+            )
+
+    def stop(self, job_id: str, who: Identity) -> bool:
+        """Stop a job of `who`'s; False if it had ended already. RequestError if not theirs."""
+        with self._lock:
+            live = self._live.get(job_id)
+            if live is None:
+                return False
+            if not who.owns(live.record):
+                raise RequestError(f"Job {job_id} is not yours to stop.")
+            live.stop_asked = True
+            live.cancel.set()
+            if not live.dispatched:  # never ran: it ends here
+                del self._live[job_id]
+                self._finish(live.record, STOPPED, None)
+                self._lock.notify_all()
+            logger.info("job %s: stop asked by %s", job_id, who.label)
+            return True
+
+    def views(self) -> list[JobView]:
+        """Every unfinished job, in queue order, with position and ETA."""
+        with self._lock:
+            lives = list(self._live.values())
+        return views_of([(j.record, j.dispatched, j.progress) for j in lives], self.runner.seconds_per_unit())
+
+    def view(self, job_id: str) -> JobView | None:
+        """One job as it stands now: from the queue, or from the database once it has ended."""
+        found = next((v for v in self.views() if v.id == job_id), None)
+        if found is not None:
+            return found
+        record = self.store.get(job_id)
+        return None if record is None else views_of([(record, False, None)], None)[0]
+
+    def record(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            live = self._live.get(job_id)
+        return live.record if live is not None else self.store.get(job_id)
+
+    def counts(self) -> tuple[int, int]:
+        """Jobs waiting, and jobs running."""
+        with self._lock:
+            running = sum(live.dispatched for live in self._live.values())
+            return len(self._live) - running, running
+
+    def latest_unfinished(self, who: Identity) -> str | None:
+        """The id of `who`'s newest unfinished job, if any."""
+        with self._lock:
+            mine = [job_id for job_id, live in self._live.items() if who.owns(live.record)]
+        return mine[-1] if mine else None
+
+    def wait(self, job_id: str, timeout: float | None = None) -> bool:
+        """Block until the job has ended (or the service closes); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while job_id in self._live and not self._closing:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._lock.wait(left)
+            return True
+
+    def close(self) -> None:
+        """Shutting down: nothing new starts, running jobs stop at their next step and wait
+        for the next start."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+        self.runner.close()
+
+    def join(self, timeout: float) -> None:
+        """Wait (up to `timeout` s) for running jobs to put down their work after close()."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [live.thread for live in self._live.values() if live.thread is not None]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _pump(self) -> None:
+        """Hand the runner every job it has room for, in order. Under the lock."""
+        while not self._closing:
+            live = self._next()
+            if live is None:
+                return
+            live.dispatched = True
+            live.thread = threading.Thread(target=self._run, args=(live,), name=f"job-{live.record.id}")
+            live.thread.start()
+
+    def _next(self) -> Live | None:
+        active = [live for live in self._live.values() if live.dispatched]
+        if len(active) >= self.runner.capacity or any(live.suspect for live in active):
+            return None
+        waiting = next((live for live in self._live.values() if not live.dispatched), None)
+        if waiting is None or (waiting.suspect and active):
+            return None
+        return waiting
+
+    def _run(self, live: Live) -> None:
+        record, started, error = live.record, time.monotonic(), None
+        try:
+            self.runner.run(
+                record,
+                cancel=live.cancel,
+                on_progress=lambda p: setattr(live, "progress", p),
+                on_start=lambda: self._started(record),
+                on_change=lambda image: self._changed(record, image),
+            )
+        except RequestError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug: the job fails with its name, the service goes on
+            logger.exception("job %s failed", record.id)
+            error = f"Generation failed: {type(exc).__name__}: {exc}. The server logged the details."
+        record.elapsed_s += time.monotonic() - started
+        interrupted = self._closing and not live.stop_asked and bool(record.pending)
+        if interrupted:
+            status = QUEUED  # the next start takes it up again
+        elif error is not None:
+            status = FAILED
+        else:
+            status = STOPPED if record.pending and live.stop_asked else DONE
+            write_bundles(record)
+        with self._lock:
+            del self._live[record.id]
+            if interrupted:
+                record.status = QUEUED
+                self._persist(record)
+                logger.info("job %s: interrupted by the shutdown; it resumes at the next start", record.id)
+            else:
+                self._finish(record, status, error)
+            self._lock.notify_all()
+            self._pump()
+
+    def _started(self, record: JobRecord) -> None:
+        """Its first pipeline call is about to run: from now on a crash counts against it."""
+        with self._lock:
+            record.status = RUNNING
+            record.started = record.started or datetime.now(UTC)
+            self.store.save(record)
+
+    def _changed(self, record: JobRecord, image: PlannedImage) -> None:
+        with self._lock:
+            self.store.save(record)
+
+    def _finish(self, record: JobRecord, status: str, error: str | None) -> None:
+        record.status, record.error, record.finished = status, error, datetime.now(UTC)
+        self._persist(record)
+        logger.info(
+            "job %s: %s, %d of %d images in %.1f s%s",
+            record.id,
+            status,
+            len(record.saved),
+            len(record.images),
+            record.elapsed_s,
+            f": {error}" if error else "",
+        )
+
+    def _persist(self, record: JobRecord) -> None:
+        self.store.save(record)
+        try:
+            write_manifest(record.manifest_path, record.to_record())
+        except OSError as exc:  # the database has it; the folder may be full or gone
+            logger.error("job %s: could not write its manifest: %s", record.id, exc)

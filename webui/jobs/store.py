@@ -1,0 +1,163 @@
+"""Job records in SQLite (the standard library's), in WAL mode, under the state folder.
+
+One row per job: the whole record as JSON (the same text as its manifest), plus the few
+columns that History lists and the queue filters on, so that listing thousands of jobs never
+parses JSON. Every write is its own transaction, synced to disk (`synchronous=FULL`) before
+the call returns: a job accepted is a job that survives `kill -9`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from webui.jobs.record import UNFINISHED, JobRecord
+
+DATABASE_NAME = "jobs.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- acceptance order: the queue's order
+    id TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    status TEXT NOT NULL,
+    owner TEXT,
+    first_prompt TEXT NOT NULL,
+    prompt_count INTEGER NOT NULL,
+    images_total INTEGER NOT NULL,
+    images_done INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    folder TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+"""
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as History lists it."""
+
+    id: str
+    created: datetime
+    status: str
+    owner: str | None
+    first_prompt: str
+    prompt_count: int
+    images_total: int
+    images_done: int
+    width: int
+    height: int
+
+
+class JobStore:
+    """The job database. Thread-safe: one connection, one lock."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DATABASE_NAME
+        self.is_new = not self.path.exists()  # then History is rebuilt from the manifests
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            yield self._db.cursor()
+
+    def add(self, record: JobRecord) -> None:
+        """Insert a new job: it goes to the end of the queue's order."""
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO jobs (id, created, status, owner, first_prompt, prompt_count, images_total,"
+                " images_done, width, height, folder, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record.id, _stamp(record.created), *_columns(record)),
+            )
+
+    def save(self, record: JobRecord) -> None:
+        """Write the job's current state."""
+        with self._cursor() as cur:
+            cur.execute(
+                "UPDATE jobs SET status=?, owner=?, first_prompt=?, prompt_count=?, images_total=?,"
+                " images_done=?, width=?, height=?, folder=?, record=? WHERE id=?",
+                (*_columns(record), record.id),
+            )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._cursor() as cur:
+            row = cur.execute("SELECT record, folder FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else JobRecord.from_record(json.loads(row[0]), Path(row[1]))
+
+    def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, in the order they were accepted."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._cursor() as cur:
+            rows = cur.execute(
+                f"SELECT record, folder FROM jobs WHERE status IN ({marks}) ORDER BY seq", UNFINISHED
+            ).fetchall()
+        return [JobRecord.from_record(json.loads(text), Path(folder)) for text, folder in rows]
+
+    def listing(self, limit: int, owner: str | None = None) -> list[JobSummary]:
+        """The newest `limit` jobs, newest first; only `owner`'s when given."""
+        where, args = ("WHERE owner=?", (owner, limit)) if owner else ("", (limit,))
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT id, created, status, owner, first_prompt, prompt_count, images_total, images_done,"
+                f" width, height FROM jobs {where} ORDER BY seq DESC LIMIT ?",
+                args,
+            ).fetchall()
+        return [JobSummary(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]
+
+    def finished_before(self, cutoff: datetime) -> list[tuple[str, Path]]:
+        """Id and folder of each finished job created before `cutoff`."""
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._cursor() as cur:
+            rows = cur.execute(
+                f"SELECT id, folder FROM jobs WHERE created < ? AND status NOT IN ({marks})",
+                (_stamp(cutoff), *UNFINISHED),
+            ).fetchall()
+        return [(job_id, Path(folder)) for job_id, folder in rows]
+
+    def delete(self, job_id: str) -> None:
+        with self._cursor() as cur:
+            cur.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
+    def count(self) -> int:
+        with self._cursor() as cur:
+            return cur.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def _columns(record: JobRecord) -> tuple:
+    r = record.request
+    return (
+        record.status,
+        record.owner,
+        r.prompts[0] if r.prompts else "",
+        len(r.prompts),
+        len(record.images),
+        len(record.saved),
+        r.width,
+        r.height,
+        str(record.folder),
+        json.dumps(record.to_record(), ensure_ascii=False),
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    """One fixed text form of an aware time, so that the column sorts and compares as time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")

@@ -1,0 +1,110 @@
+"""What the lane works on: jobs of images, their progress, and the lane's own record."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from webui.lane.calls import CallShape
+
+CAPTION_MULTIPLE = 32  # captions pad to multiples of this many tokens
+RECENT_CALLS = 16  # calls the speed estimate looks back on
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image to make."""
+
+    index: int  # the caller's number for it
+    prompt: str  # the text the model reads
+    seed: int
+    caption_bucket: int  # padded caption length / 32, for mask-free batching
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a job stands, reported after every denoising step of a call it is in."""
+
+    step: int  # steps finished in the running call, 1..steps
+    steps: int
+    images_done: int  # the job's images finished before the running call
+    chunk_images: int  # the job's images in the running call
+    images_total: int
+
+    @property
+    def fraction(self) -> float:
+        done = self.images_done * self.steps + self.chunk_images * self.step
+        return done / (self.images_total * self.steps)
+
+
+@dataclass(eq=False)
+class Job:
+    """A job as the lane sees it. The engine creates it, waits on `done`, then on `saves`."""
+
+    request_id: str
+    items: list[WorkItem]
+    shape: CallShape
+    on_image: Callable[[WorkItem, Image.Image], Any]  # runs on a saver thread
+    cancel: threading.Event
+    on_step: Callable[[Progress], None] | None = None  # runs on the lane's thread
+    on_start: Callable[[], None] | None = None  # once, on the lane's thread, before its first call
+    pending: deque[WorkItem] = field(init=False)
+    forwarded: int = field(default=0, init=False)  # images whose call has finished
+    in_flight: int = field(default=0, init=False)
+    saves: list[Future] = field(default_factory=list, init=False)
+    error: BaseException | None = field(default=None, init=False)
+    black: list[int] = field(default_factory=list, init=False)  # indexes of all-black images
+    done: threading.Event = field(default_factory=threading.Event, init=False)  # no more calls
+    started: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = deque(self.items)
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with equal keys can share a pipeline call."""
+        s = self.shape
+        return (
+            s.width,
+            s.height,
+            s.steps,
+            s.guidance_scale,
+            s.negative_prompt if s.guidance_scale > 0 else "",
+        )
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel.is_set()
+
+
+@dataclass
+class CallStats:
+    """What the lane has done since it started, for /healthz, ETAs and the benchmark."""
+
+    calls: int = 0
+    images: int = 0
+    busy_s: float = 0.0  # inside pipeline calls
+    recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=RECENT_CALLS))  # (units, s)
+
+    def seconds_per_unit(self) -> float | None:
+        """Recent seconds per unit of work (pixels x steps of one image); None before any call."""
+        units = sum(u for u, _ in self.recent)
+        return sum(s for _, s in self.recent) / units if units else None
+
+
+class LaneError(RuntimeError):
+    """A failure of the lane itself, with a message for the user."""
+
+
+class OutOfMemory(LaneError):
+    """Even a call of one image ran out of memory; the message says what to lower."""
+
+
+class Stalled(LaneError):
+    """The running call stopped making progress; every job in the lane gets this."""

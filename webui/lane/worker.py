@@ -1,0 +1,285 @@
+"""The lane's worker: one thread owns the pipeline and packs the work of every job.
+
+Jobs arrive as lists of images still to make. Before each pipeline call the lane asks the
+packing policy (packing.py) which images go in, so a short job that arrives behind a
+long one gets into the very next call. Every image has its own generator, so its pixels do
+not depend on the company it ran in. The torch work of a call is calls.py; turning
+CPU output into pixels, PNG encoding and saving run on saver threads while the next call
+runs. A watchdog (watchdog.py) fails the lane's jobs when a call stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+from PIL import Image
+
+from webui.lane.calls import PipelineCalls, to_pixels
+from webui.lane.packing import Waiting, next_call
+from webui.lane.watchdog import start_watchdog
+from webui.lane.work import CallStats, Job, OutOfMemory, Progress, Stalled, WorkItem
+from webui.loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+# Backends that raise on an attention mask; a mask appears when captions in one call pad to
+# different lengths (multiples of 32 tokens), so calls on these hold one caption bucket only.
+MASKLESS_BACKENDS = frozenset(
+    {"flash", "flash_hub", "_flash_3", "_flash_3_hub", "_native_flash", "sage", "sage_hub"}
+)
+# PNG encoding (zlib, GIL released) and saving, in parallel with the next pipeline call.
+SAVER_THREADS = max(2, min(8, os.cpu_count() or 2))
+
+
+class Lane:
+    """Runs every pipeline call of an engine, one at a time, on one worker thread."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        max_batch_size: int,
+        cross_batching: bool,
+        attention_backend: str,
+        stall_timeout_s: float = 300.0,
+        on_stuck: Callable[[], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.stall_timeout_s, self.on_stuck = stall_timeout_s, on_stuck
+        self.max_batch_size = max_batch_size
+        self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
+        self.cross_batching = cross_batching
+        self.one_bucket = attention_backend in MASKLESS_BACKENDS
+        self.calls = PipelineCalls(model)
+        self.stats = CallStats()
+        self.closing = False
+        self.stalled = False  # a call stalled: jobs are refused until it comes back
+        self.calls_started = 0
+        self.last_step_at: float | None = None  # time.time() of the last finished step
+        self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._savers = ThreadPoolExecutor(SAVER_THREADS, thread_name_prefix="saver")
+        # time.monotonic() of the running call's start or last finished step; None between calls.
+        self._beat: float | None = None
+
+    @property
+    def job_count(self) -> int:
+        """Jobs in the lane: waiting for a call or in one."""
+        with self._wake:
+            return len(self._jobs)
+
+    def submit(self, job: Job) -> None:
+        with self._wake:
+            if self.closing:
+                raise RuntimeError("the lane is closed")
+            if self._thread is None:  # started on first use, never at construction
+                self._thread = threading.Thread(target=self._work, name="gpu-lane", daemon=True)
+                self._thread.start()
+                start_watchdog(self, self.stall_timeout_s, self.on_stuck)
+            self._jobs.append(job)
+            self._wake.notify()
+
+    def withdraw(self, job: Job) -> None:
+        """Stop giving `job` work; its images in a running call are dropped when it ends."""
+        with self._wake:
+            job.pending.clear()
+            if job.in_flight == 0:
+                self._retire(job)
+
+    def close(self) -> None:
+        with self._wake:
+            self.closing = True
+            for job in self._jobs:
+                job.cancel.set()
+                job.pending.clear()
+            self._wake.notify()
+
+    def beat(self) -> None:
+        """A step finished: the running call is alive."""
+        self.last_step_at, self._beat = time.time(), time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds the running call has gone without progress; 0 between calls."""
+        beat = self._beat
+        return 0.0 if beat is None else time.monotonic() - beat
+
+    def fail_all(self, message: str) -> None:
+        """The watchdog's verdict: every job fails with `message`; new ones are refused."""
+        with self._wake:
+            self.stalled = True
+            for job in self._jobs:
+                job.error = Stalled(message)
+                job.cancel.set()  # images of the stuck call, should it return, are dropped
+                job.pending.clear()
+                job.done.set()
+            self._jobs.clear()
+
+    def recovered(self) -> None:
+        self.stalled = False
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                batch = self._next_batch()
+                while not batch:
+                    if self.closing:
+                        return
+                    self._wake.wait()
+                    batch = self._next_batch()
+                for job, _ in batch:
+                    job.in_flight += 1
+                self._beat = time.monotonic()
+                self.calls_started += 1
+            try:
+                self._run(batch)
+            finally:
+                with self._wake:
+                    self._beat = None
+
+    def _next_batch(self) -> list[tuple[Job, WorkItem]]:
+        waiting = [Waiting(job.key, [item.caption_bucket for item in job.pending]) for job in self._jobs]
+        picks = next_call(waiting, self.call_limit, self.cross_batching, self.one_bucket)
+        batch = [(self._jobs[n], self._jobs[n].pending[i]) for n, i in picks]
+        for job, item in batch:
+            job.pending.remove(item)
+        return batch
+
+    def _run(self, batch: list[tuple[Job, WorkItem]]) -> None:
+        shares = Counter(job for job, _ in batch)  # images per job in this call, in batch order
+        started = time.monotonic()
+        for job in shares:
+            if not job.started:
+                job.started = True
+                if job.on_start is not None:
+                    job.on_start()  # before the call: if it kills the process, the job knows it ran
+        try:
+            images = self._forward(batch, shares)
+        except (torch.OutOfMemoryError, MemoryError):
+            if len(batch) > 1:
+                self._retry_smaller(batch, shares)
+                return
+            first = batch[0][0]
+            images, error = (
+                None,
+                OutOfMemory(
+                    f"Out of memory even for one {first.shape.width}x{first.shape.height} image (calls were "
+                    f"cut down from {self.max_batch_size} images). Lower the size, or an admin can lower "
+                    f"ZIMAGE_MAX_BATCH_SIZE or free memory on the device."
+                ),
+            )
+            logger.error("Out of memory in a call of one image (%s)", first.request_id)
+            self.calls.release_memory()
+        except Exception as exc:  # the calling jobs report it; the lane keeps serving
+            logger.exception("Pipeline call for %d images failed", len(batch))
+            images, error = None, exc
+        else:
+            error, seconds = None, time.monotonic() - started
+            self._count(batch, seconds, complete=images is not None)
+            served = ", ".join(f"{job.request_id} x{n}" for job, n in shares.items())
+            stopped = "" if images else ", stopped"
+            logger.info(
+                "call of %d images (%s) in %.2f s%s (%s)",
+                len(batch),
+                served,
+                seconds,
+                stopped,
+                self.model.label,
+            )
+        self._settle(batch, shares, images, error)
+
+    def _count(self, batch: list[tuple[Job, WorkItem]], seconds: float, complete: bool) -> None:
+        stats = self.stats
+        stats.calls += 1
+        stats.busy_s += seconds
+        if complete:  # a stopped call's time says nothing about speed
+            stats.images += len(batch)
+            stats.recent.append((len(batch) * batch[0][0].shape.units, seconds))
+
+    def _settle(
+        self,
+        batch: list[tuple[Job, WorkItem]],
+        shares: Counter[Job],
+        images: list[torch.Tensor] | None,
+        error: BaseException | None,
+    ) -> None:
+        """After a call: saves go to the saver threads, and finished jobs leave the lane."""
+        with self._wake:
+            for job, n in shares.items():
+                job.forwarded += n
+                if error is not None:
+                    job.error = error
+                    job.pending.clear()
+            for (job, item), image in zip(batch, images or [None] * len(batch), strict=True):
+                if image is not None and not job.stopped:
+                    job.saves.append(self._savers.submit(self._save, job, item, image))
+            for job, n in shares.items():
+                job.in_flight -= n
+                if job.in_flight == 0 and (not job.pending or job.stopped or job.error):
+                    self._retire(job)
+
+    def _retry_smaller(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> None:
+        """After an out-of-memory error: the items go back, and calls hold half as many."""
+        with self._wake:
+            self.call_limit = max(1, len(batch) // 2)
+            for job, item in reversed(batch):
+                if not job.stopped:
+                    job.pending.appendleft(item)
+            for job, n in shares.items():
+                job.in_flight -= n
+                if job.in_flight == 0 and not job.pending:
+                    self._retire(job)
+        logger.warning(
+            "Out of memory in a call of %d images; retrying in calls of at most %d",
+            len(batch),
+            self.call_limit,
+        )
+        self.calls.release_memory()
+
+    def _retire(self, job: Job) -> None:
+        """No call will include `job` again; its saves may still be running."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+        if not self._jobs:
+            self.call_limit = self.max_batch_size  # idle: memory pressure may have passed
+        job.done.set()
+
+    @staticmethod
+    def _save(job: Job, item: WorkItem, decoded: torch.Tensor) -> Any:
+        """The image's on_image result, or None for an all-black image, which is not saved."""
+        pixels = decoded if decoded.dtype == torch.uint8 else to_pixels(decoded)
+        if not pixels.any():  # NaN in the model's output also ends up as 0 here
+            logger.warning(
+                "request %s: image %d (seed %d) came out black; not saved",
+                job.request_id,
+                item.index + 1,
+                item.seed,
+            )
+            job.black.append(item.index)
+            return None
+        return job.on_image(item, Image.fromarray(pixels.numpy()))
+
+    def _forward(self, batch: list[tuple[Job, WorkItem]], shares: Counter[Job]) -> list[torch.Tensor] | None:
+        """One pipeline call, or None if every job in it stopped (before or during it)."""
+        if all(job.stopped for job in shares) or self.closing:
+            return None
+        steps = batch[0][0].shape.steps
+
+        def on_step(step: int) -> bool:
+            self.beat()
+            for job, share in shares.items():
+                if job.on_step is not None and not job.stopped:
+                    job.on_step(Progress(step, steps, job.forwarded, share, len(job.items)))
+            # Checked last, so a stop raised while reporting still spares the next step. Only when
+            # every job in the call has stopped: the others' images must not suffer.
+            return self.closing or all(job.stopped for job in shares)
+
+        prompts, seeds = [i.prompt for _, i in batch], [i.seed for _, i in batch]
+        return self.calls.run(prompts, seeds, batch[0][0].shape, on_step)

@@ -1,0 +1,307 @@
+"""The page's handlers: one object made outside the layout, its bound methods wired to events.
+
+Generating is submitting a job to the job service and following it. Following is an async
+handler that sleeps between looks at the job, so a page waiting on a long queue holds none
+of the server's worker threads. A page that is closed leaves its job running; a page that
+is opened again (or another tab of the same person) finds the person's newest unfinished
+job and follows it. Without a login, "the same person" is the same browser: an id kept in
+its local storage (gr.BrowserState) stands for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from webui.jobs.record import FAILED, JobRecord
+from webui.jobs.service import JobService
+from webui.jobs.views import Identity
+from webui.outputs import read_png_parameters
+from webui.prompts import parse_prompts, prompts_from_file
+from webui.request import GenerationRequest, RequestError
+from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE, Settings
+from webui.ui import text
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.25  # how often a following page looks at its job: memory reads, no I/O
+HISTORY_LIMIT = 200
+JOBS_LISTED = 50  # by /jobs
+PROMPT_FILE_MAX_BYTES = 1_000_000  # below the server's upload cap, so that this message is the one seen
+SESSIONS_KEPT = 10_000  # page sessions whose browser id is remembered
+RESTARTING = (
+    "The server is restarting. Your job is kept and resumes when it is back: reload the page in a "
+    "minute to follow it, or find it in History."
+)
+
+
+class Page:
+    """Handlers of the page, on one job service."""
+
+    def __init__(self, service: JobService, settings: Settings) -> None:
+        self.service, self.settings = service, settings
+        self.form: dict[str, Any] = {}  # field name -> component, set by the layout
+        self._browsers: OrderedDict[str, str] = OrderedDict()  # Gradio session -> browser id
+        self._following: dict[str, str] = {}  # Gradio session -> the job its page follows
+
+    def identity(self, request: gr.Request | None) -> Identity:
+        if request is None:
+            return Identity()
+        session = request.session_hash
+        return Identity(user=request.username, client=self._browsers.get(session, session))
+
+    def identify(self, browser_id: str | None, request: gr.Request) -> str:
+        """On load: this browser's id (made on its first visit) stands for the session."""
+        browser_id = browser_id or uuid.uuid4().hex
+        self._browsers[request.session_hash] = browser_id
+        while len(self._browsers) > SESSIONS_KEPT:
+            self._browsers.popitem(last=False)
+        return browser_id
+
+    async def generate(
+        self,
+        prompts: str,
+        images_per_prompt: float,
+        seed: float | None,
+        width: float,
+        height: float,
+        steps: float,
+        guidance_scale: float,
+        negative_prompt: str = "",
+        style: str = "",
+        seed_policy: str = SEED_PER_IMAGE,
+        request: gr.Request = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple:
+        """Generate images for every prompt (one per line) and return them with their seeds."""
+        job = self.request_of(
+            prompts,
+            images_per_prompt,
+            seed,
+            width,
+            height,
+            steps,
+            guidance_scale,
+            negative_prompt,
+            style,
+            seed_policy,
+        )
+        try:
+            record = self.service.submit(job, self.identity(request))
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from None
+        if request is not None:
+            self._following[request.session_hash] = record.id
+        return await self.follow(record.id, progress)
+
+    def submit(
+        self,
+        prompts: str,
+        images_per_prompt: float,
+        seed: float | None,
+        width: float,
+        height: float,
+        steps: float,
+        guidance_scale: float,
+        negative_prompt: str = "",
+        style: str = "",
+        seed_policy: str = SEED_PER_IMAGE,
+        request: gr.Request = None,
+    ) -> dict[str, Any]:
+        """Queue a job and return at once: its id, and its place in the queue (`/job` follows it)."""
+        job = self.request_of(
+            prompts,
+            images_per_prompt,
+            seed,
+            width,
+            height,
+            steps,
+            guidance_scale,
+            negative_prompt,
+            style,
+            seed_policy,
+        )
+        try:
+            record = self.service.submit(job, self.identity(request))
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from None
+        view = self.service.view(record.id)
+        return text.job_status(record, view)
+
+    def request_of(
+        self,
+        prompts: str,
+        images_per_prompt: float,
+        seed: float | None,
+        width: float,
+        height: float,
+        steps: float,
+        guidance_scale: float,
+        negative_prompt: str,
+        style: str,
+        seed_policy: str,
+    ) -> GenerationRequest:
+        """The request the form's values make; gr.Error names what is wrong."""
+        # Gradio does not hold a textbox to any length on the server: check before parsing.
+        box_limit = self.settings.max_prompts * (MAX_PROMPT_CHARS + 1)
+        for name, value, most in (
+            ("The prompt box", prompts, box_limit),
+            ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
+            ("The style", style, MAX_PROMPT_CHARS),
+        ):
+            if len(value or "") > most:
+                raise gr.Error(f"{name} holds {len(value):,} characters; the limit is {most:,}.")
+        try:
+            return GenerationRequest(
+                prompts=parse_prompts(prompts or "", limit=self.settings.max_prompts),
+                images_per_prompt=_whole("Images per prompt", images_per_prompt),
+                seed=-1 if seed is None else _whole("Seed", seed),
+                width=_whole("Width", width),
+                height=_whole("Height", height),
+                steps=_whole("Steps", steps),
+                guidance_scale=float(guidance_scale),
+                negative_prompt=negative_prompt or "",
+                style=style or "",
+                seed_policy=seed_policy or SEED_PER_IMAGE,
+            )
+        except ValueError as exc:  # TemplateError included
+            raise gr.Error(str(exc)) from None
+
+    async def follow(self, job_id: str, progress: gr.Progress) -> tuple:
+        """Wait for the job, showing where it waits and then its progress; its results."""
+        shown = None
+        while True:
+            view = self.service.view(job_id)
+            if view is None:
+                raise gr.Error(f"No job {job_id} (deleted by retention?).")
+            if view.finished:
+                break
+            if self.service.closing:
+                raise gr.Error(RESTARTING)
+            now = (round(view.fraction, 3), view.describe())
+            if now != shown:
+                progress(now[0], desc=now[1])
+                shown = now
+            await asyncio.sleep(POLL_S)
+        record = self.service.record(job_id)
+        assert record is not None
+        if record.status == FAILED:
+            raise gr.Error(record.error or "The job failed.")
+        return text.outputs(record)
+
+    async def attach(self, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        """On load: follow this person's newest unfinished job, if any."""
+        job_id = self.service.latest_unfinished(self.identity(request))
+        if job_id is None:
+            return (gr.skip(),) * 5
+        self._following[request.session_hash] = job_id
+        return await self.follow(job_id, progress)
+
+    def stop(self, request: gr.Request) -> None:
+        """Stop the job this page follows."""
+        job_id = self._following.get(request.session_hash)
+        if job_id is not None and self.service.stop(job_id, self.identity(request)):
+            gr.Info("Stopping after the current step; finished images are kept.")
+
+    def stop_job(self, job_id: str, request: gr.Request) -> bool:
+        """Stop one of your jobs by id; False if it had ended already."""
+        try:
+            return self.service.stop(job_id, self.identity(request))
+        except RequestError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def stop_from_queue(self, event: gr.SelectData, request: gr.Request) -> None:
+        """A click on the Stop cell of one of your jobs in the Queue panel."""
+        if event.index[1] == text.STOP_COLUMN and event.value:
+            job_id = event.row_value[-1]
+            if self.stop_job(job_id, request):
+                gr.Info(f"Stopping job {job_id} after the current step; finished images are kept.")
+
+    async def queue_rows(self, request: gr.Request) -> list[list]:
+        """The Queue panel: running and waiting jobs, yours marked and stoppable."""
+        who = self.identity(request)
+        return [text.queue_row(view, who) for view in self.service.views()]
+
+    def job(self, job_id: str, request: gr.Request) -> dict[str, Any]:
+        """One job by id, for scripts: status, progress, position, images so far."""
+        record = self.service.record(job_id)
+        if record is None:
+            raise gr.Error(f"No job {job_id!r}.")
+        return text.job_status(record, self.service.view(job_id))
+
+    def jobs(self, request: gr.Request) -> list[dict[str, Any]]:
+        """Recent jobs, newest first, the unfinished ones included: yours when a login is on,
+        everyone's otherwise (as History shows them), each marked `yours` or not."""
+        who = self.identity(request)
+        found = (
+            self.service.record(job.id) for job in self.service.store.listing(JOBS_LISTED, owner=who.user)
+        )
+        return [
+            {**text.job_status(r, self.service.view(r.id) if r.unfinished else None), "yours": who.owns(r)}
+            for r in found
+            if r is not None
+        ]
+
+    def history(self) -> list[list]:
+        """The History table: jobs newest first, unfinished ones included."""
+        return [text.history_row(job) for job in self.service.store.listing(HISTORY_LIMIT)]
+
+    def history_request(self, job_id: str) -> tuple:
+        """A past job's images (captioned) and its zip (the PNG itself for one image)."""
+        record = self._record(job_id)
+        gallery, _, _, download, _ = text.outputs(record)
+        return gallery, download
+
+    def history_reuse(self, job_id: str) -> dict[str, Any]:
+        """The form as a past job had it (prompts as expanded), by field name."""
+        return text.form_values(self._record(job_id).request)
+
+    def reuse_history_into_form(self, job_id: str) -> dict:
+        values = self.history_reuse(job_id)
+        return {self.form[name]: value for name, value in values.items() if name in self.form} | {
+            self.form["tabs"]: gr.Tabs(selected="generate")
+        }
+
+    def reuse_png(self, file: str | None) -> dict:
+        """The form as it was for one PNG we made: its prompt, seed and settings, one image."""
+        if not file:
+            return {}
+        try:
+            p = read_png_parameters(Path(file))
+        except (KeyError, OSError, ValueError):
+            raise gr.Error("This PNG carries no Z-Image WebUI parameters (or is not a PNG).") from None
+        request = GenerationRequest.from_record(
+            {**p, "prompts": [p["prompt"]], "images_per_prompt": 1, "seed_policy": SEED_PER_IMAGE}
+        )
+        return {
+            self.form[name]: value for name, value in text.form_values(request).items() if name in self.form
+        }
+
+    def load_prompts(self, file: str | None) -> str:
+        """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
+        if not file:
+            return gr.skip()
+        path = Path(file)  # Gradio keeps the uploaded file's name
+        try:
+            return prompts_from_file(path.name, path.read_bytes(), PROMPT_FILE_MAX_BYTES)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def _record(self, job_id: str) -> JobRecord:
+        record = self.service.record(job_id)
+        if record is None:
+            raise gr.Error(f"No request {job_id!r} in the history (deleted by retention?).")
+        return record
+
+
+def _whole(name: str, value: float) -> int:
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{name} must be a whole number (got {value}).")
+    return int(number)

@@ -1,0 +1,178 @@
+"""What the page shows, as text and values: summaries, table rows, outputs and form values.
+
+Everything here is a pure function of a job record, a view or a request, so the page's
+handlers (webui/ui/page.py) stay short and the wording lives in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from webui.jobs.execute import SHEET_NAME, ZIP_NAME
+from webui.jobs.record import JobRecord
+from webui.jobs.store import JobSummary
+from webui.jobs.views import Identity, JobView, about
+from webui.prompts import TemplateError, count_prompts
+from webui.request import GenerationRequest
+
+CUSTOM = "Custom"
+# The official 1024-based presets of the Z-Image demo: (label, width, height).
+PRESETS = [
+    ("1:1 (1024x1024)", 1024, 1024),
+    ("9:7 (1152x896)", 1152, 896),
+    ("7:9 (896x1152)", 896, 1152),
+    ("4:3 (1152x864)", 1152, 864),
+    ("3:4 (864x1152)", 864, 1152),
+    ("3:2 (1248x832)", 1248, 832),
+    ("2:3 (832x1248)", 832, 1248),
+    ("16:9 (1280x720)", 1280, 720),
+    ("9:16 (720x1280)", 720, 1280),
+    ("21:9 (1344x576)", 1344, 576),
+    ("9:21 (576x1344)", 576, 1344),
+]
+DEMO_BANNER = (
+    "**Demo model loaded.** This server runs the built-in tiny model with random weights "
+    "(no CUDA GPU was found, or it was asked for): images are coloured noise. "
+    "Set `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` on a GPU machine for real images."
+)
+EXPOSED_BANNER = (
+    "**Open to the network without a login.** This server listens on {host}: anyone who can "
+    "reach it can generate images. An admin can set ZIMAGE_AUTH_USER and ZIMAGE_AUTH_PASSWORD."
+)
+HISTORY_COLUMNS = ("when (UTC)", "status", "prompts", "images", "size", "user", "request")
+QUEUE_COLUMNS = ("#", "status", "owner", "prompt", "images", "ETA", "stop", "job")
+STOP_COLUMN = QUEUE_COLUMNS.index("stop")
+
+
+def preset_for(width: int, height: int) -> str:
+    """The preset label of a size, or Custom."""
+    return next((label for label, w, h in PRESETS if (w, h) == (width, height)), CUSTOM)
+
+
+def count_text(text: str, per_prompt: float, max_prompts: int, max_images: int) -> str:
+    """The live line under the prompt box: prompts x variants = images."""
+    try:
+        n = count_prompts(text or "")
+    except TemplateError as exc:
+        return f"**{exc}**"
+    per = int(per_prompt or 1)
+    images = n * per
+    over = n > max_prompts or images > max_images
+    warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
+    return f"{n} prompt{'s' * (n != 1)} x {per} = **{images} image{'s' * (images != 1)}**{warning}"
+
+
+def form_values(request: GenerationRequest) -> dict[str, Any]:
+    """The Generate form as `request` fills it, by field name (the preset follows the size)."""
+    values = request.to_record()
+    values["prompts"] = "\n".join(request.prompts)
+    values["preset"] = preset_for(request.width, request.height)
+    return values
+
+
+def summary(record: JobRecord) -> str:
+    """One line about a finished job: what was made, how fast, which seeds."""
+    made, planned, elapsed = len(record.saved), len(record.images), record.elapsed_s
+    rate = made / elapsed if elapsed else 0.0
+    seeds = [image.seed for image in record.images]
+    low, high = min(seeds), max(seeds)
+    seed_text = f"seeds {low}..{high}" if high > low else f"seed {low}"
+    images = f"{made} image{'s' * (made != 1)}"
+    head = f"Stopped: {made} of {planned} images kept" if record.status == "stopped" else images
+    note = " (demo model)" if record.demo else ""
+    black = ""
+    if record.black_seeds:
+        n = len(record.black_seeds)
+        black = (
+            f". {n} image{'s' * (n != 1)} came out black and {'were' if n != 1 else 'was'} not saved "
+            f"(seed{'s' * (n != 1)} {', '.join(map(str, record.black_seeds))})"
+        )
+    resumed = f", resumed {record.resumed}x" if record.resumed else ""
+    return (
+        f"{head} in {elapsed:.1f} s, {rate:.2f} images/s, {seed_text}{note}{black} (job {record.id}{resumed})"
+    )
+
+
+def outputs(record: JobRecord) -> tuple:
+    """A job's results as /generate returns them: gallery, summary, per-image details, the
+    download (the zip, or the PNG itself for one image) and the contact sheet."""
+    saved, r = record.saved, record.request
+    gallery = [(str(record.path_of(i)), f"{record.prompt_of(i)} (seed {i.seed})") for i in saved]
+    details = [
+        {
+            "prompt": record.prompt_of(i),
+            "seed": i.seed,
+            "width": r.width,
+            "height": r.height,
+            "steps": r.steps,
+            "file": str(record.path_of(i)),
+        }  # not "path": Gradio takes that for a FileData
+        for i in saved
+    ]
+    download = sheet = None
+    if len(saved) == 1:
+        download = str(record.path_of(saved[0]))
+    elif saved:
+        download, sheet = str(record.folder / ZIP_NAME), str(record.folder / SHEET_NAME)
+    return gallery, summary(record), details, download, sheet
+
+
+def job_status(record: JobRecord, view: JobView | None) -> dict[str, Any]:
+    """A job for scripts (`/job`): status, progress, position, and every image made so far."""
+    r = record.request
+    live = view is not None and not view.finished
+    return {
+        "job_id": record.id,
+        "status": view.status if live else record.status,
+        "error": record.error,
+        "created": record.created.isoformat(),
+        "user": record.owner,
+        "images_done": record.done_count,
+        "images_total": len(record.images),
+        "progress": round(view.fraction, 4) if live else 1.0,
+        "position": view.position if live else None,
+        "eta_s": None if not live or view.eta_done_s is None else round(view.eta_done_s, 1),
+        "folder": str(record.folder),
+        "resumed": record.resumed,
+        "images": [
+            {
+                "prompt": record.prompt_of(i),
+                "seed": i.seed,
+                "width": r.width,
+                "height": r.height,
+                "file": str(record.path_of(i)),
+            }
+            for i in record.saved
+        ],
+    }
+
+
+def history_row(job: JobSummary) -> list:
+    prompts = job.first_prompt + (f" (+{job.prompt_count - 1} more)" if job.prompt_count > 1 else "")
+    when = job.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    images = f"{job.images_done} of {job.images_total}"
+    return [when, job.status, prompts, images, f"{job.width}x{job.height}", job.owner or "", job.id]
+
+
+def queue_row(view: JobView, who: Identity) -> list:
+    """A row of the Queue panel; `who` is the person looking at it."""
+    mine = who.owns(view)
+    if view.owner:
+        owner = f"{view.owner} (you)" if mine else view.owner
+    else:
+        owner = "you" if mine else "someone else"
+    more = f" (+{view.prompt_count - 1} more)" if view.prompt_count > 1 else ""
+    eta = "" if view.eta_done_s is None else about(view.eta_done_s)
+    position = "" if view.position is None else str(view.position)
+    images = f"{view.images_done} of {view.images_total}"
+    return [
+        position,
+        view.status,
+        owner,
+        view.first_prompt + more,
+        images,
+        eta,
+        "■ Stop" if mine else "",
+        view.id,
+    ]
