@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from webui.engine import Engine
+from webui.jobs.execute import generate
+from webui.jobs.record import STOPPED, JobRecord
+from webui.request import GenerationRequest
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -105,3 +112,64 @@ def wait_for(condition, timeout: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
         time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Made:
+    """One image a job saved, as the engine tests read it."""
+
+    index: int
+    prompt_index: int
+    variant: int
+    prompt: str
+    seed: int
+    path: Path
+
+    @property
+    def image(self) -> Image.Image:
+        with Image.open(self.path) as image:
+            image.load()
+            return image.copy()
+
+
+class Result:
+    """A job run at once by `webui.jobs.execute.generate`, with the views the tests use."""
+
+    def __init__(self, record: JobRecord) -> None:
+        self.record = record
+
+    @property
+    def images(self) -> list[Made]:
+        r = self.record
+        return [
+            Made(i.index, i.prompt_index, i.variant, r.prompt_of(i), i.seed, r.path_of(i)) for i in r.saved
+        ]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(i.seed for i in self.record.images)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.record.status == STOPPED
+
+    @property
+    def base_seed(self) -> int:
+        return self.record.request.seed
+
+    @property
+    def output_dir(self) -> Path:
+        return self.record.folder
+
+    @property
+    def request_id(self) -> str:
+        return self.record.id
+
+    @property
+    def black_seeds(self) -> list[int]:
+        return self.record.black_seeds
+
+
+def make(engine: Engine, request: GenerationRequest, **options: Any) -> Result:
+    """Run `request` on `engine` outside any queue, as batch mode does."""
+    return Result(generate(engine, request, **options))

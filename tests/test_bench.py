@@ -10,17 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import PROJECT, free_port
-from webui.bench import build_model
-from webui.engine import Engine, GenerationRequest
+from tests.helpers import PROJECT, free_port, make
+from tools.bench import build_model
+from webui.engine import Engine
+from webui.request import GenerationRequest
 from webui.settings import Settings
 
 
 def test_the_latency_model_sleeps_per_call_and_returns_real_images(settings: Settings) -> None:
     model = build_model(argparse.Namespace(model="latency", a=0.01, b=0.02), settings)
     engine = Engine(model, dataclasses.replace(settings, max_batch_size=4))
-    result = engine.generate(
-        GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, width=96, height=64)
+    result = make(
+        engine, GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, width=96, height=64)
     )
     assert [i.image.size for i in result.images] == [(96, 64)] * 6
     assert [i.seed for i in result.images] == list(range(6))
@@ -40,7 +41,7 @@ def test_the_benchmark_runs_side_by_side_rounds_and_reports_them(tmp_path: Path,
         [
             sys.executable,
             "-m",
-            "webui.bench",
+            "tools.bench",
             "--model",
             "latency",
             "--a",
@@ -69,7 +70,7 @@ def test_the_benchmark_runs_side_by_side_rounds_and_reports_them(tmp_path: Path,
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(report_file.read_text())
     assert len(report["engine"]["batched_images_per_s"]) == len(report["served"]["users_images_per_s"]) == 2
-    # The server's own log accounts for every image of each phase: 4 users x 2 requests, and
+    # The server's call counters (/healthz) account for every image of each phase: 4 users x 2 requests, and
     # the box of 8 in two full calls of the default max batch size 4.
     for users, box in zip(report["served"]["users_calls"], report["served"]["box_calls"], strict=True):
         assert round(users["calls"] * users["images_per_call"]) == 8

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webui.engine import Engine, GenerationRequest, Progress, RequestError
+from tests.helpers import make
+from webui.engine import Engine, Progress, RequestError
 from webui.loading import LoadedModel
 from webui.outputs import read_manifest, read_png_parameters
+from webui.request import GenerationRequest
 from webui.settings import SEED_PER_VARIANT
 
 SMALL = {"width": 32, "height": 32}
@@ -51,7 +53,7 @@ def test_images_come_in_prompt_then_variant_order_with_seed_plus_k(engine: Engin
     request = GenerationRequest(
         ["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=100, steps=2, **SMALL
     )
-    result = engine.generate(request)
+    result = make(engine, request)
 
     assert result.seeds == (100, 101, 102, 103, 104, 105)
     assert [(i.prompt, i.variant, i.seed) for i in result.images] == [
@@ -63,29 +65,29 @@ def test_images_come_in_prompt_then_variant_order_with_seed_plus_k(engine: Engin
         ("an olive bag", 1, 105),
     ]
     assert [i.index for i in result.images] == list(range(6))
-    assert not result.cancelled and result.is_demo and result.model_label == "demo model"
+    assert not result.cancelled and result.record.demo and result.record.model == "demo model"
     assert all(i.image.size == (32, 32) for i in result.images)
 
 
 def test_same_seed_gives_same_pixels_and_other_seeds_differ(engine: Engine) -> None:
     request = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=7, steps=2, **SMALL)
-    first = engine.generate(request).images
-    again = engine.generate(request).images
+    first = make(engine, request).images
+    again = make(engine, request).images
     np.testing.assert_array_equal(pixels(first[0].image), pixels(again[0].image))
     assert np.abs(pixels(first[0].image) - pixels(first[1].image)).mean() > 5
 
 
 def test_random_seed_is_drawn_reported_and_reproducible(engine: Engine) -> None:
     request = GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=-1, steps=2, **SMALL)
-    result = engine.generate(request)
-    other = engine.generate(request)
+    result = make(engine, request)
+    other = make(engine, request)
     assert result.base_seed >= 0 and result.seeds == (result.base_seed, result.base_seed + 1)
     assert other.base_seed != result.base_seed  # 1 in 2**32 to fail by chance
 
     replay = GenerationRequest(
         ["a red sneaker"], images_per_prompt=2, seed=result.base_seed, steps=2, **SMALL
     )
-    for made, remade in zip(result.images, engine.generate(replay).images, strict=True):
+    for made, remade in zip(result.images, make(engine, replay).images, strict=True):
         np.testing.assert_array_equal(pixels(made.image), pixels(remade.image))
 
 
@@ -100,9 +102,9 @@ def test_an_image_does_not_depend_on_its_batch(make_engine) -> None:
     buckets = {-(-engine.count_tokens(p) // 32) for p in (long_prompt, subject)}
     assert len(buckets) == 2
 
-    alone = engine.generate(GenerationRequest([subject], seed=1234, **SMALL)).images[0]
-    mixed = engine.generate(
-        GenerationRequest([long_prompt, "mug", subject, "a navy backpack"], seed=1232, **SMALL)
+    alone = make(engine, GenerationRequest([subject], seed=1234, **SMALL)).images[0]
+    mixed = make(
+        engine, GenerationRequest([long_prompt, "mug", subject, "a navy backpack"], seed=1232, **SMALL)
     ).images[2]
 
     assert (mixed.prompt, mixed.seed) == (subject, 1234)
@@ -116,10 +118,10 @@ def test_a_large_request_runs_as_chunks_of_at_most_max_batch_size(
     request = GenerationRequest(
         [f"product {n}" for n in range(10)], images_per_prompt=4, seed=0, steps=1, **SMALL
     )
-    result = engine.generate(request)
+    result = make(engine, request)
 
     assert len(result.images) == 40
-    assert engine.lane.calls == 10
+    assert engine.stats.calls == 10
     assert forwards == [4] * 10  # ten calls of four images, one step each
     assert encoder_calls == [1] * 10  # each call holds one prompt's variants: encoded once
     assert [i.seed for i in result.images] == list(range(40))
@@ -128,7 +130,8 @@ def test_a_large_request_runs_as_chunks_of_at_most_max_batch_size(
 def test_progress_covers_every_step_of_every_chunk(make_engine) -> None:
     engine = make_engine(max_batch_size=4)
     events: list[Progress] = []
-    engine.generate(
+    make(
+        engine,
         GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, steps=3, **SMALL),
         on_progress=events.append,
     )
@@ -156,7 +159,8 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
             cancel.set()
 
     out = tmp_path / "cancelled"
-    result = engine.generate(
+    result = make(
+        engine,
         GenerationRequest(["a", "b", "c"], images_per_prompt=2, seed=0, steps=4, **SMALL),
         on_progress=cancel_in_second_chunk,
         cancel=cancel,
@@ -173,7 +177,7 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
     )
 
     # The shared pipeline is left usable.
-    after = engine.generate(GenerationRequest(["a"], seed=0, steps=4, **SMALL))
+    after = make(engine, GenerationRequest(["a"], seed=0, steps=4, **SMALL))
     assert not after.cancelled
     np.testing.assert_array_equal(pixels(after.images[0].image), pixels(result.images[0].image))
 
@@ -181,19 +185,19 @@ def test_cancel_stops_at_the_next_step_and_keeps_finished_images(
 def test_cancel_before_start_makes_nothing(engine: Engine, forwards: list[int]) -> None:
     cancel = threading.Event()
     cancel.set()
-    result = engine.generate(GenerationRequest(["a"], steps=2, **SMALL), cancel=cancel)
-    assert result.cancelled and result.images == () and forwards == []
+    result = make(engine, GenerationRequest(["a"], steps=2, **SMALL), cancel=cancel)
+    assert result.cancelled and result.images == [] and forwards == []
 
 
 def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engine) -> None:
     requests = [
         GenerationRequest([f"item {n}"], images_per_prompt=3, seed=10 * n, steps=3, **SMALL) for n in range(3)
     ]
-    expected = [engine.generate(r) for r in requests]
+    expected = [make(engine, r) for r in requests]
     results: dict[int, object] = {}
 
     def run(n: int) -> None:
-        results[n] = engine.generate(requests[n])
+        results[n] = make(engine, requests[n])
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
     for thread in threads:
@@ -215,7 +219,7 @@ def test_pngs_are_written_with_their_parameters(engine: Engine, tmp_path: Path) 
         negative_prompt="blurry",
         **SMALL,
     )
-    result = engine.generate(request, output_dir=tmp_path / "set")
+    result = make(engine, request, output_dir=tmp_path / "set")
 
     for image in result.images:
         assert image.path.parent == tmp_path / "set" and image.path.suffix == ".png"
@@ -239,8 +243,8 @@ def test_pngs_are_written_with_their_parameters(engine: Engine, tmp_path: Path) 
 
 
 def test_default_output_folder_is_one_per_request(engine: Engine, settings) -> None:
-    first = engine.generate(GenerationRequest(["a"], steps=1, **SMALL))
-    second = engine.generate(GenerationRequest(["a"], steps=1, **SMALL))
+    first = make(engine, GenerationRequest(["a"], steps=1, **SMALL))
+    second = make(engine, GenerationRequest(["a"], steps=1, **SMALL))
     assert first.output_dir != second.output_dir
     for result in (first, second):
         assert result.output_dir.is_relative_to(settings.output_dir)
@@ -254,12 +258,12 @@ def test_the_negative_prompt_only_matters_above_zero_guidance(
     engine: Engine, encoder_calls: list[int]
 ) -> None:
     base = dict(prompts=["a red sneaker"], seed=3, steps=2, **SMALL)
-    plain = engine.generate(GenerationRequest(**base)).images[0]
-    ignored = engine.generate(GenerationRequest(**base, negative_prompt="blurry")).images[0]
+    plain = make(engine, GenerationRequest(**base)).images[0]
+    ignored = make(engine, GenerationRequest(**base, negative_prompt="blurry")).images[0]
     np.testing.assert_array_equal(pixels(plain.image), pixels(ignored.image))
     assert encoder_calls == [1]  # no negative pass at guidance 0; the repeat came from the cache
 
-    guided = engine.generate(GenerationRequest(**base, guidance_scale=4.0, negative_prompt="blurry"))
+    guided = make(engine, GenerationRequest(**base, guidance_scale=4.0, negative_prompt="blurry"))
     assert encoder_calls[1:] == [1]  # only the negative prompt was new
     assert np.abs(pixels(guided.images[0].image) - pixels(plain.image)).mean() > 1
 
@@ -267,7 +271,7 @@ def test_the_negative_prompt_only_matters_above_zero_guidance(
 def test_the_pipeline_gets_a_copy_of_the_prompt_list(engine: Engine) -> None:
     prompts = ["a red sneaker", "a navy mug"]
     request = GenerationRequest(prompts, steps=1, **SMALL)
-    result = engine.generate(request)
+    result = make(engine, request)
     assert prompts == ["a red sneaker", "a navy mug"]
     assert request.prompts == ("a red sneaker", "a navy mug")
     assert [i.prompt for i in result.images] == prompts  # not the chat-templated text
@@ -318,7 +322,7 @@ def test_bad_requests_fail_before_any_work(
     engine = make_engine(max_prompts=10, max_images=20)
     fields = {"prompts": ["a red sneaker"], "steps": 2, **SMALL, **changes}
     with pytest.raises(RequestError, match="^" + re.escape(message)):
-        engine.generate(GenerationRequest(**fields))
+        make(engine, GenerationRequest(**fields))
     assert forwards == [] and encoder_calls == []
 
 
@@ -347,15 +351,15 @@ def test_over_512_tokens_is_refused_with_the_model_limit(engine: Engine) -> None
 
 def test_every_engine_log_line_names_the_demo_model(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="webui"):
-        result = engine.generate(GenerationRequest(["a", "b"], images_per_prompt=3, seed=9, steps=1, **SMALL))
-    lines = [r.getMessage() for r in caplog.records if r.name in ("webui.engine", "webui.lane")]
+        result = make(engine, GenerationRequest(["a", "b"], images_per_prompt=3, seed=9, steps=1, **SMALL))
+    lines = [r.getMessage() for r in caplog.records if r.name in ("webui.jobs.execute", "webui.lane.worker")]
     assert len(lines) == 4  # request, two pipeline calls, done
     assert all("demo model" in line and result.request_id in line for line in lines)
     assert "seeds 9..14" in lines[0]
 
 
 def test_an_image_that_comes_out_black_or_nan_is_reported_and_not_saved(demo_model, engine: Engine) -> None:
-    from webui.ui import _summary
+    from webui.ui.text import summary
 
     decodes: list[int] = []
 
@@ -365,24 +369,24 @@ def test_an_image_that_comes_out_black_or_nan_is_reported_and_not_saved(demo_mod
 
     handle = demo_model.pipe.vae.decoder.register_forward_hook(nan_for_the_second)
     try:
-        result = engine.generate(
-            GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=20, steps=2, **SMALL)
+        result = make(
+            engine, GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=20, steps=2, **SMALL)
         )
     finally:
         handle.remove()
-    assert [i.seed for i in result.images] == [20, 22] and result.black_seeds == (21,)
+    assert [i.seed for i in result.images] == [20, 22] and result.black_seeds == [21]
     assert not result.cancelled
     assert sorted(p.name for p in result.output_dir.glob("*.png")) == sorted(
         i.path.name for i in result.images
     )
-    assert "1 image came out black and was not saved (seed 21)" in _summary(result)
+    assert "1 image came out black and was not saved (seed 21)" in summary(result.record)
 
 
 def test_new_seed_per_image_is_the_default_and_reproducible(engine: Engine) -> None:
     request = GenerationRequest(
         ["a red sneaker", "a navy sneaker"], images_per_prompt=2, seed=10, steps=2, **SMALL
     )
-    first, again = engine.generate(request), engine.generate(request)
+    first, again = make(engine, request), make(engine, request)
     assert [i.seed for i in first.images] == [10, 11, 12, 13] == list(first.seeds)
     for a, b in zip(first.images, again.images, strict=True):
         assert np.array_equal(pixels(a.image), pixels(b.image))
@@ -397,13 +401,13 @@ def test_same_seeds_for_every_prompt_give_variant_j_of_each_prompt_one_seed(engi
         seed_policy=SEED_PER_VARIANT,
         **SMALL,
     )
-    result = engine.generate(request)
+    result = make(engine, request)
     assert [i.seed for i in result.images] == [10, 11, 12] * 3
     red, red_again, navy = result.images[0:3], result.images[3:6], result.images[6:9]
     for j in range(3):  # the same prompt and seed: the same image; so the set differs only by prompt
         assert np.array_equal(pixels(red[j].image), pixels(red_again[j].image))
     assert not np.array_equal(pixels(red[0].image), pixels(red[1].image))  # variants still differ
-    again = engine.generate(request)
+    again = make(engine, request)
     assert all(
         np.array_equal(pixels(a.image), pixels(b.image)) for a, b in zip(navy, again.images[6:9], strict=True)
     )
@@ -412,8 +416,8 @@ def test_same_seeds_for_every_prompt_give_variant_j_of_each_prompt_one_seed(engi
 
 def test_the_style_is_appended_to_every_prompt_and_saved_apart(engine: Engine) -> None:
     style = "studio lighting, white seamless background, 85mm"
-    styled = engine.generate(GenerationRequest(["a red sneaker"], seed=3, steps=2, style=style, **SMALL))
-    spelled_out = engine.generate(GenerationRequest([f"a red sneaker, {style}"], seed=3, steps=2, **SMALL))
+    styled = make(engine, GenerationRequest(["a red sneaker"], seed=3, steps=2, style=style, **SMALL))
+    spelled_out = make(engine, GenerationRequest([f"a red sneaker, {style}"], seed=3, steps=2, **SMALL))
     [image], [reference] = styled.images, spelled_out.images
     assert np.array_equal(pixels(image.image), pixels(reference.image))  # the model read the same text
     assert image.prompt == "a red sneaker" and image.path.name == "001_a-red-sneaker_s3.png"
@@ -424,7 +428,7 @@ def test_the_style_is_appended_to_every_prompt_and_saved_apart(engine: Engine) -
 def test_a_bad_style_is_refused_by_name(make_engine) -> None:
     engine = make_engine(max_prompt_tokens=40)
     with pytest.raises(RequestError, match=r"The style contains a control character .*U\+0007"):
-        engine.generate(GenerationRequest(["a red sneaker"], style="studio\x07", **SMALL))
+        make(engine, GenerationRequest(["a red sneaker"], style="studio\x07", **SMALL))
     engine.validate(GenerationRequest(["a red sneaker"], style="studio lighting " * 10, **SMALL))  # 36 tokens
     # The limit holds for what the model reads: the prompt with the style.
     with pytest.raises(RequestError, match=r"Prompt 1 is \d+ tokens long; the limit is 40 tokens"):
@@ -445,13 +449,17 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
         seed_policy=SEED_PER_VARIANT,
         **SMALL,
     )
-    result = engine.generate(request, user="alice")
+    result = make(engine, request, owner="alice")
     manifest = read_manifest(result.output_dir)
+    made = {i.index: i for i in result.images}
     assert manifest == {
+        "version": 2,
         "request_id": result.request_id,
         "created": manifest["created"],
         "status": "done",
+        "error": None,
         "user": "alice",
+        "client": None,
         "model": "demo model",
         "demo": True,
         "prompts": ["a {red} sneaker", "a navy mug"],
@@ -466,17 +474,24 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
         "negative_prompt": "",
         "images": [
             {
-                "file": i.path.name,
-                "prompt_index": i.prompt_index,
-                "variant": i.variant,
-                "prompt": i.prompt,
-                "seed": i.seed,
+                "index": k,
+                "prompt_index": made[k].prompt_index,
+                "variant": made[k].variant,
+                "seed": made[k].seed,
+                "file": made[k].path.name,
+                "state": "saved",
+                "prompt": made[k].prompt,
             }
-            for i in result.images
+            for k in range(4)
         ],
         "black_seeds": [],
+        "started": manifest["started"],
+        "finished": manifest["finished"],
         "elapsed_s": manifest["elapsed_s"],
         "images_per_s": manifest["images_per_s"],
+        "resumed": 0,
+        "crash_resumes": 0,
+        "manifest_name": "manifest.json",
     }
     assert [(i["prompt_index"], i["variant"], i["seed"]) for i in manifest["images"]] == [
         (0, 0, 30),
@@ -491,6 +506,7 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
 def test_a_stopped_request_says_so_in_its_manifest(engine: Engine) -> None:
     cancel = threading.Event()
     cancel.set()  # stopped before its first call
-    result = engine.generate(GenerationRequest(["a"], images_per_prompt=3, steps=2, **SMALL), cancel=cancel)
+    result = make(engine, GenerationRequest(["a"], images_per_prompt=3, steps=2, **SMALL), cancel=cancel)
     manifest = read_manifest(result.output_dir)
-    assert manifest["status"] == "stopped" and manifest["images"] == []
+    assert manifest["status"] == "stopped" and [i["state"] for i in manifest["images"]] == ["planned"] * 3
+    assert not list(result.output_dir.glob("*.png"))

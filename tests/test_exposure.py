@@ -15,9 +15,8 @@ import pytest
 from gradio_client import Client
 
 from tests.helpers import PROJECT, Server
-from webui.engine import Engine
 from webui.settings import Settings
-from webui.ui import create_demo
+from webui.ui import Page, create_demo
 
 
 @pytest.fixture
@@ -126,7 +125,8 @@ def test_the_page_warns_when_open_to_the_network_without_a_login(
 ) -> None:
     # The page as it would be built for that host; tests listen on loopback only.
     exposed = dataclasses.replace(settings, host=host, auth_user=user, auth_password=user and "secret")
-    config = str(create_demo(Engine(demo_model, exposed.validate())).get_config_file())
+    page = Page(None, exposed.validate())  # type: ignore[arg-type]  # the layout needs no service
+    config = str(create_demo(page, "demo model", True, "key").get_config_file())
     assert ("Open to the network without a login" in config) is warned
 
 

@@ -1,7 +1,11 @@
-"""The history read back from manifests on disk, and retention."""
+"""History: the job database (listing, unfinished jobs), its rebuild from the manifests, retention,
+and all of it across restarts of the real server."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,74 +14,138 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.helpers import running_server, wait_for
-from webui.engine import Engine, GenerationRequest
-from webui.history import delete_older_than, past_requests
-from webui.outputs import request_dir, write_manifest
+from tests.helpers import make, running_server, wait_for
+from webui.engine import Engine
+from webui.jobs.record import QUEUED, RUNNING, JobRecord
+from webui.jobs.recovery import delete_older_than, rebuild
+from webui.jobs.store import DATABASE_NAME, JobStore
+from webui.outputs import image_stem, request_dir, write_manifest
+from webui.request import GenerationRequest
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SMALL = {"width": 32, "height": 32, "steps": 1}
 
 
-def fake_request(root: Path, request_id: str, age: timedelta, now: datetime = NOW) -> Path:
+def first_version_manifest(root: Path, request_id: str, age: timedelta, now: datetime = NOW) -> Path:
+    """A request folder as the first version wrote it: manifest.json lists the images made."""
     created = now - age
     folder = request_dir(root, request_id, created)
-    (folder / "001_a_s1.png").parent.mkdir(parents=True, exist_ok=True)
-    (folder / "001_a_s1.png").write_bytes(b"png")
-    write_manifest(
-        folder / "manifest.json",
-        {
-            "request_id": request_id,
-            "created": created.isoformat(),
-            "images": [{"file": "001_a_s1.png"}, {"file": "gone.png"}],
-        },
-    )
+    folder.mkdir(parents=True)
+    name = f"{image_stem(1, 'a red mug', 7)}.png"
+    (folder / name).write_bytes(b"png")
+    manifest = {
+        "request_id": request_id,
+        "created": created.isoformat(timespec="seconds"),
+        "status": "done",
+        "user": None,
+        "model": "demo model",
+        "demo": True,
+        "prompts": ["a red mug"],
+        "style": "",
+        "images_per_prompt": 2,
+        "seed": 7,
+        "seed_policy": "per-image",
+        "width": 32,
+        "height": 32,
+        "steps": 1,
+        "guidance_scale": 0.0,
+        "negative_prompt": "",
+        "images": [{"file": name, "prompt_index": 0, "variant": 0, "prompt": "a red mug", "seed": 7}],
+        "black_seeds": [8],
+        "elapsed_s": 0.5,
+        "images_per_s": 2.0,
+    }
+    write_manifest(folder / "manifest.json", manifest)
     return folder
 
 
-def test_past_requests_come_newest_first_from_the_manifests(tmp_path: Path) -> None:
-    for request_id, hours in (("b", 5), ("a", 50), ("c", 1)):
-        fake_request(tmp_path, request_id, timedelta(hours=hours))
-    running = tmp_path / "2026-11-22" / "115959-running"  # no manifest yet: not listed
-    running.mkdir(parents=True)
-    broken = fake_request(tmp_path, "broken", timedelta(hours=2))
-    (broken / "manifest.json").write_text("{not json")
-    found = past_requests(tmp_path)
-    assert [r.manifest["request_id"] for r in found] == ["c", "b", "a"]
-    assert [p.name for p in found[0].image_paths] == ["001_a_s1.png"]  # a deleted file is left out
-    assert [r.manifest["request_id"] for r in past_requests(tmp_path, limit=2)] == ["c", "b"]
-
-
-def test_retention_deletes_requests_older_than_n_days_and_nothing_else(tmp_path: Path) -> None:
-    old = fake_request(tmp_path, "old", timedelta(days=31))
-    recent = fake_request(tmp_path, "recent", timedelta(days=29))
-    unknown = tmp_path / old.parent.name / "notes"  # not a request of ours: kept
-    unknown.mkdir()
-    old_day_alone = fake_request(tmp_path, "older", timedelta(days=40)).parent
-
-    assert delete_older_than(tmp_path, 30, NOW) == 2
-    assert not old.exists() and recent.is_dir() and unknown.is_dir()
-    assert not old_day_alone.exists()  # its day folder was left empty
-    assert delete_older_than(tmp_path, 30, NOW) == 0
-
-
-def test_a_real_request_is_in_the_history(engine: Engine, settings) -> None:
-    result = engine.generate(
-        GenerationRequest(["a red sneaker"], images_per_prompt=2, seed=4, steps=1, width=32, height=32)
+def test_the_listing_is_newest_first_with_unfinished_jobs_and_stays_fast_at_20000_jobs(
+    engine: Engine, tmp_path: Path
+) -> None:
+    template = make(
+        engine, GenerationRequest(["a red mug", "a navy mug"], images_per_prompt=2, seed=1, **SMALL)
     )
-    [past] = past_requests(settings.output_dir)
-    assert past.folder == result.output_dir and past.image_paths == [i.path for i in result.images]
+    store = JobStore(tmp_path / "state")
+    jobs = [
+        dataclasses.replace(
+            template.record,
+            id=f"job{n:05d}",
+            created=NOW + timedelta(seconds=n),
+            owner=f"user{n % 3}",
+            status=QUEUED if n == 19_999 else template.record.status,
+        )
+        for n in range(20_000)
+    ]
+    store.add_many(jobs)
+    started = time.perf_counter()
+    rows = store.listing(200)
+    listed_in = time.perf_counter() - started
+    assert [r.id for r in rows] == [f"job{n:05d}" for n in range(19_999, 19_799, -1)]
+    assert rows[0].status == "queued" and rows[1].status == "done"
+    assert (rows[1].first_prompt, rows[1].prompt_count, rows[1].images_total, rows[1].images_done) == (
+        "a red mug",
+        2,
+        4,
+        4,
+    )
+    assert [r.id for r in store.listing(3, owner="user1")] == ["job19999", "job19996", "job19993"]
+    assert [r.id for r in store.unfinished()] == ["job19999"]
+    print(f"listing 200 of 20,000 jobs: {listed_in * 1000:.1f} ms")  # the README's figure
 
 
-def test_the_history_survives_a_restart_of_the_server_and_retention_runs_at_start_up(
+def test_a_lost_database_is_rebuilt_from_the_manifests_of_both_versions(engine: Engine, settings) -> None:
+    old = first_version_manifest(settings.output_dir, "0ld", timedelta(days=3), datetime.now(UTC))
+    new = make(engine, GenerationRequest(["a navy mug"], images_per_prompt=2, seed=3, **SMALL))
+    broken = first_version_manifest(settings.output_dir, "broken", timedelta(days=2), datetime.now(UTC))
+    (broken / "manifest.json").write_text("{not json")
+
+    store = JobStore(settings.state_path)
+    assert store.is_new
+    assert rebuild(store, settings.output_dir) == 2
+    assert [r.id for r in store.listing(10)] == [new.record.id, "0ld"]  # newest first, the broken one skipped
+    again = store.get(new.record.id)
+    assert again is not None and again.to_record() == new.record.to_record()
+    first = store.get("0ld")
+    assert first is not None and first.folder == old
+    assert [(i.seed, i.state) for i in first.images] == [(7, "saved"), (8, "black")]
+    assert JobStore(settings.state_path).is_new is False  # now it exists
+
+
+def test_retention_deletes_finished_jobs_older_than_n_days_and_nothing_else(engine: Engine, settings) -> None:
+    store = JobStore(settings.state_path)
+    old = first_version_manifest(settings.output_dir, "old", timedelta(days=31))
+    recent = first_version_manifest(settings.output_dir, "recent", timedelta(days=29))
+    unknown = old.parent / "notes"  # not a job of ours: kept
+    unknown.mkdir()
+    older_alone = first_version_manifest(settings.output_dir, "older", timedelta(days=40))
+    rebuild(store, settings.output_dir)
+    unfinished = JobRecord.plan(
+        GenerationRequest(["waiting"], **SMALL),
+        output_root=settings.output_dir,
+        model="demo model",
+        demo=True,
+    )
+    unfinished.created, unfinished.status = NOW - timedelta(days=60), RUNNING
+    store.add(unfinished)
+
+    assert delete_older_than(store, settings.output_dir, 30, NOW) == 2
+    assert not old.exists() and recent.is_dir() and unknown.is_dir()
+    assert not older_alone.parent.exists()  # its day folder was left empty
+    assert sorted(r.id for r in store.listing(10)) == sorted(["recent", unfinished.id])
+    assert delete_older_than(store, settings.output_dir, 30, NOW) == 0
+
+
+def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at_start_up(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     now = datetime.now(UTC)
     outputs = tmp_path / "outputs"
-    old = fake_request(outputs, "old", timedelta(days=31), now)
-    recent = fake_request(outputs, "recent", timedelta(days=1), now)
+    old = first_version_manifest(outputs, "old", timedelta(days=31), now)
+    recent = first_version_manifest(outputs, "recent", timedelta(days=1), now)
     with running_server(tmp_path, cache_dir, retention_days="30") as server:
         wait_for(lambda: not old.exists(), 30, "retention to delete the old request")
-        assert recent.is_dir() and "Retention: deleted 1 requests older than 30 days" in server.log_text()
+        assert recent.is_dir() and "Retention: deleted 1 jobs older than 30 days" in server.log_text()
+        assert "Rebuilt the job database from 2 manifests" in server.log_text()
         made = Client(server.url, verbose=False).predict(
             prompts="a {red|navy} mug",
             images_per_prompt=2,
@@ -91,37 +159,40 @@ def test_the_history_survives_a_restart_of_the_server_and_retention_runs_at_star
             api_name="/generate",
         )[2]
 
+    database = tmp_path / "state" / DATABASE_NAME
+    assert database.is_file()
+    for path in database.parent.glob(f"{DATABASE_NAME}*"):  # lost, with its write-ahead log
+        path.unlink()
     with running_server(tmp_path, cache_dir, retention_days="30") as server:  # the same output folder
+        assert "Rebuilt the job database from 2 manifests" in server.log_text()
         user = Client(server.url, verbose=False)
         rows = user.predict(api_name="/history")
-        request_id = Path(made[0]["file"]).parent.name.split("-")[-1]
-        assert [row[-1] for row in rows] == [request_id, "recent"]  # newest first
+        job_id = Path(made[0]["file"]).parent.name.split("-")[-1]
+        assert [row[-1] for row in rows] == [job_id, "recent"]  # newest first
         assert rows[0][1:6] == ["done", "a red mug (+1 more)", "4 of 4", "32x48", ""]
+        assert rows[1][1:4] == ["done", "a red mug", "1 of 2"]
 
-        images, bundle = user.predict(request_id, api_name="/history_request")
+        images, bundle = user.predict(job_id, api_name="/history_request")
         assert [path for path, _ in images] == [i["file"] for i in made]
-        assert [caption for _, caption in images] == [
-            "a red mug (seed 8)",
-            "a red mug (seed 9)",
-            "a navy mug (seed 8)",
-            "a navy mug (seed 9)",
-        ]
+        captions = ["a red mug (seed 8)", "a red mug (seed 9)", "a navy mug (seed 8)", "a navy mug (seed 9)"]
+        assert [caption for _, caption in images] == captions
         with zipfile.ZipFile(bundle) as archive:
             assert archive.namelist() == [Path(i["file"]).name for i in made]
 
-        form = user.predict(request_id, api_name="/history_reuse")
-        assert list(form[:11]) == [
-            "a red mug\na navy mug",
-            2,
-            8,
-            "per-variant",
-            "Custom",
-            32,
-            48,
-            1,
-            0.0,
-            "",
-            "studio lighting",
-        ]
+        form = user.predict(job_id, api_name="/history_reuse")
+        assert form == {
+            "prompts": "a red mug\na navy mug",
+            "images_per_prompt": 2,
+            "seed": 8,
+            "seed_policy": "per-variant",
+            "preset": "Custom",
+            "width": 32,
+            "height": 48,
+            "steps": 1,
+            "guidance_scale": 0.0,
+            "negative_prompt": "",
+            "style": "studio lighting",
+        }
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")
+    assert json.loads((Path(made[0]["file"]).parent / "manifest.json").read_text())["status"] == "done"

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from webui.engine import Engine, GenerationRequest, GenerationResult, Progress, RequestError
+from tests.helpers import Result, make
+from webui.engine import Engine, Progress, RequestError
 from webui.loading import LoadedModel
+from webui.request import GenerationRequest
 
 SMALL = {"width": 32, "height": 32, "steps": 2}
 
@@ -44,16 +46,16 @@ class Running:
     """engine.generate on a thread of its own, like a second user's request."""
 
     def __init__(self, engine: Engine, request: GenerationRequest, **options) -> None:
-        self.result: GenerationResult | None = None
+        self.result: Result | None = None
         self.finished_at = 0.0
         self.thread = threading.Thread(target=self._run, args=(engine, request, options))
         self.thread.start()
 
     def _run(self, engine: Engine, request: GenerationRequest, options: dict) -> None:
-        self.result = engine.generate(request, **options)
+        self.result = make(engine, request, **options)
         self.finished_at = time.monotonic()
 
-    def join(self) -> GenerationResult:
+    def join(self) -> Result:
         self.thread.join(60)
         assert self.result is not None
         return self.result
@@ -84,7 +86,7 @@ def queue_behind(engine: Engine, *requests: GenerationRequest) -> list[Running]:
     return others
 
 
-def pixels(result: GenerationResult, n: int = 0) -> np.ndarray:
+def pixels(result: Result, n: int = 0) -> np.ndarray:
     return np.asarray(result.images[n].image, dtype=np.int16)
 
 
@@ -95,7 +97,7 @@ def test_requests_of_different_users_share_calls_fairly_with_unchanged_pixels(
     long = GenerationRequest(["a long request"], images_per_prompt=8, seed=100, **SMALL)
     short_b = GenerationRequest(["short b"], seed=200, **SMALL)
     short_c = GenerationRequest(["short c, another prompt"], seed=300, **SMALL)
-    alone = [engine.generate(r) for r in (short_b, short_c)]
+    alone = [make(engine, r) for r in (short_b, short_c)]
     calls.sizes.clear()
 
     first, gate = hold_first_call(engine, long)
@@ -152,7 +154,7 @@ def test_stopping_one_request_does_not_hurt_the_one_sharing_its_call(make_engine
     engine = make_engine(max_batch_size=4)
     steps4 = {"width": 32, "height": 32, "steps": 4}
     partner = GenerationRequest(["the partner"], images_per_prompt=2, seed=50, **steps4)
-    alone = engine.generate(partner)
+    alone = make(engine, partner)
     calls.sizes.clear()
 
     stop = threading.Event()
@@ -189,7 +191,7 @@ def test_maskless_backends_get_one_caption_bucket_per_call(make_engine, calls: C
         "a ceramic coffee mug with steam on a wooden table, soft morning light, 85mm lens, close up",
     )
     assert -(-engine.count_tokens(short) // 32) != -(-engine.count_tokens(long) // 32)
-    result = engine.generate(GenerationRequest([short, long, short, long], seed=0, **SMALL))
+    result = make(engine, GenerationRequest([short, long, short, long], seed=0, **SMALL))
     assert [i.prompt for i in result.images] == [short, long, short, long]
     assert calls.sizes == [2, 2, 2, 2]
     for lengths in calls.captions:
@@ -205,11 +207,9 @@ def test_prompts_are_encoded_once_and_repeats_come_from_the_cache(
     )
     try:
         engine = make_engine(max_batch_size=8)
-        engine.generate(
-            GenerationRequest(["red sneaker", "navy sneaker"], images_per_prompt=4, seed=0, **SMALL)
-        )
+        make(engine, GenerationRequest(["red sneaker", "navy sneaker"], images_per_prompt=4, seed=0, **SMALL))
         assert encoded == [2]  # eight images, two texts
-        engine.generate(GenerationRequest(["navy sneaker", "olive sneaker"], seed=0, **SMALL))
+        make(engine, GenerationRequest(["navy sneaker", "olive sneaker"], seed=0, **SMALL))
         assert encoded == [2, 1]  # only the new text
     finally:
         handle.remove()
@@ -222,7 +222,7 @@ def test_out_of_memory_retries_in_smaller_calls_with_unchanged_pixels(
     request = GenerationRequest(
         ["a red sneaker", "a navy mug", "an olive bag"], images_per_prompt=2, seed=7, **SMALL
     )
-    alone = engine.generate(request)
+    alone = make(engine, request)
 
     def too_big(module, args) -> None:
         if len(args[0]) > 2:  # a forward of more than two images runs out of memory
@@ -231,7 +231,7 @@ def test_out_of_memory_retries_in_smaller_calls_with_unchanged_pixels(
     handle = demo_model.pipe.transformer.register_forward_pre_hook(too_big)
     try:
         calls.sizes.clear()
-        result = engine.generate(request)
+        result = make(engine, request)
     finally:
         handle.remove()
     assert [i.seed for i in result.images] == [i.seed for i in alone.images] == list(range(7, 13))
@@ -254,7 +254,7 @@ def test_out_of_memory_for_one_image_fails_the_request_with_advice_and_the_next_
         with pytest.raises(
             RequestError, match=r"Out of memory even for one 32x32 image .* lower ZIMAGE_MAX_BATCH_SIZE"
         ):
-            engine.generate(GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=1, **SMALL))
+            make(engine, GenerationRequest(["a red sneaker"], images_per_prompt=3, seed=1, **SMALL))
     finally:
         handle.remove()
-    assert len(engine.generate(GenerationRequest(["a red sneaker"], seed=1, **SMALL)).images) == 1
+    assert len(make(engine, GenerationRequest(["a red sneaker"], seed=1, **SMALL)).images) == 1

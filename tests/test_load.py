@@ -14,7 +14,7 @@ from gradio_client import Client
 
 from tests.helpers import running_server
 
-CALL = re.compile(r"^(\S+ \S+) INFO webui\.lane: call of \d+ images .* in ([\d.]+) s")
+CALL = re.compile(r"^(\S+ \S+) INFO webui\.lane\.worker: call of \d+ images .* in ([\d.]+) s")
 
 
 def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memory(
@@ -41,7 +41,7 @@ def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memor
                 )
                 outcomes["served" if len(gallery) == 1 else "short"] += 1
             except Exception as exc:
-                if "Queue is full" in str(exc):
+                if "The queue is full" in str(exc):
                     outcomes["busy"] += 1
                 else:
                     unexpected.append(repr(exc))

@@ -16,7 +16,6 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.client import Job
 from gradio_client.exceptions import AppError
-from gradio_client.utils import QueueError
 from PIL import Image, ImageChops
 
 from tests.helpers import Server, get_json, readme_code_blocks, running_server, wait_for
@@ -99,7 +98,9 @@ def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server
     assert [(i["prompt"], i["seed"], i["width"], i["height"], i["steps"]) for i in images] == [
         (p, s, 64, 48, 3) for p, s in expected
     ]
-    assert re.fullmatch(r"6 images in [\d.]+ s, [\d.]+ images/s, seeds 5\.\.10 \(demo model\)", summary)
+    assert re.fullmatch(
+        r"6 images in [\d.]+ s, [\d.]+ images/s, seeds 5\.\.10 \(demo model\) \(job [0-9a-f]{12}\)", summary
+    )
     for item, info in zip(gallery, images, strict=True):
         with Image.open(item["image"]) as shown:
             assert shown.format == "PNG" and shown.size == (64, 48)
@@ -188,16 +189,20 @@ def test_the_readme_client_example_runs_as_written(server: Server) -> None:
 
 def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
     idle = get_json(server.url + "healthz")
-    assert idle | {"last_progress": None} == {
+    assert idle | {"last_progress": None, "calls": None} == {
         "status": "ok",
         "model": "demo model",
         "device": "cpu",
         "demo": True,
         "busy": False,
         "queue_length": 0,
+        "jobs_queued": 0,
+        "jobs_running": 0,
         "last_progress": None,
         "call_quiet_s": 0.0,
+        "calls": None,
     }
+    assert set(idle["calls"]) == {"count", "images", "busy_s"}
     user = client(server)
     job = user.submit(**LONG, api_name="/generate")
     try:
@@ -245,14 +250,14 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
     assert len(again[0]) == 1
 
 
-def test_a_full_queue_gets_a_clear_busy_error(server: Server) -> None:
+def test_a_full_queue_gets_a_clear_busy_error_naming_the_limit(server: Server) -> None:
     running_user, waiting_user = client(server), client(server)
     running = running_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the first request to run")
+    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the first job to run")
     waiting = waiting_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["queue_length"] == 1, 30, "the second to queue")
+    wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] == 1, 30, "the second to queue")
     try:
-        with pytest.raises(QueueError, match=r"Queue is full! Please try again\."):
+        with pytest.raises(AppError, match=r"The queue is full: 1 jobs are waiting.*\(ZIMAGE_QUEUE_SIZE=1\)"):
             client(server).predict(
                 prompts="a",
                 images_per_prompt=1,

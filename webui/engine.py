@@ -24,7 +24,7 @@ from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
 from webui.loading import LoadedModel
-from webui.request import GenerationRequest, RequestError
+from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import (
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
@@ -263,10 +263,7 @@ class Engine:
         unsaved = next((e for e in map(Future.exception, job.saves) if isinstance(e, OSError)), None)
         if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine
             logger.error("request %s: could not save images: %s", job.request_id, unsaved)
-            raise RequestError(
-                f"Could not save the images: {unsaved.strerror or unsaved} ({unsaved.filename}). "
-                f"An admin should check that {self.settings.output_dir} is writable and has free space."
-            )
+            raise cannot_save(unsaved, self.settings.output_dir)
         made = dict(result for result in (f.result() for f in job.saves) if result is not None)
         stopped = job.stopped and len(made) + len(job.black) < len(job.items)
         return RunOutcome(made, sorted(job.black), stopped)

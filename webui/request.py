@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_PER_IMAGE, SEED_PER_VARIANT
@@ -15,6 +16,14 @@ from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_P
 
 class RequestError(ValueError):
     """The request cannot run as asked; the message names the limit or the fix."""
+
+
+def cannot_save(error: OSError, output_dir: Path) -> RequestError:
+    """Disk full, folder not writable, ...: what the person is told (the server itself is fine)."""
+    return RequestError(
+        f"Could not save the images: {error.strerror or error} ({error.filename}). "
+        f"An admin should check that {output_dir} is writable and has free space."
+    )
 
 
 @dataclass(frozen=True)

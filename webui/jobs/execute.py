@@ -11,13 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
 
 from webui.engine import Engine, ImageTask, Progress
-from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage
+from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.outputs import SheetCell, save_png, write_contact_sheet, write_manifest, write_zip
 from webui.request import GenerationRequest
 
@@ -127,13 +126,13 @@ def generate(
         owner=owner,
         folder=output_dir,
     )
-    record.status, record.started = RUNNING, datetime.now(UTC)
+    record.status, record.started = RUNNING, now_utc()
     started = time.monotonic()
     stopped = run_job(
         engine, record, cancel=cancel, on_progress=on_progress, unique_names=output_dir is not None
     )
     record.elapsed_s = time.monotonic() - started
-    record.status, record.finished = (STOPPED if stopped else DONE), datetime.now(UTC)
+    record.status, record.finished = (STOPPED if stopped else DONE), now_utc()
     logger.info(
         "request %s: %s, %d of %d images in %.2f s (%s)",
         record.id,

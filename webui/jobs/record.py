@@ -79,7 +79,7 @@ class JobRecord:
         mode's --out) gets the manifest as `manifest-<id>.json`.
         """
         job_id = uuid.uuid4().hex[:12]
-        now = datetime.now(UTC)
+        now = now_utc()
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
         request = GenerationRequest.from_record({**request.to_record(), "seed": base})
         per = request.images_per_prompt
@@ -174,7 +174,7 @@ class JobRecord:
             "black_seeds": self.black_seeds,
             "started": _iso(self.started),
             "finished": _iso(self.finished),
-            "elapsed_s": round(self.elapsed_s, 3),
+            "elapsed_s": self.elapsed_s,
             "images_per_s": round(made / self.elapsed_s, 3) if self.elapsed_s else None,
             "resumed": self.resumed,
             "crash_resumes": self.crash_resumes,
@@ -226,6 +226,12 @@ def _images_of_version_1(record: dict[str, Any], request: GenerationRequest) -> 
         state = SAVED if entry else BLACK if seed in black else PLANNED
         images.append(PlannedImage(k, k // per, k % per, seed, name, state))
     return images
+
+
+def now_utc() -> datetime:
+    """The time to the millisecond: what the record keeps, so that it reads back equal."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _iso(moment: datetime | None) -> str | None:

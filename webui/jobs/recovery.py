@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from webui.jobs.record import DONE, FAILED, PLANNED, QUEUED, RUNNING, SAVED, JobRecord
+from webui.jobs.record import DONE, FAILED, PLANNED, QUEUED, RUNNING, SAVED, JobRecord, now_utc
 from webui.jobs.store import JobStore
 from webui.outputs import MANIFEST_NAME, remove_partial_files, write_manifest
 
@@ -33,8 +33,7 @@ def rebuild(store: JobStore, output_dir: Path) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("Skipping %s: not a job manifest (%s)", path, exc)
     found.sort(key=lambda record: record.created)
-    for record in found:
-        store.add(record)
+    store.add_many(found)
     logger.info("Rebuilt the job database from %d manifests in %s", len(found), output_dir)
     return len(found)
 
@@ -90,7 +89,7 @@ def _reconcile(record: JobRecord) -> None:
 
 
 def _end(store: JobStore, record: JobRecord, status: str) -> None:
-    record.status, record.finished = status, datetime.now(UTC)
+    record.status, record.finished = status, now_utc()
     _persist(store, record)
 
 

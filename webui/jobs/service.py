@@ -18,16 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from webui.engine import Progress
 from webui.jobs.execute import write_bundles
-from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage
+from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
 from webui.jobs.store import JobStore
 from webui.jobs.views import Identity, JobView, views_of
 from webui.outputs import write_manifest
-from webui.request import GenerationRequest, RequestError
+from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,11 @@ class JobService:
                 owner=who.user,
                 client=who.client,
             )
-            write_manifest(record.manifest_path, record.to_record())
+            try:
+                write_manifest(record.manifest_path, record.to_record())
+            except OSError as exc:
+                logger.error("job %s: could not write its manifest: %s", record.id, exc)
+                raise cannot_save(exc, self.settings.output_dir) from None
             self.store.add(record)
             self._live[record.id] = Live(record)
             logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
@@ -249,7 +252,7 @@ class JobService:
         """Its first pipeline call is about to run: from now on a crash counts against it."""
         with self._lock:
             record.status = RUNNING
-            record.started = record.started or datetime.now(UTC)
+            record.started = record.started or now_utc()
             self.store.save(record)
 
     def _changed(self, record: JobRecord, image: PlannedImage) -> None:
@@ -257,7 +260,7 @@ class JobService:
             self.store.save(record)
 
     def _finish(self, record: JobRecord, status: str, error: str | None) -> None:
-        record.status, record.error, record.finished = status, error, datetime.now(UTC)
+        record.status, record.error, record.finished = status, error, now_utc()
         self._persist(record)
         logger.info(
             "job %s: %s, %d of %d images in %.1f s%s",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,12 +82,22 @@ class JobStore:
 
     def add(self, record: JobRecord) -> None:
         """Insert a new job: it goes to the end of the queue's order."""
+        self.add_many([record])
+
+    def add_many(self, records: Iterable[JobRecord]) -> None:
+        """Insert jobs in this order, in one transaction."""
         with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO jobs (id, created, status, owner, first_prompt, prompt_count, images_total,"
-                " images_done, width, height, folder, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.id, _stamp(record.created), *_columns(record)),
-            )
+            cur.execute("BEGIN")
+            try:
+                cur.executemany(
+                    "INSERT INTO jobs (id, created, status, owner, first_prompt, prompt_count, images_total,"
+                    " images_done, width, height, folder, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    ((r.id, _stamp(r.created), *_columns(r)) for r in records),
+                )
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
 
     def save(self, record: JobRecord) -> None:
         """Write the job's current state."""

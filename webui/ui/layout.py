@@ -165,6 +165,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
                     reuse_past = gr.Button("Load these settings into the form", elem_id="history-reuse")
                     past_zip = gr.DownloadButton("Download (zip)", value=None, elem_id="history-zip")
 
+        # In the order the form's values come back to scripts (/reuse_png).
         page.form = {
             "prompts": prompts,
             "images_per_prompt": images_per_prompt,
@@ -222,7 +223,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         reuse.upload(
             page.reuse_png,
             reuse,
-            set(page.form.values()) - {tabs},
+            [c for c in page.form.values() if c is not tabs],
             api_name="reuse_png",
             show_progress="hidden",
         )
@@ -232,7 +233,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         table.select(_pick, None, chosen, **QUIET).then(
             page.history_request, chosen, [past_gallery, past_zip], **QUIET
         )
-        reuse_past.click(page.reuse_history_into_form, chosen, set(page.form.values()), **QUIET)
+        reuse_past.click(page.reuse_history_into_form, chosen, list(page.form.values()), **QUIET)
 
         def update_count(prompt_text: str, per_prompt: float) -> str:
             return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images)
