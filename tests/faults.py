@@ -11,11 +11,14 @@ armed by a file in the folder named by $WEBUI_FAULTS:
 - `oom`: transformer forwards of more images than the number in the file raise
   torch.OutOfMemoryError (0: every forward), until the file is removed.
 - `nan`: the next VAE decode returns NaN (one shot).
+- `crash`: a transformer forward of images as wide as the number in the file (pixels) kills
+  the process with SIGKILL, as a segfault or the kernel's out-of-memory killer would.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,6 +43,9 @@ def before_forward(module: torch.nn.Module, args: tuple[Any, ...]) -> None:
     if (FAULTS / "raise").exists():
         (FAULTS / "raise").unlink()
         raise RuntimeError("injected fault in the transformer")
+    crash = FAULTS / "crash"
+    if crash.exists() and any(latent.shape[-1] * 8 == int(crash.read_text()) for latent in args[0]):
+        os.kill(os.getpid(), signal.SIGKILL)
     oom = FAULTS / "oom"
     if oom.exists() and images > int(oom.read_text() or 0):
         raise torch.OutOfMemoryError("injected: CUDA out of memory")

@@ -61,17 +61,17 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-@contextmanager
-def running_server(
+def spawn_server(
     workdir: Path,
     cache_dir: Path,
     *,
     module: str = "webui",
     env: dict[str, str] | None = None,
+    log_name: str = "server.log",
     **settings: str,
-) -> Iterator[Server]:
-    """The WebUI (`python -m <module>`) on a free loopback port with the demo model;
-    ZIMAGE_<KEY>=value per setting, `env` added to the environment."""
+) -> Server:
+    """Start the WebUI (`python -m <module>`) on a free loopback port with the demo model, without
+    waiting for it; ZIMAGE_<KEY>=value per setting, `env` added to the environment."""
     port, out = free_port(), workdir / "outputs"
     env = {
         **os.environ,
@@ -84,26 +84,36 @@ def running_server(
         **(env or {}),
         **{f"ZIMAGE_{k.upper()}": v for k, v in settings.items()},
     }
-    log = workdir / "server.log"
+    log = workdir / log_name
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", module], cwd=PROJECT, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
-    server = Server(f"http://127.0.0.1:{port}/", out, log, process)
+    return Server(f"http://127.0.0.1:{port}/", out, log, process)
+
+
+def wait_until_up(server: Server) -> None:
+    """Up means: healthy over HTTP, and saying so in the log with the demo model named."""
+    deadline = time.monotonic() + 120
+    while not (healthy(server.url) and "Serving demo model on http://127.0.0.1" in server.log_text()):
+        assert server.process.poll() is None, server.log_text()
+        assert time.monotonic() < deadline, "server did not start in 120 s: " + server.log_text()
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_server(workdir: Path, cache_dir: Path, **options: Any) -> Iterator[Server]:
+    """The WebUI started as `spawn_server` does, up, and stopped (SIGTERM) afterwards."""
+    server = spawn_server(workdir, cache_dir, **options)
     try:
-        deadline = time.monotonic() + 120
-        # Up means: healthy over HTTP, and saying so in the log with the demo model named.
-        while not (healthy(server.url) and "Serving demo model on http://127.0.0.1" in server.log_text()):
-            assert process.poll() is None, server.log_text()
-            assert time.monotonic() < deadline, "server did not start in 120 s: " + server.log_text()
-            time.sleep(0.2)
+        wait_until_up(server)
         yield server
     finally:
-        process.terminate()
+        server.process.terminate()
         try:
-            process.wait(timeout=30)
+            server.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            server.process.kill()
             raise
 
 

@@ -354,6 +354,37 @@ def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
     assert shared, "no pipeline call held images of both requests"
 
 
+def test_pages_waiting_on_jobs_hold_no_worker_thread(shared_server: Server, tmp_path: Path) -> None:
+    """More pages waiting on their jobs than the server has worker threads (16): every other
+    event of the page still answers."""
+    server = shared_server
+    long_user, users = client(server), [client(server) for _ in range(18)]  # pages open
+    long_job = long_user.submit(**LONG, api_name="/generate")
+    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long job to run")
+    waiting = [
+        (
+            user,
+            user.submit(
+                **{**LONG, "prompts": f"waiting {n}", "images_per_prompt": 1, "width": 128},
+                api_name="/generate",
+            ),
+        )
+        for n, user in enumerate(users)
+    ]
+    wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] >= 10, 60, "the jobs to queue")
+    listing = tmp_path / "prompts.txt"
+    listing.write_text("a red sneaker\na navy mug\n")
+    checker = client(server)
+    assert (
+        checker.predict(handle_file(str(listing)), api_name="/load_prompts") == "a red sneaker\na navy mug\n"
+    )
+    assert checker.predict(api_name="/history")[0][1] in ("running", "queued")
+    assert sum(not job.done() for _, job in waiting) >= 17  # they were all still waiting meanwhile
+    stop_until_done(server, long_user, long_job)
+    for _, job in waiting:
+        assert len(job.result(timeout=120)[0]) == 1
+
+
 def join_queue(server: Server, data: bytes) -> dict:
     """/generate over plain HTTP as the page sends it: POST queue/join with a raw JSON body
     (`data` is the JSON list of inputs), then read the event stream to the completion message."""

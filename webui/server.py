@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 10
 JOBS_PUT_DOWN_S = 10  # then, for running jobs to record where they stopped
 RETENTION_INTERVAL_S = 3600
+# Pages that may follow their jobs at once, beyond the worker threads (each a sleeping coroutine).
+FOLLOWING_PAGES = 1000
 # Largest upload Gradio accepts: a prompt file or one of our PNGs.
 MAX_UPLOAD = "2mb"
 
@@ -61,10 +63,15 @@ def create_app(service: JobService, engine: Engine, settings: Settings) -> FastA
     # Outputs are served from where the jobs wrote them, not copied into Gradio's cache once
     # more per request (the folder is in allowed_paths below either way).
     gr.set_static_paths([settings.output_dir])
-    demo.max_threads = settings.max_threads  # read by queue() and by the app's thread limiter
+    # Gradio's queue processes at most `max_threads` events at once, whether they use a thread
+    # or not. A page following its job is an async event that sleeps between looks: it needs
+    # an event slot but no thread. So the queue gets room for many of those on top of the
+    # threads, and the thread limiter (made at start-up from max_threads) stays at the setting.
+    demo.max_threads = settings.max_threads + FOLLOWING_PAGES
     # api_open=False: the REST route of a queued event refuses direct calls. Gradio's queue has
-    # no size of its own: events waiting on jobs take no slot, and our job queue is the limit.
+    # no size of its own: our job queue is the limit.
     demo.queue(api_open=False, default_concurrency_limit=settings.max_threads)
+    demo.max_threads = settings.max_threads
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.

@@ -63,15 +63,18 @@ def recover(store: JobStore) -> list[JobRecord]:
         if record.started is not None:
             record.resumed += 1
             record.crash_resumes += crashed
+            how = "after a crash" if crashed else "after a shutdown"
+            logger.info(
+                "job %s resumed (%s): %d of %d images still to make",
+                record.id,
+                how,
+                len(record.pending),
+                len(record.images),
+            )
+        else:
+            logger.info("job %s waits again: it had not started", record.id)
         record.status = QUEUED
         _persist(store, record)
-        logger.info(
-            "job %s resumed (%s): %d of %d images still to make",
-            record.id,
-            "after a crash" if crashed else "after a shutdown",
-            len(record.pending),
-            len(record.images),
-        )
         ready.append(record)
     return ready
 
