@@ -6,11 +6,14 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from transformers import Qwen3Model
 
+from tests.helpers import make
 from webui.demo_model import ensure_demo_model
 from webui.loading import LoadedModel
+from webui.request import GenerationRequest
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -69,3 +72,18 @@ def test_loaded_in_fp32_on_cpu(demo_model: LoadedModel) -> None:
     assert demo_model.is_demo and demo_model.label == "demo model"
     assert str(demo_model.device) == "cpu"
     assert {p.dtype for p in demo_model.pipe.transformer.parameters()} == {__import__("torch").float32}
+
+
+# Pixels of one image for a fixed prompt and seed (red channel every 16 pixels, and a run of
+# RGB pixels), as diffusers' tests pin an expected slice: a library upgrade that changed how
+# the pipeline computes would change them, and fail here rather than pass unnoticed.
+EXPECTED_RED_GRID = [[150, 160, 166, 150], [151, 110, 189, 88], [136, 150, 162, 116], [155, 156, 158, 200]]
+EXPECTED_RUN = [[194, 102, 189], [193, 98, 162], [173, 66, 187], [190, 7, 175], [166, 0, 217], [135, 0, 198]]
+
+
+def test_a_fixed_prompt_and_seed_give_the_pinned_pixels(engine) -> None:
+    result = make(engine, GenerationRequest(["a red leather sneaker"], seed=42, width=64, height=64, steps=8))
+    pixels = np.asarray(result.images[0].image, dtype=np.int16)
+    # Within 2/255: float rounding may differ between CPUs, a changed computation moves far more.
+    assert np.abs(pixels[::16, ::16, 0] - np.array(EXPECTED_RED_GRID)).max() <= 2
+    assert np.abs(pixels[30, 30:36] - np.array(EXPECTED_RUN)).max() <= 2

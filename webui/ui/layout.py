@@ -207,14 +207,16 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         generate_button.click(
             page.generate, form_inputs, results, api_name="generate", concurrency_limit=None
         ).then(_grid, images_per_prompt, gallery, **QUIET).then(page.history, None, table, **QUIET)
-        demo.load(page.identify, browser_id, browser_id, **QUIET).then(
+        # On load, first who this browser is; then its panel, and its newest unfinished job followed.
+        identified = demo.load(page.identify, browser_id, browser_id, **QUIET)
+        identified.then(page.queue_rows, None, queue_table, **QUIET)
+        identified.then(
             page.attach, None, results, concurrency_limit=None, show_progress="full", api_visibility="private"
         )
         stop_button.click(page.stop, api_name="stop", queue=False, show_progress="hidden")
 
         timer = gr.Timer(QUEUE_REFRESH_S)
-        for trigger in (timer.tick, demo.load):
-            trigger(page.queue_rows, None, queue_table, **QUIET)
+        timer.tick(page.queue_rows, None, queue_table, **QUIET)
         queue_table.select(page.stop_from_queue, None, None, **QUIET)
 
         prompt_file.upload(
