@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from webui.engine import Engine
-from webui.jobs.execute import generate
+from webui.jobs import execute
 from webui.jobs.record import STOPPED, JobRecord
 from webui.request import GenerationRequest
 
@@ -182,4 +182,21 @@ class Result:
 
 def make(engine: Engine, request: GenerationRequest, **options: Any) -> Result:
     """Run `request` on `engine` outside any queue, as batch mode does."""
-    return Result(generate(engine, request, **options))
+    return Result(execute.generate(engine, request, **options))
+
+
+# The smallest request: one 32x32 image in one step (override any of it).
+SMALL_REQUEST = {
+    "images_per_prompt": 1,
+    "seed": 1,
+    "width": 32,
+    "height": 32,
+    "steps": 1,
+    "guidance_scale": 0.0,
+}
+
+
+def generate(user: Any, **request: Any) -> tuple:
+    """/generate as a script calls it (`user` a gradio_client Client), SMALL_REQUEST unless
+    `request` says otherwise."""
+    return user.predict(**{**SMALL_REQUEST, **request}, api_name="/generate")

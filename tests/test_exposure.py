@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.helpers import PROJECT, Server
+from tests.helpers import PROJECT, Server, generate
 from webui.settings import Settings
 from webui.ui import Page, create_demo
 
@@ -50,16 +50,7 @@ def test_a_second_instance_on_a_taken_port_fails_clearly_and_does_not_drift(
 
 def test_file_routes_serve_generated_outputs_and_nothing_else(server: Server, cache_dir: Path) -> None:
     raw = Client(server.url, verbose=False, download_files=False)
-    gallery, *_ = raw.predict(
-        prompts="a navy mug",
-        images_per_prompt=1,
-        seed=1,
-        width=64,
-        height=64,
-        steps=2,
-        guidance_scale=0.0,
-        api_name="/generate",
-    )
+    gallery, *_ = generate(raw, prompts="a navy mug", width=64, height=64, steps=2)
     png = Path(gallery[0]["image"]["path"])
     assert status(gallery[0]["image"]["url"])[0] == 200
 
@@ -143,34 +134,11 @@ def test_an_output_folder_that_cannot_be_written_gives_a_clear_error_and_the_ser
             with pytest.raises(
                 Exception, match=r"Could not save the images: .* is writable and has free space"
             ):
-                user.predict(
-                    prompts="a teal kettle",
-                    images_per_prompt=2,
-                    seed=1,
-                    width=64,
-                    height=64,
-                    steps=2,
-                    guidance_scale=0.0,
-                    api_name="/generate",
-                )
+                generate(user, prompts="a teal kettle", images_per_prompt=2, width=64, height=64, steps=2)
         code, _ = status(server.url + "healthz")
         assert code == 200 and status(server.url)[0] == 200
     finally:
         server.output_dir.unlink()
         if moved.exists():
             moved.rename(server.output_dir)
-    assert (
-        len(
-            user.predict(
-                prompts="a teal kettle",
-                images_per_prompt=1,
-                seed=1,
-                width=64,
-                height=64,
-                steps=2,
-                guidance_scale=0.0,
-                api_name="/generate",
-            )[0]
-        )
-        == 1
-    )
+    assert len(generate(user, prompts="a teal kettle", width=64, height=64, steps=2)[0]) == 1

@@ -18,7 +18,7 @@ from gradio_client.client import Job
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageChops
 
-from tests.helpers import Server, get_json, readme_code_blocks, running_server, wait_for
+from tests.helpers import Server, generate, get_json, readme_code_blocks, running_server, wait_for
 from webui.outputs import read_manifest, read_png_parameters
 
 # A long request for the demo model: 80 images of 256x256, several seconds on two cores.
@@ -76,15 +76,14 @@ def stop_until_done(server: Server, user: Client, job: Job) -> None:
 
 
 def test_three_prompts_with_two_variants_give_six_images_in_order(server: Server) -> None:
-    gallery, summary, images, archive, sheet = client(server).predict(
+    gallery, summary, images, archive, sheet = generate(
+        client(server),
         prompts="a red sneaker\n# a comment\n\na navy mug\nan olive bag",
         images_per_prompt=2,
         seed=5,
         width=64,
         height=48,
         steps=3,
-        guidance_scale=0.0,
-        api_name="/generate",
     )
     expected = [
         ("a red sneaker", 5),
@@ -177,7 +176,7 @@ def test_bad_input_gets_a_clear_error_before_any_work_and_the_next_request_runs(
 
 
 def test_the_readme_client_example_runs_as_written(server: Server) -> None:
-    [example] = [b for b in readme_code_blocks("python") if "gradio_client" in b]
+    [example] = [b for b in readme_code_blocks("python") if 'api_name="/generate"' in b]
     assert "http://127.0.0.1:7860/" in example
     assert "width=1024,\n    height=1024," in example
     namespace: dict = {}
@@ -185,6 +184,15 @@ def test_the_readme_client_example_runs_as_written(server: Server) -> None:
     exec(example.replace("http://127.0.0.1:7860/", server.url).replace("=1024,", "=256,"), namespace)
     assert "4 images in" in namespace["summary"]
     assert [i["seed"] for i in namespace["images"]] == [42, 43, 44, 45]
+
+
+def test_the_readme_job_by_id_example_runs_as_written(server: Server) -> None:
+    [example] = [b for b in readme_code_blocks("python") if 'api_name="/submit"' in b]
+    namespace: dict = {}
+    exec(example.replace("http://127.0.0.1:7860/", server.url).replace("=1024,", "=64,"), namespace)
+    status = namespace["status"]
+    assert status["status"] == "done" and [i["seed"] for i in status["images"]] == [7, 8, 9, 10]
+    assert all(Path(i["file"]).is_file() for i in status["images"])
 
 
 def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
@@ -237,16 +245,7 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
         with Image.open(path) as image:
             image.load()  # complete files only
     assert not [p for p in server.output_dir.rglob("*") if p.name.endswith(".tmp")]
-    again = user.predict(
-        prompts="a",
-        images_per_prompt=1,
-        seed=1,
-        width=32,
-        height=32,
-        steps=1,
-        guidance_scale=0.0,
-        api_name="/generate",
-    )
+    again = generate(user, prompts="a")
     assert len(again[0]) == 1
 
 
@@ -258,16 +257,7 @@ def test_a_full_queue_gets_a_clear_busy_error_naming_the_limit(server: Server) -
     wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] == 1, 30, "the second to queue")
     try:
         with pytest.raises(AppError, match=r"The queue is full: 1 jobs are waiting.*\(ZIMAGE_QUEUE_SIZE=1\)"):
-            client(server).predict(
-                prompts="a",
-                images_per_prompt=1,
-                seed=1,
-                width=32,
-                height=32,
-                steps=1,
-                guidance_scale=0.0,
-                api_name="/generate",
-            )
+            generate(client(server), prompts="a")
     finally:
         for user, job in ((running_user, running), (waiting_user, waiting)):
             stop_until_done(server, user, job)
@@ -276,27 +266,9 @@ def test_a_full_queue_gets_a_clear_busy_error_naming_the_limit(server: Server) -
 def test_bad_input_comes_back_as_a_clear_error(server: Server) -> None:
     user = client(server)
     with pytest.raises(Exception, match=r"Width must be a multiple of 16 \(got 1000"):
-        user.predict(
-            prompts="a",
-            images_per_prompt=1,
-            seed=-1,
-            width=1000,
-            height=64,
-            steps=8,
-            guidance_scale=0.0,
-            api_name="/generate",
-        )
+        generate(user, prompts="a", seed=-1, width=1000, height=64, steps=8)
     with pytest.raises(Exception, match=r"No prompts"):
-        user.predict(
-            prompts="# only a comment",
-            images_per_prompt=1,
-            seed=-1,
-            width=64,
-            height=64,
-            steps=8,
-            guidance_scale=0.0,
-            api_name="/generate",
-        )
+        generate(user, prompts="# only a comment", seed=-1, width=64, height=64, steps=8)
 
 
 def test_direct_api_calls_cannot_skip_the_queue(server: Server) -> None:
@@ -317,16 +289,7 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         with pytest.raises(Exception, match="Could not login"):
             Client(server.url, auth=("team", "wrong"), verbose=False)
         user = Client(server.url, auth=("team", "s3cret pass"), verbose=False)
-        gallery, _, images, _, _ = user.predict(
-            prompts="a red sneaker",
-            images_per_prompt=1,
-            seed=1,
-            width=32,
-            height=32,
-            steps=1,
-            guidance_scale=0.0,
-            api_name="/generate",
-        )
+        gallery, _, images, _, _ = generate(user, prompts="a red sneaker")
         assert len(gallery) == 1
         assert read_manifest(Path(images[0]["file"]).parent)["user"] == "team"  # who asked, in the history
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
@@ -337,16 +300,7 @@ def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
     long_user, short_user = client(server), client(server)
     long_job = long_user.submit(**LONG, api_name="/generate")
     wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
-    short = short_user.predict(
-        prompts="a short one",
-        images_per_prompt=1,
-        seed=7,
-        width=256,
-        height=256,
-        steps=8,
-        guidance_scale=0.0,
-        api_name="/generate",
-    )
+    short = generate(short_user, prompts="a short one", seed=7, width=256, height=256, steps=8)
     assert not long_job.done()  # the short request did not wait for the 80 images
     assert [i["seed"] for i in short[2]] == [7]
     stop_until_done(server, long_user, long_job)
@@ -436,17 +390,13 @@ def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(
 
 
 def test_a_template_a_style_and_the_same_seeds_for_every_prompt(server: Server) -> None:
-    gallery, summary, images, _, sheet = client(server).predict(
+    gallery, summary, images, _, sheet = generate(
+        client(server),
         prompts="a {red|navy} mug",
         images_per_prompt=2,
         seed=5,
-        width=32,
-        height=32,
-        steps=1,
-        guidance_scale=0.0,
         style="studio lighting",
         seed_policy="per-variant",
-        api_name="/generate",
     )
     assert [(i["prompt"], i["seed"]) for i in images] == [
         ("a red mug", 5),
@@ -478,16 +428,7 @@ def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(
     sheet.write_text('sku,prompt\n1,"a red sneaker, front view"\n2,a {navy|olive} mug\n', "utf-8")
     box = user.predict(handle_file(str(sheet)), api_name="/load_prompts")
     assert box == "a red sneaker, front view\na {navy|olive} mug"
-    images = user.predict(
-        prompts=box,
-        images_per_prompt=1,
-        seed=1,
-        width=32,
-        height=32,
-        steps=1,
-        guidance_scale=0.0,
-        api_name="/generate",
-    )[2]
+    images = generate(user, prompts=box)[2]
     assert [i["prompt"] for i in images] == ["a red sneaker, front view", "a navy mug", "a olive mug"]
 
     wrong = tmp_path / "shots.json"
@@ -502,40 +443,31 @@ def test_prompts_come_from_an_uploaded_txt_or_csv_with_the_same_limits(
     too_many = tmp_path / "many.txt"
     too_many.write_text("\n".join(f"shoe {n}" for n in range(150)))  # loads; generating is refused
     with pytest.raises(AppError, match=r"Too many prompts: 150 \(the limit is 100"):
-        user.predict(
-            prompts=user.predict(handle_file(str(too_many)), api_name="/load_prompts"),
-            images_per_prompt=1,
-            seed=1,
-            width=32,
-            height=32,
-            steps=1,
-            guidance_scale=0.0,
-            api_name="/generate",
-        )
+        generate(user, prompts=user.predict(handle_file(str(too_many)), api_name="/load_prompts"))
 
 
 def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     server: Server, tmp_path: Path
 ) -> None:
     user = client(server)
-    made = user.predict(
+    made = generate(
+        user,
         prompts="a red sneaker\na navy mug",
         images_per_prompt=2,
         seed=11,
         width=64,
         height=48,
         steps=2,
-        guidance_scale=0.0,
         style="studio lighting",
         seed_policy="per-variant",
-        api_name="/generate",
     )[2]
     original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
     form = user.predict(handle_file(str(original)), api_name="/reuse_png")
     assert list(form) == ["a navy mug", 1, 12, "per-image", "Custom", 64, 48, 2, 0.0, "", "studio lighting"]
 
     prompts, per, seed, policy, _, width, height, steps, guidance, negative, style = form
-    again = user.predict(
+    again = generate(
+        user,
         prompts=prompts,
         images_per_prompt=per,
         seed=seed,
@@ -546,7 +478,6 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
         guidance_scale=guidance,
         negative_prompt=negative,
         style=style,
-        api_name="/generate",
     )[2]
     with Image.open(original) as first, Image.open(again[0]["file"]) as second:
         # The same image (within the rounding of a batch of 4 against a call of 1): the settings

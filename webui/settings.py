@@ -140,17 +140,19 @@ class Settings:
         "per browser or script session).",
     )
     state_dir: str = _setting(
-        "", "Folder for the job database (SQLite). Empty: `state` next to the output folder."
+        "",
+        "Folder for the job database (SQLite). Empty: `state` next to the output folder. Keep it on "
+        "a local disk (SQLite's WAL needs one); it can be rebuilt from the manifests.",
     )
     max_threads: int = _setting(16, "Most worker threads the web server runs at once.")
     retention_days: int = _setting(
         0,
-        "Delete requests (their folder of images and manifest) older than this many days, at "
-        "start-up and then hourly; 0 keeps everything.",
+        "Delete finished jobs (their folder of images and manifest, and their record) older than "
+        "this many days, at start-up and then hourly; 0 keeps everything.",
     )
     stall_timeout: int = _setting(
         300,
-        "Seconds a pipeline call may go without finishing a step. Then its requests fail with "
+        "Seconds a pipeline call may go without finishing a step. Then its jobs fail with "
         "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
         "later, the process exits with status 70 so that Supervisor starts a fresh one.",
     )

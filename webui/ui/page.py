@@ -80,7 +80,7 @@ class Page:
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
         """Generate images for every prompt (one per line) and return them with their seeds."""
-        job = self.request_of(
+        form = (
             prompts,
             images_per_prompt,
             seed,
@@ -90,12 +90,8 @@ class Page:
             guidance_scale,
             negative_prompt,
             style,
-            seed_policy,
         )
-        try:
-            record = self.service.submit(job, self.identity(request))
-        except RequestError as exc:
-            raise gr.Error(str(exc)) from None
+        record = self.accept(request, *form, seed_policy)
         if request is not None:
             self._following[request.session_hash] = record.id
         return await self.follow(record.id, progress)
@@ -115,7 +111,7 @@ class Page:
         request: gr.Request = None,
     ) -> dict[str, Any]:
         """Queue a job and return at once: its id, and its place in the queue (`/job` follows it)."""
-        job = self.request_of(
+        form = (
             prompts,
             images_per_prompt,
             seed,
@@ -125,14 +121,16 @@ class Page:
             guidance_scale,
             negative_prompt,
             style,
-            seed_policy,
         )
+        record = self.accept(request, *form, seed_policy)
+        return text.job_status(record, self.service.view(record.id))
+
+    def accept(self, request: gr.Request | None, *form: Any) -> JobRecord:
+        """A job for the form's values (in `request_of`'s order), queued; gr.Error says why not."""
         try:
-            record = self.service.submit(job, self.identity(request))
+            return self.service.submit(self.request_of(*form), self.identity(request))
         except RequestError as exc:
             raise gr.Error(str(exc)) from None
-        view = self.service.view(record.id)
-        return text.job_status(record, view)
 
     def request_of(
         self,
