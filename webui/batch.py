@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from webui.log import configure_logging
 from webui.prompts import TemplateError, parse_prompts
@@ -33,6 +34,10 @@ from webui.settings import (
     add_arguments,
     from_namespace,
 )
+
+if TYPE_CHECKING:  # the heavy modules load only once the settings are checked
+    from webui.engine import Engine, Progress
+    from webui.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # Heavy imports after the settings check, so a typo fails in a blink.
-    from tqdm import tqdm
-
-    from webui.engine import Engine, Progress, RequestError
-    from webui.jobs.execute import generate
-    from webui.jobs.record import STOPPED
+    from webui.engine import Engine, RequestError
     from webui.loading import ModelLoadError, load_model
     from webui.request import GenerationRequest
 
@@ -106,6 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RequestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+    return _run(engine, request, args)
+
+
+def _run(engine: Engine, request: GenerationRequest, args: argparse.Namespace) -> int:
+    """Generate with a progress bar on stderr, one line per image on stdout; the exit status."""
+    from tqdm import tqdm
+
+    from webui.jobs.execute import generate
+    from webui.jobs.record import STOPPED
 
     cancel = threading.Event()
     _stop_on_signals(cancel)

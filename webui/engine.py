@@ -122,6 +122,34 @@ class Engine:
 
         Returns the token count of each distinct text checked (chat template included).
         """
+        self._check_numbers(request)
+        limit = min(self.settings.max_prompt_tokens, MODEL_MAX_TOKENS)
+        # The style alone first, so that a fault in it is named as the style's.
+        texts = [("The style", request.style)] if request.style else []
+        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
+        if request.guidance_scale > 0:
+            texts.append(("The negative prompt", request.negative_prompt))
+        counts: dict[str, int] = {}
+        for name, text in texts:
+            if not isinstance(text, str):
+                raise RequestError(f"{name} must be text (got {type(text).__name__}).")
+            if name.startswith("Prompt"):
+                if not text.strip():
+                    raise RequestError(f"{name} is empty.")
+                text = request.text_of(text)  # what the model reads: limits hold for it
+            _check_plain_text(name, text, limit)
+            if text not in counts:
+                counts[text] = self.count_tokens(text)
+            tokens = counts[text]
+            if tokens > limit:
+                raise RequestError(
+                    f"{name} is {tokens} tokens long; the limit is {limit} tokens "
+                    f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
+                )
+        return counts
+
+    def _check_numbers(self, request: GenerationRequest) -> None:
+        """Counts, sizes, steps, guidance, seeds: each within its limit."""
         s = self.settings
         if not request.prompts:
             raise RequestError(
@@ -161,40 +189,6 @@ class Engine:
         if request.seed != -1:
             highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
             _check_int("Seed", request.seed, 0, MAX_SEED - highest, "-1 (random) or ")
-        limit = min(s.max_prompt_tokens, MODEL_MAX_TOKENS)
-        # The style alone first, so that a fault in it is named as the style's.
-        texts = [("The style", request.style)] if request.style else []
-        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
-        if guidance > 0:
-            texts.append(("The negative prompt", request.negative_prompt))
-        counts: dict[str, int] = {}
-        for name, text in texts:
-            if not isinstance(text, str):
-                raise RequestError(f"{name} must be text (got {type(text).__name__}).")
-            if name.startswith("Prompt"):
-                if not text.strip():
-                    raise RequestError(f"{name} is empty.")
-                text = request.text_of(text)  # what the model reads: limits hold for it
-            if len(text) > MAX_PROMPT_CHARS:
-                raise RequestError(
-                    f"{name} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
-                    f"characters (and {limit} tokens)."
-                )
-            bad = next((c for c in text if _is_control(c)), None)
-            if bad is not None:
-                raise RequestError(
-                    f"{name} contains a control character or non-text byte (U+{ord(bad):04X} at "
-                    f"character {text.index(bad) + 1}); prompts must be plain text."
-                )
-            if text not in counts:
-                counts[text] = self.count_tokens(text)
-            tokens = counts[text]
-            if tokens > limit:
-                raise RequestError(
-                    f"{name} is {tokens} tokens long; the limit is {limit} tokens "
-                    f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
-                )
-        return counts
 
     def run(
         self,
@@ -267,6 +261,21 @@ class Engine:
         made = dict(result for result in (f.result() for f in job.saves) if result is not None)
         stopped = job.stopped and len(made) + len(job.black) < len(job.items)
         return RunOutcome(made, sorted(job.black), stopped)
+
+
+def _check_plain_text(name: str, text: str, token_limit: int) -> None:
+    """Refused unread: text too long to be a prompt, and control characters or non-text bytes."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise RequestError(
+            f"{name} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
+            f"characters (and {token_limit} tokens)."
+        )
+    bad = next((c for c in text if _is_control(c)), None)
+    if bad is not None:
+        raise RequestError(
+            f"{name} contains a control character or non-text byte (U+{ord(bad):04X} at "
+            f"character {text.index(bad) + 1}); prompts must be plain text."
+        )
 
 
 def _is_control(char: str) -> bool:

@@ -227,6 +227,11 @@ class Settings:
                 f"{_names('min_steps')} ({self.min_steps}) must not exceed "
                 f"{_names('max_steps')} ({self.max_steps})."
             )
+        self._check_model_settings()
+        self._check_server_settings()
+        return self
+
+    def _check_model_settings(self) -> None:
         if self.dtype in ("fp16", "float16", "half"):
             raise SettingsError(
                 f"{_names('dtype')}={self.dtype} is refused: Z-Image-Turbo produces NaN/black "
@@ -250,6 +255,8 @@ class Settings:
             )
         if not self.model.strip():
             raise SettingsError(f"{_names('model')} is empty; use auto, demo, a hub id or a folder.")
+
+    def _check_server_settings(self) -> None:
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"{_names('port')} must be from 1 to 65535 (got {self.port}).")
         if not self.host.strip():
@@ -263,7 +270,6 @@ class Settings:
             raise SettingsError(
                 f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."
             )
-        return self
 
 
 def setting_names() -> list[str]:
