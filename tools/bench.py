@@ -384,6 +384,19 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path) -> dict[str
         server.wait(30)
     if args.server_log:
         shutil.copyfile(workdir / "server.log", args.server_log)
+    return summarize(report, args, engine, sequential, batched, served, probes)
+
+
+def summarize(
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    engine: Engine,
+    sequential: float,
+    batched: list[dict[str, Any]],
+    served: list[dict[str, Any]],
+    probes: dict[str, list[float]],
+) -> dict[str, Any]:
+    """The report: every round's figures, latencies, and the ratios (medians of per-round ones)."""
     report["engine"] = {
         "sequential_images_per_s": sequential,
         "batched_images_per_s": [b["images_per_s"] for b in batched],

@@ -11,9 +11,8 @@ The engine knows nothing of jobs, files on disk or Gradio.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future
@@ -23,19 +22,17 @@ from typing import Any
 from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
+from webui.limits import check_numbers, check_plain_text
 from webui.loading import LoadedModel
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import (
-    MAX_GUIDANCE,
-    MAX_PROMPT_CHARS,
-    MAX_SEED,
     MODEL_MAX_TOKENS,
-    SEED_POLICIES,
-    SIZE_MULTIPLE,
     Settings,
 )
 
 logger = logging.getLogger(__name__)
+
+TOKEN_COUNTS_KEPT = 4096  # texts whose token count is remembered
 
 __all__ = ["Engine", "ImageTask", "Progress", "RequestError", "RunOutcome"]
 
@@ -70,7 +67,8 @@ class Engine:
             model, s.max_batch_size, s.cross_batching, s.attention_backend, s.stall_timeout, on_stuck
         )
         self._active = 0  # runs inside run(), guarded by _count_lock
-        self._count_lock = threading.Lock()
+        self._count_lock = threading.Lock()  # also guards _token_counts
+        self._token_counts: OrderedDict[str, int] = OrderedDict()
 
     @property
     def busy(self) -> bool:
@@ -107,7 +105,14 @@ class Engine:
         self.lane.close()
 
     def count_tokens(self, prompt: str) -> int:
-        """Tokens the text encoder sees for `prompt`, chat template included."""
+        """Tokens the text encoder sees for `prompt`, chat template included.
+
+        Remembered for recent texts: a job's prompts are counted when it is accepted and
+        again, for its caption buckets, when it runs."""
+        with self._count_lock:
+            if prompt in self._token_counts:
+                self._token_counts.move_to_end(prompt)
+                return self._token_counts[prompt]
         tokenizer = self.model.pipe.tokenizer
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}],
@@ -115,14 +120,19 @@ class Engine:
             add_generation_prompt=True,
             enable_thinking=True,
         )
-        return len(tokenizer(text)["input_ids"])
+        count = len(tokenizer(text)["input_ids"])
+        with self._count_lock:
+            self._token_counts[prompt] = count
+            while len(self._token_counts) > TOKEN_COUNTS_KEPT:
+                self._token_counts.popitem(last=False)
+        return count
 
     def validate(self, request: GenerationRequest) -> dict[str, int]:
         """Raise RequestError if the request breaks a limit; does no GPU work.
 
         Returns the token count of each distinct text checked (chat template included).
         """
-        self._check_numbers(request)
+        check_numbers(request, self.settings)
         limit = min(self.settings.max_prompt_tokens, MODEL_MAX_TOKENS)
         # The style alone first, so that a fault in it is named as the style's.
         texts = [("The style", request.style)] if request.style else []
@@ -137,7 +147,7 @@ class Engine:
                 if not text.strip():
                     raise RequestError(f"{name} is empty.")
                 text = request.text_of(text)  # what the model reads: limits hold for it
-            _check_plain_text(name, text, limit)
+            check_plain_text(name, text, limit)
             if text not in counts:
                 counts[text] = self.count_tokens(text)
             tokens = counts[text]
@@ -147,48 +157,6 @@ class Engine:
                     f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
                 )
         return counts
-
-    def _check_numbers(self, request: GenerationRequest) -> None:
-        """Counts, sizes, steps, guidance, seeds: each within its limit."""
-        s = self.settings
-        if not request.prompts:
-            raise RequestError(
-                "No prompts: type at least one prompt, one per line "
-                "(blank lines and lines starting with # are skipped)."
-            )
-        if len(request.prompts) > s.max_prompts:
-            raise RequestError(
-                f"Too many prompts: {len(request.prompts)} (the limit is {s.max_prompts} per request)."
-            )
-        _check_int("Images per prompt", request.images_per_prompt, 1, s.max_images)
-        if request.image_count > s.max_images:
-            raise RequestError(
-                f"Too many images: {len(request.prompts)} prompts x {request.images_per_prompt} "
-                f"= {request.image_count} (the limit is {s.max_images} per request)."
-            )
-        for name, value in (("Width", request.width), ("Height", request.height)):
-            _check_int(name, value, s.min_size, s.max_size)
-            if value % SIZE_MULTIPLE:
-                lower = value - value % SIZE_MULTIPLE
-                raise RequestError(
-                    f"{name} must be a multiple of {SIZE_MULTIPLE} (got {value}; "
-                    f"try {lower} or {lower + SIZE_MULTIPLE})."
-                )
-        _check_int("Steps", request.steps, s.min_steps, s.max_steps)
-        guidance = request.guidance_scale
-        if (
-            not isinstance(guidance, (int, float))
-            or isinstance(guidance, bool)
-            or not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE)
-        ):
-            raise RequestError(f"Guidance scale must be between 0 and {MAX_GUIDANCE:g} (got {guidance!r}).")
-        if request.seed_policy not in SEED_POLICIES:
-            raise RequestError(
-                f"Seed policy must be one of {', '.join(SEED_POLICIES)} (got {request.seed_policy!r})."
-            )
-        if request.seed != -1:
-            highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
-            _check_int("Seed", request.seed, 0, MAX_SEED - highest, "-1 (random) or ")
 
     def run(
         self,
@@ -261,29 +229,3 @@ class Engine:
         made = dict(result for result in (f.result() for f in job.saves) if result is not None)
         stopped = job.stopped and len(made) + len(job.black) < len(job.items)
         return RunOutcome(made, sorted(job.black), stopped)
-
-
-def _check_plain_text(name: str, text: str, token_limit: int) -> None:
-    """Refused unread: text too long to be a prompt, and control characters or non-text bytes."""
-    if len(text) > MAX_PROMPT_CHARS:
-        raise RequestError(
-            f"{name} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,} "
-            f"characters (and {token_limit} tokens)."
-        )
-    bad = next((c for c in text if _is_control(c)), None)
-    if bad is not None:
-        raise RequestError(
-            f"{name} contains a control character or non-text byte (U+{ord(bad):04X} at "
-            f"character {text.index(bad) + 1}); prompts must be plain text."
-        )
-
-
-def _is_control(char: str) -> bool:
-    """Control characters (tab aside), lone surrogates, and U+FFFD, which stands in for bytes
-    that were not valid UTF-8."""
-    return char != "\t" and (unicodedata.category(char) in ("Cc", "Cs") or char == "\ufffd")
-
-
-def _check_int(name: str, value: Any, low: int, high: int, also: str = "") -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RequestError(f"{name} must be {also}a whole number from {low} to {high} (got {value!r}).")

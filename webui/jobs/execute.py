@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from webui.engine import Engine, ImageTask, Progress
 from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
-from webui.outputs import SheetCell, save_png, write_contact_sheet, write_manifest, write_zip
+from webui.outputs import SHEET_CELL, SheetCell, save_png, write_contact_sheet, write_manifest, write_zip
 from webui.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -33,13 +33,14 @@ def run_job(
     cancel: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[], None] | None = None,
-    on_change: Callable[[PlannedImage], None] | None = None,
+    on_change: Callable[[PlannedImage, Image.Image | None], None] | None = None,
     unique_names: bool = False,
 ) -> bool:
     """Make the record's planned images that are not made yet; True if a stop left some unmade.
 
     Progress counts the job's images made before this run. `on_change` follows each image
-    that got an outcome (saved or black), on a saver thread. `unique_names` keeps existing
+    that got an outcome, on a saver thread, with its thumbnail for the contact sheet (None for
+    a black image). `unique_names` keeps existing
     files (batch mode's shared folder); otherwise a file already at a planned name is that
     image, made before a restart. RequestError says why the run failed.
     """
@@ -66,7 +67,7 @@ def run_job(
         path = save_png(picture, record.folder, stem, record.png_parameters(image), unique=unique_names)
         image.file, image.state = path.name, SAVED
         if on_change is not None:
-            on_change(image)
+            on_change(image, ImageOps.contain(picture, (SHEET_CELL, SHEET_CELL)))
         return path
 
     def progress(p: Progress) -> None:
@@ -79,13 +80,15 @@ def run_job(
     for index in outcome.black:
         record.images[index].state = BLACK
         if on_change is not None:
-            on_change(record.images[index])
+            on_change(record.images[index], None)
     return outcome.stopped
 
 
-def write_bundles(record: JobRecord) -> None:
-    """The job's zip of images and its contact sheet, when it has two images or more."""
-    saved = record.saved
+def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | None = None) -> None:
+    """The job's zip of images and its contact sheet, when it has two images or more.
+
+    `thumbnails` (by image index) spare reading the PNGs back; the others are read."""
+    saved, thumbnails = record.saved, thumbnails or {}
     if len(saved) < 2:
         return
     write_zip([record.path_of(i) for i in saved], record.folder / ZIP_NAME)
@@ -95,8 +98,10 @@ def write_bundles(record: JobRecord) -> None:
         cells = []
         for image in record.images[p * per : (p + 1) * per]:
             made = image.state == SAVED
-            path = record.path_of(image) if made else None
-            cells.append(SheetCell(path, f"seed {image.seed}" + ("" if made else ": not made")))
+            picture = None
+            if made:
+                picture = thumbnails[image.index] if image.index in thumbnails else record.path_of(image)
+            cells.append(SheetCell(picture, f"seed {image.seed}" + ("" if made else ": not made")))
         rows.append((record.request.text_of(prompt), cells))
     write_contact_sheet(rows, record.folder / SHEET_NAME)
 

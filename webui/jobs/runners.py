@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from PIL import Image
+
 from webui.engine import Engine, Progress
 from webui.jobs.execute import run_job
 from webui.jobs.record import JobRecord, PlannedImage
@@ -27,7 +29,7 @@ class Runner(Protocol):
         cancel: threading.Event,
         on_progress: Callable[[Progress], None],
         on_start: Callable[[], None],
-        on_change: Callable[[PlannedImage], None],
+        on_change: Callable[[PlannedImage, Image.Image | None], None],
     ) -> bool:
         """Make the record's planned images; True if `cancel` left some unmade. Blocks until
         done; RequestError says why it failed."""
@@ -59,7 +61,7 @@ class LocalRunner:
         cancel: threading.Event,
         on_progress: Callable[[Progress], None],
         on_start: Callable[[], None],
-        on_change: Callable[[PlannedImage], None],
+        on_change: Callable[[PlannedImage, Image.Image | None], None],
     ) -> bool:
         return run_job(
             self.engine,

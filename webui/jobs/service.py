@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from webui.engine import Progress
 from webui.jobs.execute import write_bundles
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage, now_utc
@@ -42,6 +44,7 @@ class Live:
     stop_asked: bool = False
     progress: Progress | None = None
     thread: threading.Thread | None = None
+    thumbnails: dict[int, Image.Image] = field(default_factory=dict)  # of this run, for the contact sheet
 
     @property
     def suspect(self) -> bool:
@@ -64,6 +67,7 @@ class JobService:
         self._validate, self._model, self._demo = validate, model_label, is_demo
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
+        self._on_end: dict[str, list[Callable[[], None]]] = {}  # job id -> callbacks for its end
         self._closing = False
 
     def start(self, recovered: Iterable[JobRecord] = ()) -> None:
@@ -130,9 +134,8 @@ class JobService:
             live.stop_asked = True
             live.cancel.set()
             if not live.dispatched:  # never ran: it ends here
-                del self._live[job_id]
                 self._finish(live.record, STOPPED, None)
-                self._lock.notify_all()
+                self._ended(job_id)
             logger.info("job %s: stop asked by %s", job_id, who.label)
             return True
 
@@ -166,6 +169,15 @@ class JobService:
         with self._lock:
             mine = [job_id for job_id, live in self._live.items() if who.owns(live.record)]
         return mine[-1] if mine else None
+
+    def on_end(self, job_id: str, callback: Callable[[], None]) -> bool:
+        """Call `callback` (on another thread) when the job ends or is put down for a restart;
+        False, and no call, if it is not running or waiting now."""
+        with self._lock:
+            if job_id not in self._live:
+                return False
+            self._on_end.setdefault(job_id, []).append(callback)
+            return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> bool:
         """Block until the job has ended (or the service closes); False on timeout."""
@@ -221,7 +233,7 @@ class JobService:
                 cancel=live.cancel,
                 on_progress=lambda p: setattr(live, "progress", p),
                 on_start=lambda: self._started(record),
-                on_change=lambda image: self._changed(record, image),
+                on_change=lambda image, thumbnail: self._changed(live, image, thumbnail),
             )
         except RequestError as exc:
             error = str(exc)
@@ -236,17 +248,26 @@ class JobService:
             status = FAILED
         else:
             status = STOPPED if record.pending and live.stop_asked else DONE
-            write_bundles(record)
+            try:
+                write_bundles(record, live.thumbnails)
+            except OSError as exc:  # the images are saved; only the zip and the sheet are missing
+                logger.error("job %s: could not write its zip and contact sheet: %s", record.id, exc)
         with self._lock:
-            del self._live[record.id]
             if interrupted:
                 record.status = QUEUED
                 self._persist(record)
                 logger.info("job %s: interrupted by the shutdown; it resumes at the next start", record.id)
             else:
                 self._finish(record, status, error)
-            self._lock.notify_all()
+            self._ended(record.id)
             self._pump()
+
+    def _ended(self, job_id: str) -> None:
+        """The job leaves the queue: waiters and followers hear of it. Under the lock."""
+        del self._live[job_id]
+        for callback in self._on_end.pop(job_id, []):
+            callback()
+        self._lock.notify_all()
 
     def _started(self, record: JobRecord) -> None:
         """Its first pipeline call is about to run: from now on a crash counts against it."""
@@ -255,9 +276,11 @@ class JobService:
             record.started = record.started or now_utc()
             self.store.save(record)
 
-    def _changed(self, record: JobRecord, image: PlannedImage) -> None:
+    def _changed(self, live: Live, image: PlannedImage, thumbnail: Image.Image | None) -> None:
+        if thumbnail is not None:
+            live.thumbnails[image.index] = thumbnail
         with self._lock:
-            self.store.save(record)
+            self.store.save(live.record)
 
     def _finish(self, record: JobRecord, status: str, error: str | None) -> None:
         record.status, record.error, record.finished = status, error, now_utc()

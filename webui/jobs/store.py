@@ -2,8 +2,13 @@
 
 One row per job: the whole record as JSON (the same text as its manifest), plus the few
 columns that History lists and the queue filters on, so that listing thousands of jobs never
-parses JSON. Every write is its own transaction, synced to disk (`synchronous=FULL`) before
-the call returns: a job accepted is a job that survives `kill -9`.
+parses JSON. Every write is its own transaction. A new job's row is synced to disk before
+`add` returns (`synchronous=FULL`): accepted means it survives even a power cut. Later
+changes (started, an image saved, ended) are committed to the write-ahead log without a
+sync of their own (`synchronous=NORMAL`): they survive the process dying (`kill -9`, a
+crash) at once, and a power cut from the next sync on; the images' own files are the truth
+that start-up recovery reads anyway. Those writes happen between pipeline calls, where a sync
+per write would keep the GPU waiting.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -85,19 +90,27 @@ class JobStore:
         self.add_many([record])
 
     def add_many(self, records: Iterable[JobRecord]) -> None:
-        """Insert jobs in this order, in one transaction."""
+        """Insert jobs in this order, in one transaction, synced to disk."""
         with self._cursor() as cur:
-            cur.execute("BEGIN")
+            cur.execute("PRAGMA synchronous=FULL")  # for this commit: a WAL sync before it returns
             try:
-                cur.executemany(
-                    "INSERT INTO jobs (id, created, status, owner, first_prompt, prompt_count, images_total,"
-                    " images_done, width, height, folder, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    ((r.id, _stamp(r.created), *_columns(r)) for r in records),
-                )
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+                self._insert(cur, records)
+            finally:
+                cur.execute("PRAGMA synchronous=NORMAL")
+
+    @staticmethod
+    def _insert(cur: sqlite3.Cursor, records: Iterable[JobRecord]) -> None:
+        cur.execute("BEGIN")
+        try:
+            cur.executemany(
+                "INSERT INTO jobs (id, created, status, owner, first_prompt, prompt_count, images_total,"
+                " images_done, width, height, folder, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((r.id, _stamp(r.created), *_columns(r)) for r in records),
+            )
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
 
     def save(self, record: JobRecord) -> None:
         """Write the job's current state."""

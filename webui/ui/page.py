@@ -11,6 +11,7 @@ its local storage (gr.BrowserState) stands for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -30,7 +31,7 @@ from webui.ui import text
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.25  # how often a following page looks at its job: memory reads, no I/O
+POLL_S = 0.25  # how often a following page looks at its job's progress: memory reads, no I/O
 HISTORY_LIMIT = 200
 JOBS_LISTED = 50  # by /jobs
 PROMPT_FILE_MAX_BYTES = 1_000_000  # below the server's upload cap, so that this message is the one seen
@@ -91,7 +92,8 @@ class Page:
             negative_prompt,
             style,
         )
-        record = self.accept(request, *form, seed_policy)
+        # Off the event loop: acceptance reads the tokenizer and writes the job to disk.
+        record = await asyncio.to_thread(self.accept, request, *form, seed_policy)
         if request is not None:
             self._following[request.session_hash] = record.id
         return await self.follow(record.id, progress)
@@ -173,6 +175,8 @@ class Page:
 
     async def follow(self, job_id: str, progress: gr.Progress) -> tuple:
         """Wait for the job, showing where it waits and then its progress; its results."""
+        loop, ended = asyncio.get_running_loop(), asyncio.Event()
+        self.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))  # results at once
         shown = None
         while True:
             view = self.service.view(job_id)
@@ -186,7 +190,8 @@ class Page:
             if now != shown:
                 progress(now[0], desc=now[1])
                 shown = now
-            await asyncio.sleep(POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), POLL_S)
         record = self.service.record(job_id)
         assert record is not None
         if record.status == FAILED:
