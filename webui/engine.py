@@ -1,7 +1,7 @@
 """The generation engine: the images of a request in, pictures out, on one shared pipeline.
 
 `validate()` checks a request against every limit before any work (it needs the tokenizer
-only). `run()` hands a list of images, each with its own seed, to the lane (webui/lane.py),
+only). `run()` hands a list of images, each with its own seed, to the lane (webui/lane/),
 which makes all pipeline calls on one thread, at most `max_batch_size` images each and
 possibly shared with other requests; it reports per-step progress, stops at the next step
 when cancelled, and passes each finished picture to the caller as soon as its call is done.

@@ -66,8 +66,9 @@ def run_job(
         stem = image.file.removesuffix(".png")
         path = save_png(picture, record.folder, stem, record.png_parameters(image), unique=unique_names)
         image.file, image.state = path.name, SAVED
-        if on_change is not None:
-            on_change(image, ImageOps.contain(picture, (SHEET_CELL, SHEET_CELL)))
+        if on_change is not None:  # a thumbnail for the contact sheet, which one image does not get
+            sheet = len(record.images) > 1
+            on_change(image, ImageOps.contain(picture, (SHEET_CELL, SHEET_CELL)) if sheet else None)
         return path
 
     def progress(p: Progress) -> None:

@@ -68,6 +68,7 @@ class JobService:
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
         self._on_end: dict[str, list[Callable[[], None]]] = {}  # job id -> callbacks for its end
+        self._accepting: list[Identity] = []  # jobs being written to disk: counted against limits
         self._closing = False
 
     def start(self, recovered: Iterable[JobRecord] = ()) -> None:
@@ -82,12 +83,18 @@ class JobService:
         return self._closing
 
     def submit(self, request: GenerationRequest, who: Identity) -> JobRecord:
-        """Accept a job (RequestError names the limit it breaks) and queue it."""
+        """Accept a job (RequestError names the limit it breaks) and queue it.
+
+        The job holds its place against the limits while its plan is written to disk, which
+        happens outside the lock: running jobs never wait on that write.
+        """
         self._validate(request)
         with self._lock:
             if self._closing:
                 raise RequestError("The server is restarting; submit again in a minute.")
             self._check_limits(who)
+            self._accepting.append(who)
+        try:
             record = JobRecord.plan(
                 request,
                 output_root=self.settings.output_dir,
@@ -102,13 +109,17 @@ class JobService:
                 logger.error("job %s: could not write its manifest: %s", record.id, exc)
                 raise cannot_save(exc, self.settings.output_dir) from None
             self.store.add(record)
+        finally:
+            with self._lock:
+                self._accepting.remove(who)
+        with self._lock:
             self._live[record.id] = Live(record)
             logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
             self._pump()
             return record
 
     def _check_limits(self, who: Identity) -> None:
-        waiting = sum(not live.dispatched for live in self._live.values())
+        waiting = sum(not live.dispatched for live in self._live.values()) + len(self._accepting)
         size = self.settings.queue_size
         if waiting >= size:
             raise RequestError(
@@ -117,6 +128,7 @@ class JobService:
             )
         cap = self.settings.max_jobs_per_user
         mine = sum(who.owns(live.record) for live in self._live.values())
+        mine += sum(other.key == who.key for other in self._accepting)
         if who.key is not None and mine >= cap:
             raise RequestError(
                 f"You have {mine} jobs queued or running, the most one person may have "
@@ -242,23 +254,19 @@ class JobService:
             error = f"Generation failed: {type(exc).__name__}: {exc}. The server logged the details."
         record.elapsed_s += time.monotonic() - started
         interrupted = self._closing and not live.stop_asked and bool(record.pending)
-        if interrupted:
-            status = QUEUED  # the next start takes it up again
-        elif error is not None:
-            status = FAILED
+        if interrupted:  # the next start takes it up again
+            record.status = QUEUED
+            self._persist(record)
+            logger.info("job %s: interrupted by the shutdown; it resumes at the next start", record.id)
         else:
-            status = STOPPED if record.pending and live.stop_asked else DONE
-            try:
-                write_bundles(record, live.thumbnails)
-            except OSError as exc:  # the images are saved; only the zip and the sheet are missing
-                logger.error("job %s: could not write its zip and contact sheet: %s", record.id, exc)
+            status = FAILED if error is not None else STOPPED if record.pending and live.stop_asked else DONE
+            if status != FAILED:
+                try:
+                    write_bundles(record, live.thumbnails)
+                except OSError as exc:  # the images are saved; only the zip and the sheet are missing
+                    logger.error("job %s: could not write its zip and contact sheet: %s", record.id, exc)
+            self._finish(record, status, error)
         with self._lock:
-            if interrupted:
-                record.status = QUEUED
-                self._persist(record)
-                logger.info("job %s: interrupted by the shutdown; it resumes at the next start", record.id)
-            else:
-                self._finish(record, status, error)
             self._ended(record.id)
             self._pump()
 

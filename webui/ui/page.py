@@ -49,7 +49,7 @@ class Page:
         self.service, self.settings = service, settings
         self.form: dict[str, Any] = {}  # field name -> component, set by the layout
         self._browsers: OrderedDict[str, str] = OrderedDict()  # Gradio session -> browser id
-        self._following: dict[str, str] = {}  # Gradio session -> the job its page follows
+        self._following: OrderedDict[str, str] = OrderedDict()  # Gradio session -> the job its page follows
 
     def identity(self, request: gr.Request | None) -> Identity:
         if request is None:
@@ -60,9 +60,7 @@ class Page:
     def identify(self, browser_id: str | None, request: gr.Request) -> str:
         """On load: this browser's id (made on its first visit) stands for the session."""
         browser_id = browser_id or uuid.uuid4().hex
-        self._browsers[request.session_hash] = browser_id
-        while len(self._browsers) > SESSIONS_KEPT:
-            self._browsers.popitem(last=False)
+        _remember(self._browsers, request.session_hash, browser_id)
         return browser_id
 
     async def generate(
@@ -95,7 +93,7 @@ class Page:
         # Off the event loop: acceptance reads the tokenizer and writes the job to disk.
         record = await asyncio.to_thread(self.accept, request, *form, seed_policy)
         if request is not None:
-            self._following[request.session_hash] = record.id
+            _remember(self._following, request.session_hash, record.id)
         return await self.follow(record.id, progress)
 
     def submit(
@@ -203,7 +201,7 @@ class Page:
         job_id = self.service.latest_unfinished(self.identity(request))
         if job_id is None:
             return (gr.skip(),) * 5
-        self._following[request.session_hash] = job_id
+        _remember(self._following, request.session_hash, job_id)
         return await self.follow(job_id, progress)
 
     def stop(self, request: gr.Request) -> None:
@@ -301,6 +299,14 @@ class Page:
         if record is None:
             raise gr.Error(f"No request {job_id!r} in the history (deleted by retention?).")
         return record
+
+
+def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None:
+    """Per-session memory, bounded: the sessions of long-closed pages are forgotten first."""
+    sessions[session] = value
+    sessions.move_to_end(session)
+    while len(sessions) > SESSIONS_KEPT:
+        sessions.popitem(last=False)
 
 
 def _whole(name: str, value: float) -> int:
