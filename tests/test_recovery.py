@@ -7,7 +7,7 @@ from pathlib import Path
 from gradio_client import Client
 from PIL import Image
 
-from tests.helpers import spawn_server, wait_for, wait_until_up
+from tests.helpers import Server, spawn_server, wait_for, wait_until_up
 from webui.engine import Engine
 from webui.jobs.record import QUEUED, RUNNING, SAVED, JobRecord
 from webui.jobs.recovery import MAX_CRASH_RESUMES, recover
@@ -77,26 +77,32 @@ def test_a_poison_job_fails_after_3_resumes_and_the_next_job_completes(
     (faults / "crash").write_text("48")  # any forward of a 48-pixel-wide image kills the process
     options = {"module": "tests.faults", "env": {"WEBUI_FAULTS": str(faults)}}
 
-    server = spawn_server(tmp_path, cache_dir, **options)
-    wait_until_up(server)
-    user = Client(server.url, verbose=False)
-    (faults / "hang").write_text("")  # hold the first call until both jobs are in
-    common = {"images_per_prompt": 2, "seed": 1, "height": 32, "steps": 2, "guidance_scale": 0.0}
-    poison = user.predict(prompts="poison", width=48, **common, api_name="/submit")["job_id"]
-    healthy = user.predict(prompts="healthy", width=32, **common, api_name="/submit")["job_id"]
-    (faults / "hang").unlink()
-    assert server.process.wait(60) == -9  # killed by its first call
+    started: list[Server] = []  # every process this test starts is gone when it ends
 
-    # As Supervisor would: start it again, and again. Each start takes the poison job up first,
-    # alone, and dies in its call, until the job has been resumed three times.
-    for start in range(1, 4):
-        server = spawn_server(tmp_path, cache_dir, log_name=f"server-{start}.log", **options)
-        assert server.process.wait(120) == -9, server.log_text()
-        assert f"job {poison} resumed (after a crash)" in server.log_text()
-        assert f"request {healthy}" not in server.log_text()  # it waits: the suspect runs alone
+    def start(log_name: str) -> Server:
+        started.append(spawn_server(tmp_path, cache_dir, log_name=log_name, **options))
+        return started[-1]
 
-    server = spawn_server(tmp_path, cache_dir, log_name="server-4.log", **options)
     try:
+        server = start("server-0.log")
+        wait_until_up(server)
+        user = Client(server.url, verbose=False)
+        (faults / "hang").write_text("")  # hold the first call until both jobs are in
+        common = {"images_per_prompt": 2, "seed": 1, "height": 32, "steps": 2, "guidance_scale": 0.0}
+        poison = user.predict(prompts="poison", width=48, **common, api_name="/submit")["job_id"]
+        healthy = user.predict(prompts="healthy", width=32, **common, api_name="/submit")["job_id"]
+        (faults / "hang").unlink()
+        assert server.process.wait(60) == -9  # killed by its first call
+
+        # As Supervisor would: start it again, and again. Each start takes the poison job up
+        # first, alone, and dies in its call, until the job has been resumed three times.
+        for n in range(1, 4):
+            server = start(f"server-{n}.log")
+            assert server.process.wait(120) == -9, server.log_text()
+            assert f"job {poison} resumed (after a crash)" in server.log_text()
+            assert f"request {healthy}" not in server.log_text()  # it waits: the suspect runs alone
+
+        server = start("server-4.log")
         wait_until_up(server)
         user = Client(server.url, verbose=False)
         failed = user.predict(poison, api_name="/job")
@@ -109,5 +115,7 @@ def test_a_poison_job_fails_after_3_resumes_and_the_next_job_completes(
         done = user.predict(healthy, api_name="/job")
         assert done["status"] == "done" and len(done["images"]) == 2
     finally:
-        server.process.terminate()
-        server.process.wait(30)
+        for server in started:
+            if server.process.poll() is None:
+                server.process.terminate()
+                server.process.wait(30)

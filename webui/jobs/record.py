@@ -82,14 +82,7 @@ class JobRecord:
         now = now_utc()
         base = request.seed if request.seed != -1 else secrets.randbelow(RANDOM_SEED_RANGE)
         request = GenerationRequest.from_record({**request.to_record(), "seed": base})
-        per = request.images_per_prompt
-        images = [
-            PlannedImage(k, k // per, k % per, base + request.seed_offset(k), "", PLANNED)
-            for k in range(request.image_count)
-        ]
-        for image in images:
-            stem = image_stem(image.index + 1, request.prompts[image.prompt_index], image.seed)
-            image.file = f"{stem}.png"
+        images = [_planned(request, k) for k in range(request.image_count)]
         return cls(
             id=job_id,
             request=request,
@@ -213,19 +206,26 @@ class JobRecord:
 
 def _images_of_version_1(record: dict[str, Any], request: GenerationRequest) -> list[PlannedImage]:
     """The first manifests listed only the images made; the plan follows from the request."""
-    per, made = (
-        request.images_per_prompt,
-        {i["prompt_index"] * request.images_per_prompt + i["variant"]: i for i in record["images"]},
-    )
+    per = request.images_per_prompt
+    made = {i["prompt_index"] * per + i["variant"]: i for i in record["images"]}
     black = set(record.get("black_seeds", []))
-    images = []
-    for k in range(request.image_count):
-        seed = request.seed + request.seed_offset(k)
-        entry = made.get(k)
-        name = entry["file"] if entry else f"{image_stem(k + 1, request.prompts[k // per], seed)}.png"
-        state = SAVED if entry else BLACK if seed in black else PLANNED
-        images.append(PlannedImage(k, k // per, k % per, seed, name, state))
+    images = [_planned(request, k) for k in range(request.image_count)]
+    for image in images:
+        entry = made.get(image.index)
+        if entry:
+            image.file, image.state = entry["file"], SAVED
+        elif image.seed in black:
+            image.state = BLACK
     return images
+
+
+def _planned(request: GenerationRequest, k: int) -> PlannedImage:
+    """Image k of `request` (whose seed is the base seed): its place, seed and file name."""
+    per = request.images_per_prompt
+    seed = request.seed + request.seed_offset(k)
+    return PlannedImage(
+        k, k // per, k % per, seed, f"{image_stem(k + 1, request.prompts[k // per], seed)}.png"
+    )
 
 
 def now_utc() -> datetime:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from webui.jobs.record import DONE, FAILED, PLANNED, QUEUED, RUNNING, SAVED, JobRecord, now_utc
-from webui.jobs.store import JobStore
-from webui.outputs import MANIFEST_NAME, remove_partial_files, write_manifest
+from webui.jobs.store import JobStore, persist
+from webui.outputs import MANIFEST_NAME, remove_partial_files
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def recover(store: JobStore) -> list[JobRecord]:
         else:
             logger.info("job %s waits again: it had not started", record.id)
         record.status = QUEUED
-        _persist(store, record)
+        persist(store, record)
         ready.append(record)
     return ready
 
@@ -93,15 +93,7 @@ def _reconcile(record: JobRecord) -> None:
 
 def _end(store: JobStore, record: JobRecord, status: str) -> None:
     record.status, record.finished = status, now_utc()
-    _persist(store, record)
-
-
-def _persist(store: JobStore, record: JobRecord) -> None:
-    store.save(record)
-    try:
-        write_manifest(record.manifest_path, record.to_record())
-    except OSError as exc:
-        logger.error("job %s: could not write its manifest: %s", record.id, exc)
+    persist(store, record)
 
 
 def delete_older_than(store: JobStore, output_dir: Path, days: int, now: datetime) -> int:

@@ -25,7 +25,7 @@ from webui.engine import Progress
 from webui.jobs.execute import write_bundles
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
-from webui.jobs.store import JobStore
+from webui.jobs.store import JobStore, persist
 from webui.jobs.views import Identity, JobView, views_of
 from webui.outputs import write_manifest
 from webui.request import GenerationRequest, RequestError, cannot_save
@@ -256,7 +256,7 @@ class JobService:
         interrupted = self._closing and not live.stop_asked and bool(record.pending)
         if interrupted:  # the next start takes it up again
             record.status = QUEUED
-            self._persist(record)
+            persist(self.store, record)
             logger.info("job %s: interrupted by the shutdown; it resumes at the next start", record.id)
         else:
             status = FAILED if error is not None else STOPPED if record.pending and live.stop_asked else DONE
@@ -292,7 +292,7 @@ class JobService:
 
     def _finish(self, record: JobRecord, status: str, error: str | None) -> None:
         record.status, record.error, record.finished = status, error, now_utc()
-        self._persist(record)
+        persist(self.store, record)
         logger.info(
             "job %s: %s, %d of %d images in %.1f s%s",
             record.id,
@@ -302,10 +302,3 @@ class JobService:
             record.elapsed_s,
             f": {error}" if error else "",
         )
-
-    def _persist(self, record: JobRecord) -> None:
-        self.store.save(record)
-        try:
-            write_manifest(record.manifest_path, record.to_record())
-        except OSError as exc:  # the database has it; the folder may be full or gone
-            logger.error("job %s: could not write its manifest: %s", record.id, exc)

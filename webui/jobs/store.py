@@ -14,6 +14,7 @@ per write would keep the GPU waiting.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from webui.jobs.record import UNFINISHED, JobRecord
+from webui.outputs import write_manifest
+
+logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "jobs.sqlite3"
 
@@ -75,10 +79,6 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     @contextmanager
     def _cursor(self) -> Iterator[sqlite3.Cursor]:
@@ -160,9 +160,14 @@ class JobStore:
         with self._cursor() as cur:
             cur.execute("DELETE FROM jobs WHERE id=?", (job_id,))
 
-    def count(self) -> int:
-        with self._cursor() as cur:
-            return cur.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+def persist(store: JobStore, record: JobRecord) -> None:
+    """The job's state in the database and in its manifest, the portable copy."""
+    store.save(record)
+    try:
+        write_manifest(record.manifest_path, record.to_record())
+    except OSError as exc:  # the database has it; the folder may be full or gone
+        logger.error("job %s: could not write its manifest: %s", record.id, exc)
 
 
 def _columns(record: JobRecord) -> tuple:

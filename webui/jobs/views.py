@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from webui.jobs.record import JobRecord
 from webui.lane import Progress
@@ -42,7 +41,6 @@ class JobView:
     status: str  # waiting, running, or how it ended: done, stopped, failed
     owner: str | None
     client: str | None
-    created: datetime
     first_prompt: str
     prompt_count: int
     images_total: int
@@ -111,7 +109,6 @@ def views_of(
                 status=status,
                 owner=record.owner,
                 client=record.client,
-                created=record.created,
                 first_prompt=r.prompts[0] if r.prompts else "",
                 prompt_count=len(r.prompts),
                 images_total=len(record.images),

@@ -24,9 +24,9 @@ from webui.jobs.record import FAILED, JobRecord
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity
 from webui.outputs import read_png_parameters
-from webui.prompts import parse_prompts, prompts_from_file
+from webui.prompts import prompts_from_file
 from webui.request import GenerationRequest, RequestError
-from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE, Settings
+from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
 
 logger = logging.getLogger(__name__)
@@ -126,49 +126,12 @@ class Page:
         return text.job_status(record, self.service.view(record.id))
 
     def accept(self, request: gr.Request | None, *form: Any) -> JobRecord:
-        """A job for the form's values (in `request_of`'s order), queued; gr.Error says why not."""
+        """A job for the form's values (in `text.request_from_form`'s order), queued; gr.Error
+        says why not."""
         try:
-            return self.service.submit(self.request_of(*form), self.identity(request))
-        except RequestError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def request_of(
-        self,
-        prompts: str,
-        images_per_prompt: float,
-        seed: float | None,
-        width: float,
-        height: float,
-        steps: float,
-        guidance_scale: float,
-        negative_prompt: str,
-        style: str,
-        seed_policy: str,
-    ) -> GenerationRequest:
-        """The request the form's values make; gr.Error names what is wrong."""
-        # Gradio does not hold a textbox to any length on the server: check before parsing.
-        box_limit = self.settings.max_prompts * (MAX_PROMPT_CHARS + 1)
-        for name, value, most in (
-            ("The prompt box", prompts, box_limit),
-            ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
-            ("The style", style, MAX_PROMPT_CHARS),
-        ):
-            if len(value or "") > most:
-                raise gr.Error(f"{name} holds {len(value):,} characters; the limit is {most:,}.")
-        try:
-            return GenerationRequest(
-                prompts=parse_prompts(prompts or "", limit=self.settings.max_prompts),
-                images_per_prompt=_whole("Images per prompt", images_per_prompt),
-                seed=-1 if seed is None else _whole("Seed", seed),
-                width=_whole("Width", width),
-                height=_whole("Height", height),
-                steps=_whole("Steps", steps),
-                guidance_scale=float(guidance_scale),
-                negative_prompt=negative_prompt or "",
-                style=style or "",
-                seed_policy=seed_policy or SEED_PER_IMAGE,
-            )
-        except ValueError as exc:  # TemplateError included
+            job = text.request_from_form(self.settings.max_prompts, *form)
+            return self.service.submit(job, self.identity(request))
+        except ValueError as exc:  # RequestError and TemplateError included
             raise gr.Error(str(exc)) from None
 
     async def follow(self, job_id: str, progress: gr.Progress) -> tuple:
@@ -307,10 +270,3 @@ def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None
     sessions.move_to_end(session)
     while len(sessions) > SESSIONS_KEPT:
         sessions.popitem(last=False)
-
-
-def _whole(name: str, value: float) -> int:
-    number = float(value)
-    if not number.is_integer():
-        raise ValueError(f"{name} must be a whole number (got {value}).")
-    return int(number)

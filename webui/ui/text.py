@@ -13,8 +13,9 @@ from webui.jobs.execute import SHEET_NAME, ZIP_NAME
 from webui.jobs.record import JobRecord
 from webui.jobs.store import JobSummary
 from webui.jobs.views import Identity, JobView, about
-from webui.prompts import TemplateError, count_prompts
+from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.request import GenerationRequest
+from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
 
 CUSTOM = "Custom"
 # The official 1024-based presets of the Z-Image demo: (label, width, height).
@@ -61,6 +62,50 @@ def count_text(text: str, per_prompt: float, max_prompts: int, max_images: int) 
     over = n > max_prompts or images > max_images
     warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
     return f"{n} prompt{'s' * (n != 1)} x {per} = **{images} image{'s' * (images != 1)}**{warning}"
+
+
+def request_from_form(
+    max_prompts: int,
+    prompts: str,
+    images_per_prompt: float,
+    seed: float | None,
+    width: float,
+    height: float,
+    steps: float,
+    guidance_scale: float,
+    negative_prompt: str,
+    style: str,
+    seed_policy: str,
+) -> GenerationRequest:
+    """The request the form's values make; ValueError names what is wrong."""
+    # Gradio does not hold a textbox to any length on the server: check before parsing.
+    box_limit = max_prompts * (MAX_PROMPT_CHARS + 1)
+    for name, value, most in (
+        ("The prompt box", prompts, box_limit),
+        ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
+        ("The style", style, MAX_PROMPT_CHARS),
+    ):
+        if len(value or "") > most:
+            raise ValueError(f"{name} holds {len(value):,} characters; the limit is {most:,}.")
+    return GenerationRequest(
+        prompts=parse_prompts(prompts or "", limit=max_prompts),
+        images_per_prompt=_whole("Images per prompt", images_per_prompt),
+        seed=-1 if seed is None else _whole("Seed", seed),
+        width=_whole("Width", width),
+        height=_whole("Height", height),
+        steps=_whole("Steps", steps),
+        guidance_scale=float(guidance_scale),
+        negative_prompt=negative_prompt or "",
+        style=style or "",
+        seed_policy=seed_policy or SEED_PER_IMAGE,
+    )
+
+
+def _whole(name: str, value: float) -> int:
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(f"{name} must be a whole number (got {value}).")
+    return int(number)
 
 
 def form_values(request: GenerationRequest) -> dict[str, Any]:
