@@ -199,6 +199,7 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
     idle = get_json(server.url + "healthz")
     assert idle | {"last_progress": None, "calls": None} == {
         "status": "ok",
+        "mode": "embedded",
         "model": "demo model",
         "device": "cpu",
         "demo": True,

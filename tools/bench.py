@@ -312,10 +312,10 @@ def call_stats(before: dict[str, float], after: dict[str, float], wall_s: float)
 def serve_main(args: argparse.Namespace, settings: Settings) -> None:
     """The served side, in its own process: the same server as `python -m webui`."""
     from webui.log import configure_logging
-    from webui.server import serve
+    from webui.server import embedded, serve
 
     configure_logging("INFO")
-    serve(Engine(build_model(args, settings), settings), settings)
+    serve(embedded(Engine(build_model(args, settings), settings)), settings)
 
 
 def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subprocess.Popen:

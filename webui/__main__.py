@@ -13,8 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from webui.settings import SettingsError, add_arguments, from_namespace
+from webui.settings import Settings, SettingsError, add_arguments, from_namespace
+
+if TYPE_CHECKING:
+    from webui.server import Backend
 
 logger = logging.getLogger("webui")
 
@@ -40,19 +44,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_port_free(settings.host, settings.port)
         if settings.model not in ("auto", "demo"):
             local_model_folder(settings.model)
-        from webui.engine import Engine
-        from webui.loading import load_model
         from webui.server import serve
 
-        model = load_model(settings)
+        backend = distributed_backend(settings) if settings.broker_url else embedded_backend(settings)
     except PortInUseError as exc:
         logger.error("%s", exc)
         return 1
     except ModelLoadError as exc:
         logger.error("%s", exc)
         return 3
-    serve(Engine(model, settings, on_stuck=exit_for_supervisor), settings)
+    serve(backend, settings)
     return 0
+
+
+def embedded_backend(settings: Settings) -> Backend:
+    """One process: the model loaded here, jobs run on its lane."""
+    from webui.engine import Engine
+    from webui.loading import load_model
+    from webui.server import embedded
+
+    return embedded(Engine(load_model(settings), settings, on_stuck=exit_for_supervisor))
+
+
+def distributed_backend(settings: Settings) -> Backend:
+    """The web host of distributed mode: the tokenizer only; GPU workers make the images."""
+    from webui.distributed.broker import model_key
+    from webui.distributed.runner import CeleryRunner
+    from webui.loading import load_tokenizer
+    from webui.server import Backend
+    from webui.validation import Validator
+
+    tokenizer, label, dtype, is_demo = load_tokenizer(settings)
+    runner = CeleryRunner(settings, model_key(label, dtype))
+    logger.info("Distributed mode: jobs go to the workers serving %s through %s", runner.model, runner.broker)
+    return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, local=False)
 
 
 EXIT_STALLED = 70  # EX_SOFTWARE: a pipeline call stalled and never came back

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future
@@ -22,17 +21,12 @@ from typing import Any
 from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
-from webui.limits import check_numbers, check_plain_text
 from webui.loading import LoadedModel
 from webui.request import GenerationRequest, RequestError, cannot_save
-from webui.settings import (
-    MODEL_MAX_TOKENS,
-    Settings,
-)
+from webui.settings import Settings
+from webui.validation import Validator
 
 logger = logging.getLogger(__name__)
-
-TOKEN_COUNTS_KEPT = 4096  # texts whose token count is remembered
 
 __all__ = ["Engine", "ImageTask", "Progress", "RequestError", "RunOutcome"]
 
@@ -66,9 +60,9 @@ class Engine:
         self.lane = Lane(
             model, s.max_batch_size, s.cross_batching, s.attention_backend, s.stall_timeout, on_stuck
         )
+        self.validator = Validator(model.pipe.tokenizer, settings)
         self._active = 0  # runs inside run(), guarded by _count_lock
-        self._count_lock = threading.Lock()  # also guards _token_counts
-        self._token_counts: OrderedDict[str, int] = OrderedDict()
+        self._count_lock = threading.Lock()
 
     @property
     def busy(self) -> bool:
@@ -105,58 +99,11 @@ class Engine:
         self.lane.close()
 
     def count_tokens(self, prompt: str) -> int:
-        """Tokens the text encoder sees for `prompt`, chat template included.
-
-        Remembered for recent texts: a job's prompts are counted when it is accepted and
-        again, for its caption buckets, when it runs."""
-        with self._count_lock:
-            if prompt in self._token_counts:
-                self._token_counts.move_to_end(prompt)
-                return self._token_counts[prompt]
-        tokenizer = self.model.pipe.tokenizer
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=True,
-        )
-        count = len(tokenizer(text)["input_ids"])
-        with self._count_lock:
-            self._token_counts[prompt] = count
-            while len(self._token_counts) > TOKEN_COUNTS_KEPT:
-                self._token_counts.popitem(last=False)
-        return count
+        return self.validator.count_tokens(prompt)
 
     def validate(self, request: GenerationRequest) -> dict[str, int]:
-        """Raise RequestError if the request breaks a limit; does no GPU work.
-
-        Returns the token count of each distinct text checked (chat template included).
-        """
-        check_numbers(request, self.settings)
-        limit = min(self.settings.max_prompt_tokens, MODEL_MAX_TOKENS)
-        # The style alone first, so that a fault in it is named as the style's.
-        texts = [("The style", request.style)] if request.style else []
-        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
-        if request.guidance_scale > 0:
-            texts.append(("The negative prompt", request.negative_prompt))
-        counts: dict[str, int] = {}
-        for name, text in texts:
-            if not isinstance(text, str):
-                raise RequestError(f"{name} must be text (got {type(text).__name__}).")
-            if name.startswith("Prompt"):
-                if not text.strip():
-                    raise RequestError(f"{name} is empty.")
-                text = request.text_of(text)  # what the model reads: limits hold for it
-            check_plain_text(name, text, limit)
-            if text not in counts:
-                counts[text] = self.count_tokens(text)
-            tokens = counts[text]
-            if tokens > limit:
-                raise RequestError(
-                    f"{name} is {tokens} tokens long; the limit is {limit} tokens "
-                    f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
-                )
-        return counts
+        """Raise RequestError if the request breaks a limit (webui/validation.py)."""
+        return self.validator.validate(request)
 
     def run(
         self,

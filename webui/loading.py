@@ -11,9 +11,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import ZImagePipeline
+from transformers import AutoTokenizer
 
 from webui.demo_model import DEMO_LABEL, ensure_demo_model
 from webui.preflight import ModelLoadError, local_model_folder
@@ -59,6 +61,33 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
     if settings.dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return _DTYPES[settings.dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in _DTYPES.items() if value == dtype)
+
+
+def load_tokenizer(settings: Settings) -> tuple[Any, str, str, bool]:
+    """The model's tokenizer alone (a web host in distributed mode validates with it), with
+    the label, dtype name and demo flag that workers loading the same settings report."""
+    cuda_available = torch.cuda.is_available()
+    name = resolve_model_name(settings, cuda_available)
+    dtype = dtype_name(resolve_dtype(settings, resolve_device(settings, cuda_available)))
+    if name == "demo":
+        return (
+            AutoTokenizer.from_pretrained(ensure_demo_model(settings.cache_dir) / "tokenizer"),
+            DEMO_LABEL,
+            dtype,
+            True,
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, subfolder="tokenizer")
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the tokenizer of {name} ({type(exc).__name__}: {exc}). Set "
+            f"{env_name('model')} to a local folder or hub id of {HUB_MODEL_ID}, as on the workers."
+        ) from exc
+    return tokenizer, name, dtype, False
 
 
 def load_model(settings: Settings) -> LoadedModel:

@@ -8,6 +8,7 @@ clashing name gets a `-2`, `-3`, ... suffix.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -66,22 +67,29 @@ def save_png(
     `stem-N.png`; without, the file already there is kept (a job's planned name, written by an
     earlier run of the same job: the same image).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    return write_png(encode_png(image, parameters), directory, stem, unique=unique)
+
+
+def encode_png(image: Image.Image, parameters: Mapping[str, Any]) -> bytes:
+    """`image` as PNG bytes with `parameters` inside (a GPU worker sends these to the web host)."""
     info = PngInfo()
     for key, value in parameters.items():
         info.add_itxt(key, str(value))
     info.add_itxt(PARAMETERS_KEY, json.dumps(dict(parameters), ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(
+        buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_ZLIB_STRATEGY
+    )
+    return buffer.getvalue()
 
+
+def write_png(data: bytes, directory: Path, stem: str, *, unique: bool = True) -> Path:
+    """Write encoded PNG `data` as `directory/stem.png`, atomically; `unique` as in save_png."""
+    directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(
-                handle,
-                format="PNG",
-                pnginfo=info,
-                compress_level=PNG_COMPRESS_LEVEL,
-                compress_type=PNG_ZLIB_STRATEGY,
-            )
+            handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), 0o644)
             os.fsync(handle.fileno())

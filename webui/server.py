@@ -14,6 +14,8 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -26,9 +28,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from webui.engine import Engine
 from webui.jobs.recovery import delete_older_than, rebuild, recover
-from webui.jobs.runners import LocalRunner
+from webui.jobs.runners import LocalRunner, Runner
 from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
+from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
 from webui.ui import Page, create_demo
 
@@ -44,22 +47,39 @@ FOLLOWING_PAGES = 1000
 MAX_UPLOAD = "2mb"
 
 
-def open_jobs(engine: Engine, settings: Settings) -> JobService:
-    """The job service on this process's engine: the database opened (rebuilt from the
-    manifests if it was lost), and the jobs of the last run taken up again."""
+@dataclass(frozen=True)
+class Backend:
+    """What makes the images, as the server sees it."""
+
+    runner: Runner
+    validate: Callable[[GenerationRequest], object]
+    label: str  # the model, as jobs and PNGs name it
+    is_demo: bool
+    local: bool  # images made in this process: a crash of it may be a job's doing
+
+
+def embedded(engine: Engine) -> Backend:
+    """The default: this process's engine makes the images."""
+    model = engine.model
+    return Backend(LocalRunner(engine), engine.validate, model.label, model.is_demo, local=True)
+
+
+def open_jobs(backend: Backend, settings: Settings) -> JobService:
+    """The job service on the backend: the database opened (rebuilt from the manifests if it was
+    lost), and the jobs of the last run taken up again."""
     store = JobStore(settings.state_path)
     if store.is_new:
         rebuild(store, settings.output_dir)
-    model = engine.model
-    service = JobService(store, LocalRunner(engine), settings, engine.validate, model.label, model.is_demo)
-    service.start(recover(store))
+    b = backend
+    service = JobService(store, b.runner, settings, b.validate, b.label, b.is_demo)
+    service.start(recover(store, count_crashes=b.local))
     return service
 
 
-def create_app(service: JobService, engine: Engine, settings: Settings) -> FastAPI:
+def create_app(service: JobService, backend: Backend, settings: Settings) -> FastAPI:
     """The ASGI app: `/healthz` plus the Gradio page at `/`."""
     page = Page(service, settings)
-    demo = create_demo(page, engine.model.label, engine.model.is_demo, browser_key(settings.state_path))
+    demo = create_demo(page, backend.label, backend.is_demo, browser_key(settings.state_path))
     # Outputs are served from where the jobs wrote them, not copied into Gradio's cache once
     # more per request (the folder is in allowed_paths below either way).
     gr.set_static_paths([settings.output_dir])
@@ -80,23 +100,19 @@ def create_app(service: JobService, engine: Engine, settings: Settings) -> FastA
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         # Async and lock-light: it answers from the event loop even while a batch runs.
-        last, (queued, running), stats = engine.last_progress_at, service.counts(), engine.stats
-        status = "stopping" if service.closing else "stalled" if engine.stalled else "ok"
+        queued, running = service.counts()
+        extra = service.runner.health()
+        problem = extra.pop("problem", None)
         return JSONResponse(
-            status_code=503 if status == "stalled" else 200,
+            status_code=503 if problem else 200,
             content={
-                "status": status,
-                "model": engine.model.label,
-                "device": str(engine.model.device),
-                "demo": engine.model.is_demo,
-                "busy": engine.busy,
+                "status": "stopping" if service.closing else problem or "ok",
+                "model": backend.label,
+                "demo": backend.is_demo,
                 "queue_length": queued,  # jobs waiting their turn
                 "jobs_queued": queued,
                 "jobs_running": running,
-                "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
-                # Seconds the running pipeline call has gone without finishing a step.
-                "call_quiet_s": round(engine.call_quiet_s, 1),
-                "calls": {"count": stats.calls, "images": stats.images, "busy_s": round(stats.busy_s, 3)},
+                **extra,
             },
         )
 
@@ -182,13 +198,13 @@ def start_retention(service: JobService, settings: Settings) -> None:
     threading.Thread(target=run, name="retention", daemon=True).start()
 
 
-def serve(engine: Engine, settings: Settings) -> None:
+def serve(backend: Backend, settings: Settings) -> None:
     """Run the server until SIGTERM or SIGINT."""
     warn_if_exposed(settings)
-    service = open_jobs(engine, settings)
+    service = open_jobs(backend, settings)
     start_retention(service, settings)
     config = uvicorn.Config(
-        create_app(service, engine, settings),
+        create_app(service, backend, settings),
         host=settings.host,
         port=settings.port,
         log_config=None,  # our logging configuration, to stdout
@@ -196,7 +212,7 @@ def serve(engine: Engine, settings: Settings) -> None:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     try:
-        _Server(config, service, engine.model.label).run()
+        _Server(config, service, backend.label).run()
     finally:
         service.close()
         service.join(JOBS_PUT_DOWN_S)

@@ -156,6 +156,23 @@ class Settings:
         "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
         "later, the process exits with status 70 so that Supervisor starts a fresh one.",
     )
+    broker_url: str = _setting(
+        "",
+        "Redis URL of the Celery broker, e.g. `redis://:PASSWORD@HOST:6379/0` (`rediss://` for "
+        "TLS). Set: distributed mode; the web host loads no model and GPU workers "
+        "(`./launch.sh worker`) make the images. Empty: one process does everything.",
+    )
+    workers: int = _setting(
+        0,
+        "GPU worker processes `./launch.sh worker` starts on this host. 0: one per visible GPU "
+        "(one on the CPU when there is none).",
+    )
+    task_timeout: int = _setting(
+        600,
+        "Distributed mode: seconds a worker may hold a task (at most one call's worth of images) "
+        "before Redis hands it to another worker, also how long a killed worker's task waits to be "
+        "run again (Celery's visibility timeout). Keep it above the slowest task.",
+    )
     auth_user: str = _setting("", "User name for the login page; set with the password to turn auth on.")
     auth_password: str = _setting(
         "", "Password for the login page. Prefer the environment: flags show up in `ps`."
@@ -199,6 +216,7 @@ class Settings:
             "max_jobs_per_user",
             "max_threads",
             "stall_timeout",
+            "task_timeout",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
@@ -213,6 +231,13 @@ class Settings:
                 raise SettingsError(
                     f"{_names(name)} must be a positive multiple of {SIZE_MULTIPLE} (got {value})."
                 )
+        if self.workers < 0:
+            raise SettingsError(f"{_names('workers')} must be 0 (one per GPU) or more (got {self.workers}).")
+        if self.broker_url and not re.match(r"rediss?://", self.broker_url):
+            raise SettingsError(
+                f"{_names('broker_url')} must be a redis:// or rediss:// URL "
+                f"(got {hide_password(self.broker_url)})."
+            )
         if self.retention_days < 0:
             raise SettingsError(
                 f"{_names('retention_days')} must be 0 (keep everything) or more (got {self.retention_days})."
@@ -270,6 +295,11 @@ class Settings:
             raise SettingsError(
                 f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."
             )
+
+
+def hide_password(url: str) -> str:
+    """A URL with its password replaced, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def setting_names() -> list[str]:

@@ -38,15 +38,17 @@ def rebuild(store: JobStore, output_dir: Path) -> int:
     return len(found)
 
 
-def recover(store: JobStore) -> list[JobRecord]:
+def recover(store: JobStore, *, count_crashes: bool = True) -> list[JobRecord]:
     """The jobs the last run left queued or running, ready to run again, in their order.
 
     A job that was running when the process died counts a crash; one that has been resumed
-    after MAX_CRASH_RESUMES crashes and died again fails with a message instead.
+    after MAX_CRASH_RESUMES crashes and died again fails with a message instead. Without
+    `count_crashes` (distributed mode: jobs run on the workers, which count their own losses)
+    a running job is only taken up again.
     """
     ready = []
     for record in store.unfinished():
-        crashed = record.status == RUNNING
+        crashed = count_crashes and record.status == RUNNING
         _reconcile(record)
         if crashed and record.crash_resumes >= MAX_CRASH_RESUMES:
             record.error = (

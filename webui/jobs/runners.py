@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -41,6 +42,18 @@ class Runner(Protocol):
 
     def close(self) -> None:
         """Stop running work at its next step; refuse more."""
+        ...
+
+    def placement(self, job_id: str) -> str:
+        """Where a running job runs, for the Queue panel ("" when there is one place)."""
+        ...
+
+    def notice(self) -> str | None:
+        """Why jobs are not moving, when something the runner needs is missing."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Fields for /healthz; "problem" names what makes the server unhealthy (503), if any."""
         ...
 
 
@@ -77,3 +90,23 @@ class LocalRunner:
 
     def close(self) -> None:
         self.engine.close()
+
+    def placement(self, job_id: str) -> str:
+        return ""
+
+    def notice(self) -> str | None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        engine, stats = self.engine, self.engine.stats
+        last = engine.last_progress_at
+        return {
+            "problem": "stalled" if engine.stalled else None,
+            "mode": "embedded",
+            "device": str(engine.model.device),
+            "busy": engine.busy,
+            "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
+            # Seconds the running pipeline call has gone without finishing a step.
+            "call_quiet_s": round(engine.call_quiet_s, 1),
+            "calls": {"count": stats.calls, "images": stats.images, "busy_s": round(stats.busy_s, 3)},
+        }

@@ -155,7 +155,10 @@ class JobService:
         """Every unfinished job, in queue order, with position and ETA."""
         with self._lock:
             lives = list(self._live.values())
-        return views_of([(j.record, j.dispatched, j.progress) for j in lives], self.runner.seconds_per_unit())
+        runner = self.runner
+        return views_of(
+            [(j.record, j.dispatched, j.progress) for j in lives], runner.seconds_per_unit(), runner.placement
+        )
 
     def view(self, job_id: str) -> JobView | None:
         """One job as it stands now: from the queue, or from the database once it has ended."""

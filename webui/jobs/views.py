@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from webui.jobs.record import JobRecord
@@ -51,6 +51,7 @@ class JobView:
     eta_done_s: float | None  # seconds until it ends
     progress: Progress | None  # of its running pipeline call
     error: str | None
+    where: str = ""  # the workers running it, in distributed mode
 
     @property
     def finished(self) -> bool:
@@ -68,7 +69,8 @@ class JobView:
         if self.status == RUNNING_NOW and p is not None:
             first, last = p.images_done + 1, p.images_done + p.chunk_images
             images = f"image {first}" if first == last else f"images {first}-{last}"
-            return f"{images} of {p.images_total}, step {p.step} of {p.steps}"
+            on = f" on {self.where}" if self.where else ""
+            return f"{images} of {p.images_total}, step {p.step} of {p.steps}{on}"
         if self.status == RUNNING_NOW:
             return f"{self.images_done} of {self.images_total} images, starting"
         ahead = f"{self.ahead} job{'s' * (self.ahead != 1)} ahead of yours"
@@ -85,7 +87,9 @@ def about(seconds: float | None) -> str:
 
 
 def views_of(
-    jobs: Sequence[tuple[JobRecord, bool, Progress | None]], seconds_per_unit: float | None
+    jobs: Sequence[tuple[JobRecord, bool, Progress | None]],
+    seconds_per_unit: float | None,
+    where: Callable[[str], str] = lambda job_id: "",
 ) -> list[JobView]:
     """Views of `jobs` (record, running, progress), in queue order; ETAs from the measured speed.
 
@@ -119,6 +123,7 @@ def views_of(
                 eta_done_s=None if rate is None else (work_before + max(0, left)) * rate,
                 progress=progress if running else None,
                 error=record.error,
+                where=where(record.id) if running else "",
             )
         )
         work_before += max(0, left)

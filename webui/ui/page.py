@@ -147,7 +147,8 @@ class Page:
                 break
             if self.service.closing:
                 raise gr.Error(RESTARTING)
-            now = (round(view.fraction, 3), view.describe())
+            notice = self.service.runner.notice()
+            now = (round(view.fraction, 3), f"{notice} {view.describe()}" if notice else view.describe())
             if now != shown:
                 progress(now[0], desc=now[1])
                 shown = now

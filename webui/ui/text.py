@@ -213,7 +213,7 @@ def queue_row(view: JobView, who: Identity) -> list:
     images = f"{view.images_done} of {view.images_total}"
     return [
         position,
-        view.status,
+        f"{view.status} on {view.where}" if view.where else view.status,
         owner,
         view.first_prompt + more,
         images,

@@ -1,0 +1,299 @@
+"""The web host's side of distributed mode: jobs of the job service run as Celery tasks.
+
+`CeleryRunner` implements the job service's Runner protocol (webui/jobs/runners.py). A job's
+missing images go out as tasks of at most ZIMAGE_MAX_BATCH_SIZE images, small enough that
+the workers online share them; the job's outstanding tasks are kept in Redis, so that after a
+web restart the job follows the tasks already out instead of sending them again. The worker
+events come back through the job's Redis list: the PNGs are written here, under their planned
+names, as in embedded mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+from kombu.exceptions import OperationalError
+from PIL import Image
+
+from webui.distributed import broker
+from webui.distributed.broker import WorkerInfo
+from webui.jobs.record import BLACK, PLANNED, SAVED, JobRecord, PlannedImage
+from webui.lane import Progress
+from webui.outputs import write_png
+from webui.request import RequestError
+from webui.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often a job looks for new events when there were none
+EVENTS_AT_ONCE = 64
+MONITOR_S = 1.0  # how often the broker and the workers are looked at
+STOP_GRACE_S = 30.0  # after Stop, how long running tasks get to report where they stopped
+BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
+
+
+@dataclass
+class _Following:
+    """One job's tasks in flight, as this run of the web host follows them."""
+
+    record: JobRecord
+    outstanding: dict[str, list[int]]  # task id -> image indexes
+    started: set[str] = field(default_factory=set)
+    workers: set[str] = field(default_factory=set)
+    announced: bool = False  # on_start called
+
+
+class JobFailed(Exception):
+    pass
+
+
+class CeleryRunner:
+    """Jobs run on the GPU workers that serve `model`, through the broker."""
+
+    def __init__(self, settings: Settings, model: str) -> None:
+        self.settings, self.model = settings, model
+        self.queue = broker.queue_for(model)
+        self.broker = broker.describe_broker(settings.broker_url)
+        self.app = broker.celery_app(settings.broker_url, settings.task_timeout)
+        self.redis = broker.redis_client(settings.broker_url)
+        self._closing = threading.Event()
+        self._following: dict[str, _Following] = {}
+        self._workers: list[WorkerInfo] = []  # online, as last seen by the monitor
+        self._broker_error: str | None = None
+        self._monitor = threading.Thread(target=self._watch, name="broker-monitor", daemon=True)
+        self._monitor.start()
+
+    # The Runner protocol.
+
+    @property
+    def capacity(self) -> int:
+        """Jobs out at once: enough to keep every worker's pool of task slots in use."""
+        slots = 2 * self.settings.max_batch_size
+        return slots * max(1, len(self.serving()))
+
+    def run(
+        self,
+        record: JobRecord,
+        *,
+        cancel: threading.Event,
+        on_progress: Callable[[Progress], None],
+        on_start: Callable[[], None],
+        on_change: Callable[[PlannedImage, Image.Image | None], None],
+    ) -> bool:
+        job: _Following | None = None
+        stopping: float | None = None
+        try:
+            while not self._closing.is_set():
+                try:
+                    if job is None:
+                        job = self._send(record)
+                        self._following[record.id] = job
+                    if cancel.is_set() and stopping is None:
+                        self._stop(job)
+                        stopping = time.monotonic()
+                    handled = self._handle_events(job, on_progress, on_start, on_change)
+                except BROKER_ERRORS as exc:
+                    self._broker_down(exc)
+                    time.sleep(1.0)
+                    continue
+                if not job.outstanding or (stopping is not None and self._stopped(job, stopping)):
+                    self._forget(record.id)
+                    break
+                if not handled:
+                    time.sleep(POLL_S)
+        except JobFailed as exc:
+            assert job is not None
+            self._stop(job)
+            self._forget(record.id)
+            raise RequestError(str(exc)) from None
+        finally:
+            self._following.pop(record.id, None)
+        return bool(record.pending)
+
+    def seconds_per_unit(self) -> float | None:
+        rates = [w.seconds_per_unit for w in self.serving() if w.seconds_per_unit]
+        return 1.0 / sum(1.0 / r for r in rates) if rates else None
+
+    def close(self) -> None:
+        """The web host is going down: stop following; the workers carry on with the tasks out,
+        and the next start picks up their results."""
+        self._closing.set()
+
+    def placement(self, job_id: str) -> str:
+        job = self._following.get(job_id)
+        return ", ".join(sorted(job.workers)) if job is not None else ""
+
+    # What people and /healthz see.
+
+    def serving(self) -> list[WorkerInfo]:
+        return [w for w in self._workers if w.model == self.model]
+
+    def notice(self) -> str | None:
+        """Why jobs are not moving, if something outside this host is missing."""
+        if self._broker_error is not None:
+            return f"The broker ({self.broker}) is unreachable; jobs wait until it is back."
+        if not self.serving():
+            others = sorted({w.model for w in self._workers})
+            also = f" (workers online serve {', '.join(others)})" if others else ""
+            return f"No GPU worker is online for {self.model}{also}; jobs wait until one starts."
+        return None
+
+    def health(self) -> dict[str, Any]:
+        workers = self._workers
+        return {
+            "problem": "broker unreachable" if self._broker_error else None,
+            "mode": "distributed",
+            "broker": self.broker,
+            "broker_error": self._broker_error,
+            "notice": self.notice(),
+            "workers": [asdict(w) for w in workers],
+            "busy": any(w.busy for w in workers),
+            "calls": {
+                "count": sum(w.calls for w in workers),
+                "images": sum(w.images for w in workers),
+                "busy_s": round(sum(w.busy_s for w in workers), 3),
+            },
+        }
+
+    # Inside.
+
+    def _send(self, record: JobRecord) -> _Following:
+        """The job's missing images as tasks, except those already out (before a restart)."""
+        key = broker.tasks_key(record.id)
+        out = {task.decode(): json.loads(raw) for task, raw in self.redis.hgetall(key).items()}
+        covered = {index for indexes in out.values() for index in indexes}
+        todo = [image for image in record.pending if image.index not in covered]
+        if out:
+            logger.info("job %s: following %d tasks already out", record.id, len(out))
+        size = max(
+            1, min(self.settings.max_batch_size, math.ceil(len(todo) / (2 * max(1, len(self.serving())))))
+        )
+        for start in range(0, len(todo), size):
+            chunk = todo[start : start + size]
+            task_id = f"{record.id}-{uuid.uuid4().hex[:8]}"
+            self.app.send_task(
+                broker.TASK_NAME,
+                args=[self._payload(record, task_id, chunk)],
+                queue=self.queue,
+                task_id=task_id,
+            )
+            self.redis.hset(key, task_id, json.dumps([i.index for i in chunk]))
+            out[task_id] = [i.index for i in chunk]
+            logger.info("job %s task %s: %d images sent to %s", record.id, task_id, len(chunk), self.queue)
+        return _Following(record, out)
+
+    def _payload(self, record: JobRecord, task_id: str, images: list[PlannedImage]) -> dict[str, Any]:
+        request = record.request
+        return {
+            "v": broker.MESSAGE_VERSION,
+            "job": record.id,
+            "task": task_id,
+            "model": self.model,
+            "request": request.to_record(),
+            "images": [
+                {
+                    "index": i.index,
+                    "prompt": request.text_of(record.prompt_of(i)),
+                    "seed": i.seed,
+                    "parameters": record.png_parameters(i),
+                }
+                for i in images
+            ],
+        }
+
+    def _handle_events(
+        self,
+        job: _Following,
+        on_progress: Callable[[Progress], None],
+        on_start: Callable[[], None],
+        on_change: Callable[[PlannedImage, Image.Image | None], None],
+    ) -> int:
+        """Act on the job's waiting events, then drop them from the list; how many there were."""
+        record, key = job.record, broker.events_key(job.record.id)
+        raws = self.redis.lrange(key, 0, EVENTS_AT_ONCE - 1)
+        self._broker_error = None
+        failed = None
+        for n, raw in enumerate(raws, 1):
+            event, data = broker.unpack_event(raw)
+            kind, task = event["kind"], event["task"]
+            if kind == "started":
+                job.started.add(task)
+                job.workers.add(event["worker"])
+                if not job.announced:
+                    job.announced = True
+                    on_start()
+            elif kind == "progress":
+                on_progress(
+                    Progress(
+                        event["step"], event["steps"], record.done_count, event["images"], len(record.images)
+                    )
+                )
+            elif kind in ("image", "black"):
+                image = record.images[event["index"]]
+                if image.state == PLANNED:  # a task run twice sends an image twice: keep the first
+                    if kind == "image":
+                        path = write_png(data, record.folder, image.file.removesuffix(".png"), unique=False)
+                        image.file, image.state = path.name, SAVED
+                    else:
+                        image.state = BLACK
+                    on_change(image, None)
+            elif kind == "done":
+                job.outstanding.pop(task, None)
+                self.redis.hdel(broker.tasks_key(record.id), task)
+            elif kind == "failed":
+                failed = event["message"]
+                raws = raws[:n]
+                break
+        if raws:
+            self.redis.ltrim(key, len(raws), -1)
+        if failed is not None:
+            raise JobFailed(failed)
+        return len(raws)
+
+    def _stop(self, job: _Following) -> None:
+        """Queued tasks of the job are dropped, running ones stop at their next step."""
+        record = job.record
+        self.redis.set(broker.cancel_key(record.id), 1, ex=broker.EVENTS_KEPT_S)
+        waiting = [task for task in job.outstanding if task not in job.started]
+        if waiting:
+            self.app.control.revoke(waiting)
+        logger.info(
+            "job %s: stopping %d tasks (%d not started)", record.id, len(job.outstanding), len(waiting)
+        )
+
+    @staticmethod
+    def _stopped(job: _Following, since: float) -> bool:
+        """Stop asked: the running tasks have said where they stopped (or will never say)."""
+        waited = time.monotonic() - since
+        running = [task for task in job.outstanding if task in job.started]
+        return waited > STOP_GRACE_S or (waited > 1.0 and not running)
+
+    def _forget(self, job_id: str) -> None:
+        self.redis.delete(broker.tasks_key(job_id), broker.events_key(job_id))
+
+    def _broker_down(self, exc: Exception) -> None:
+        if self._broker_error is None:
+            logger.error("The broker %s is unreachable (%s); jobs wait for it", self.broker, exc)
+        self._broker_error = f"{type(exc).__name__}: {exc}"
+
+    def _watch(self) -> None:
+        """Forever: the workers online and whether the broker answers, for the rest to read."""
+        while True:
+            try:
+                self._workers = broker.workers(self.redis)
+                if self._broker_error is not None:
+                    logger.info("The broker %s answers again", self.broker)
+                self._broker_error = None
+            except BROKER_ERRORS as exc:
+                self._broker_down(exc)
+                self._workers = []
+            time.sleep(MONITOR_S)

@@ -1,0 +1,79 @@
+"""Checking a request against every limit before any work: it needs the tokenizer only.
+
+The engine validates with it before running; a web host in distributed mode, which loads no
+model, validates with it alone (webui/distributed/).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from webui.limits import check_numbers, check_plain_text
+from webui.request import GenerationRequest, RequestError
+from webui.settings import MODEL_MAX_TOKENS, Settings
+
+TOKEN_COUNTS_KEPT = 4096  # texts whose token count is remembered
+
+
+class Validator:
+    """Token counts and request limits, from the model's tokenizer."""
+
+    def __init__(self, tokenizer: Any, settings: Settings) -> None:
+        self.tokenizer, self.settings = tokenizer, settings
+        self._lock = threading.Lock()
+        self._token_counts: OrderedDict[str, int] = OrderedDict()
+
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens the text encoder sees for `prompt`, chat template included.
+
+        Remembered for recent texts: a job's prompts are counted when it is accepted and
+        again, for its caption buckets, when it runs."""
+        with self._lock:
+            if prompt in self._token_counts:
+                self._token_counts.move_to_end(prompt)
+                return self._token_counts[prompt]
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=True,
+        )
+        count = len(self.tokenizer(text)["input_ids"])
+        with self._lock:
+            self._token_counts[prompt] = count
+            while len(self._token_counts) > TOKEN_COUNTS_KEPT:
+                self._token_counts.popitem(last=False)
+        return count
+
+    def validate(self, request: GenerationRequest) -> dict[str, int]:
+        """Raise RequestError if the request breaks a limit; does no GPU work.
+
+        Returns the token count of each distinct text checked (chat template included).
+        """
+        check_numbers(request, self.settings)
+        limit = min(self.settings.max_prompt_tokens, MODEL_MAX_TOKENS)
+        # The style alone first, so that a fault in it is named as the style's.
+        texts = [("The style", request.style)] if request.style else []
+        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
+        if request.guidance_scale > 0:
+            texts.append(("The negative prompt", request.negative_prompt))
+        counts: dict[str, int] = {}
+        for name, text in texts:
+            if not isinstance(text, str):
+                raise RequestError(f"{name} must be text (got {type(text).__name__}).")
+            if name.startswith("Prompt"):
+                if not text.strip():
+                    raise RequestError(f"{name} is empty.")
+                text = request.text_of(text)  # what the model reads: limits hold for it
+            check_plain_text(name, text, limit)
+            if text not in counts:
+                counts[text] = self.count_tokens(text)
+            tokens = counts[text]
+            if tokens > limit:
+                raise RequestError(
+                    f"{name} is {tokens} tokens long; the limit is {limit} tokens "
+                    f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
+                )
+        return counts
