@@ -1,4 +1,5 @@
-"""`python -m tests.faults`: the real server, with faults a test arms while it runs.
+"""`python -m tests.faults [worker]`: the real server (or, with `worker`, a real GPU worker of
+distributed mode), with faults a test arms while it runs.
 
 The faults go into the real model's modules as forward hooks once it has loaded; each one is
 armed by a file in the folder named by $WEBUI_FAULTS:
@@ -69,4 +70,8 @@ real_load_model = webui.loading.load_model
 webui.loading.load_model = load_with_faults  # main() imports it from the module when it runs
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        from webui.distributed.worker import main as worker_main
+
+        sys.exit(worker_main(sys.argv[2:]))
     sys.exit(main())

@@ -198,7 +198,7 @@ class Page:
         record = self.service.record(job_id)
         if record is None:
             raise gr.Error(f"No job {job_id!r}.")
-        return text.job_status(record, self.service.view(job_id))
+        return text.job_status(record, self.service.view(job_id), self.service.runner.notice())
 
     def jobs(self, request: gr.Request) -> list[dict[str, Any]]:
         """Recent jobs, newest first, the unfinished ones included: yours when a login is on,

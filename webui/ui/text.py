@@ -163,8 +163,9 @@ def outputs(record: JobRecord) -> tuple:
     return gallery, summary(record), details, download, sheet
 
 
-def job_status(record: JobRecord, view: JobView | None) -> dict[str, Any]:
-    """A job for scripts (`/job`): status, progress, position, and every image made so far."""
+def job_status(record: JobRecord, view: JobView | None, notice: str | None = None) -> dict[str, Any]:
+    """A job for scripts (`/job`): status, progress, position, and every image made so far;
+    `notice` says why an unfinished job is not moving (no worker online, broker away)."""
     r = record.request
     live = view is not None and not view.finished
     return {
@@ -180,6 +181,7 @@ def job_status(record: JobRecord, view: JobView | None) -> dict[str, Any]:
         "eta_s": None if not live or view.eta_done_s is None else round(view.eta_done_s, 1),
         "folder": str(record.folder),
         "resumed": record.resumed,
+        "notice": notice if live else None,
         "images": [
             {
                 "prompt": record.prompt_of(i),

@@ -1,0 +1,322 @@
+"""Distributed mode with real processes: Redis (with a password), two GPU workers (the demo
+model on the CPU, with the faults of tests/faults.py) and the web host, met over HTTP.
+
+The tests share one cluster and run in file order; each leaves it as it found it (workers up,
+faults disarmed, Redis running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from gradio_client import Client
+from PIL import Image
+
+from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker, start_redis
+from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
+from webui.distributed import broker
+from webui.request import GenerationRequest
+
+pytestmark = pytest.mark.skipif(REDIS is None, reason=WHY_NO_REDIS)
+
+TASK_TIMEOUT_S = 6  # ZIMAGE_TASK_TIMEOUT: a killed worker's task runs again about this much later
+SMALL = dict(images_per_prompt=1, seed=5, width=32, height=32, steps=2, guidance_scale=0.0)
+DEMO_QUEUE = broker.queue_for(broker.model_key("demo model", "fp32"))
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    cache_dir: Path
+    faults: Path
+    redis: RedisServer
+    workers: dict[str, Worker]
+    web: Server
+
+    def spawn(self, name: str) -> Worker:
+        self.workers[name] = spawn_worker(
+            name,
+            self.redis.url,
+            self.workdir,
+            self.cache_dir,
+            module="tests.faults worker",
+            task_timeout=str(TASK_TIMEOUT_S),
+            env={"WEBUI_FAULTS": str(self.faults)},
+            max_batch_size="4",
+        )
+        return self.workers[name]
+
+    def health(self) -> dict[str, Any]:
+        return get_json(self.web.url + "healthz")
+
+    def online(self) -> dict[str, dict]:
+        return {w["name"].split("@")[0]: w for w in self.health()["workers"]}
+
+    def wait_online(self, names: set[str]) -> None:
+        wait_for(lambda: set(self.online()) >= names, 120, f"workers {names} online")
+
+    def arm(self, name: str, content: str) -> None:
+        partial = self.faults / f".{name}.partial"
+        partial.write_text(content)
+        partial.rename(self.faults / name)
+
+    def client(self) -> Client:
+        return Client(self.web.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Cluster]:
+    workdir, faults = tmp_path_factory.mktemp("cluster"), tmp_path_factory.mktemp("cluster-faults")
+    store = start_redis(workdir / "redis")
+    try:
+        web = spawn_server(
+            workdir,
+            cache_dir,
+            broker_url=store.url,
+            model="demo",
+            task_timeout=str(TASK_TIMEOUT_S),
+            max_batch_size="4",
+        )
+        c = Cluster(workdir, cache_dir, faults, store, {}, web)
+        for name in ("w1", "w2"):
+            c.spawn(name)
+        try:
+            wait_until_up(web)
+            c.wait_online({"w1", "w2"})
+            yield c
+        finally:
+            web.process.terminate()
+            for worker in c.workers.values():
+                worker.stop()
+            web.process.wait(30)
+    finally:
+        store.stop()
+
+
+@pytest.fixture(autouse=True)
+def disarmed(cluster: Cluster) -> Iterator[None]:
+    yield
+    for armed in cluster.faults.iterdir():
+        armed.unlink()
+
+
+def wait_job(user: Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def ended() -> bool:
+        found.update(user.predict(job_id, api_name="/job"))
+        return found["status"] in ("done", "stopped", "failed")
+
+    wait_for(ended, timeout, f"job {job_id} to end")
+    return found
+
+
+def pngs(status: dict[str, Any]) -> list[Path]:
+    """The job's image files on disk (not its contact sheet)."""
+    return sorted(Path(status["folder"]).glob("[0-9]*.png"))
+
+
+def submit(user: Client, **request: Any) -> str:
+    return user.predict(**{**SMALL, **request}, api_name="/submit")["job_id"]
+
+
+def test_a_job_spreads_over_both_workers_with_the_pixels_of_batch_mode(cluster: Cluster, make_engine) -> None:
+    before = {name: w["images"] for name, w in cluster.online().items()}
+    user = cluster.client()
+    request = dict(prompts="a red sneaker\na blue kettle", images_per_prompt=6, seed=11, width=48, height=48)
+    status = wait_job(user, submit(user, **request))
+    assert status["status"] == "done" and status["images_done"] == 12, status
+    files = pngs(status)
+    assert len(files) == 12 and (Path(status["folder"]) / "contact-sheet.png").is_file()
+
+    def counted() -> bool:  # heartbeats come every 2 s
+        now = cluster.online()
+        return sum(now[n]["images"] - before[n] for n in before) >= 12
+
+    wait_for(counted, 10, "the workers' image counts")
+    made = {name: w["images"] - before[name] for name, w in cluster.online().items()}
+    assert all(count > 0 for count in made.values()), f"a worker was left idle: {made}"
+
+    # The same job in batch mode, in this process: the same pixels (within 2/255), the same metadata.
+    local = make(
+        make_engine(max_batch_size=4),
+        GenerationRequest(
+            ["a red sneaker", "a blue kettle"], images_per_prompt=6, seed=11, width=48, height=48, steps=2
+        ),
+    )
+    assert [m.path.name for m in local.images] == [f.name for f in files]
+    for mine, theirs in zip(local.images, files, strict=True):
+        with Image.open(theirs) as image:
+            image.load()
+            assert json.loads(image.text["zimage-webui"])["seed"] == mine.seed
+            difference = np.abs(np.asarray(image, dtype=int) - np.asarray(mine.image, dtype=int)).max()
+        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+
+
+def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    before = {name: w["images"] for name, w in cluster.online().items()}
+    # A web host asking for bf16: no worker online serves it; its job waits, and says why.
+    with running_server(
+        tmp_path,
+        cluster.cache_dir,
+        broker_url=cluster.redis.url,
+        model="demo",
+        dtype="bf16",
+        task_timeout="6",
+    ) as web:
+        health = get_json(web.url + "healthz")
+        assert health["status"] == "ok"
+        assert health["notice"] == (
+            "No GPU worker is online for demo model (bf16) (workers online serve demo model (fp32)); "
+            "jobs wait until one starts."
+        )
+        user = Client(web.url, verbose=False)
+        job_id = submit(user, prompts="a cup")
+        time.sleep(4)
+        status = user.predict(job_id, api_name="/job")
+        assert status["status"] in ("waiting", "running") and status["images_done"] == 0
+        assert "No GPU worker is online for demo model (bf16)" in status["notice"]
+    assert {name: w["images"] for name, w in cluster.online().items()} == before
+
+    # A task for another model that reaches this model's queue anyway is refused with a message.
+    job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
+    payload = {
+        "v": 1,
+        "job": job_id,
+        "task": task_id,
+        "model": "another model (bf16)",
+        "request": {},
+        "images": [],
+    }
+    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
+    app.send_task(broker.TASK_NAME, args=[payload], queue=DEMO_QUEUE, task_id=task_id)
+    client = redis.Redis.from_url(cluster.redis.url)
+    wait_for(lambda: client.llen(broker.events_key(job_id)) > 0, 20, "the worker's answer")
+    event, _ = broker.unpack_event(client.lindex(broker.events_key(job_id), 0))
+    assert event["kind"] == "failed" and "this task needs another model (bf16)" in event["message"]
+    assert "serves demo model (fp32)" in event["message"]
+
+
+def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(cluster: Cluster) -> None:
+    cluster.arm("slow", "0.25")
+    user = cluster.client()
+    job_id = submit(user, prompts="a lamp", images_per_prompt=16, width=48, height=48, steps=4)
+    wait_for(lambda: user.predict(job_id, api_name="/job")["images_done"] >= 1, 60, "a first image")
+    assert user.predict(job_id, api_name="/stop_job") is True
+    status = wait_job(user, job_id, 30)
+    assert status["status"] == "stopped"
+    assert 1 <= status["images_done"] < 16
+    client = redis.Redis.from_url(cluster.redis.url)
+    assert client.llen(DEMO_QUEUE) == 0  # no task of it left waiting
+    wait_for(lambda: not any(w["busy"] for w in cluster.online().values()), 15, "the workers to stop")
+    kept = pngs(status)
+    assert len(kept) == status["images_done"]
+    time.sleep(1.5)
+    assert pngs(status) == kept  # nothing arrives after the stop
+
+
+def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) -> None:
+    cluster.arm("slow", "0.4")
+    user = cluster.client()
+    job_id = submit(user, prompts="a chair", images_per_prompt=8, width=48, height=48, steps=3)
+    wait_for(lambda: any(w["busy"] for w in cluster.online().values()), 60, "a busy worker")
+    victim = next(name for name, w in cluster.online().items() if w["busy"])
+    os.kill(cluster.workers[victim].process.pid, signal.SIGKILL)
+    cluster.workers[victim].process.wait()
+    status = wait_job(user, job_id, 120)
+    assert status["status"] == "done" and status["images_done"] == 8, status
+    files = pngs(status)
+    assert len(files) == 8 and not any("-2." in f.name for f in files)  # every image exactly once
+    assert sorted(Path(i["file"]) for i in status["images"]) == files
+    cluster.spawn(victim)
+    cluster.wait_online({"w1", "w2"})
+
+
+def test_a_web_restart_mid_job_loses_nothing(cluster: Cluster) -> None:
+    cluster.arm("slow", "0.3")
+    user = cluster.client()
+    job_id = submit(user, prompts="a vase", images_per_prompt=8, width=48, height=48, steps=3)
+    wait_for(lambda: user.predict(job_id, api_name="/job")["images_done"] >= 1, 60, "a first image")
+    cluster.web.process.terminate()
+    cluster.web.process.wait(30)
+    cluster.web = spawn_server(
+        cluster.workdir,
+        cluster.cache_dir,
+        broker_url=cluster.redis.url,
+        model="demo",
+        task_timeout=str(TASK_TIMEOUT_S),
+        max_batch_size="4",
+        log_name="server-2.log",
+    )
+    wait_until_up(cluster.web)
+    user = cluster.client()
+    status = wait_job(user, job_id, 120)
+    assert status["status"] == "done" and len(pngs(status)) == 8
+    assert job_id in [row[-1] for row in user.predict(api_name="/history")]
+    assert "following" in cluster.web.log_text()  # it took up the tasks already out, not new ones
+
+
+def test_redis_away_is_said_plainly_and_work_resumes_when_it_is_back(cluster: Cluster) -> None:
+    cluster.redis.stop()
+    try:
+
+        def unreachable() -> bool:
+            try:
+                get_json(cluster.web.url + "healthz")
+            except Exception as exc:  # urllib raises HTTPError for the 503
+                body = json.loads(exc.read()) if hasattr(exc, "read") else {}
+                return getattr(exc, "code", None) == 503 and body.get("status") == "broker unreachable"
+            return False
+
+        wait_for(unreachable, 20, "/healthz to report the broker")
+        user = cluster.client()
+        job_id = submit(user, prompts="a bowl", images_per_prompt=2)
+        time.sleep(2)
+        status = user.predict(job_id, api_name="/job")
+        assert status["status"] in ("waiting", "running")
+        assert (
+            f"The broker (redis://:***@127.0.0.1:{cluster.redis.port}/0) is unreachable" in status["notice"]
+        )
+        assert cluster.web.process.poll() is None
+        assert all(w.process.poll() is None for w in cluster.workers.values())
+    finally:
+        cluster.redis.start()
+    status = wait_job(user, job_id, 120)
+    assert status["status"] == "done" and len(pngs(status)) == 2
+    assert cluster.health()["status"] == "ok"
+
+
+def test_a_task_that_killed_three_workers_fails_its_job_and_others_go_on(cluster: Cluster) -> None:
+    cluster.arm("crash", "64")  # a forward of 64-pixel-wide images kills its worker
+    user = cluster.client()
+    poison = submit(user, prompts="a poison pill", width=64, height=64)
+    deaths = 0
+
+    def ended_with_respawns() -> bool:  # Supervisor's part: start a fresh worker after each death
+        nonlocal deaths
+        for name, worker in list(cluster.workers.items()):
+            if worker.process.poll() is not None:
+                deaths += 1
+                cluster.spawn(name)
+        return user.predict(poison, api_name="/job")["status"] in ("failed", "done", "stopped")
+
+    wait_for(ended_with_respawns, 180, "the poison job to fail")
+    status = user.predict(poison, api_name="/job")
+    assert status["status"] == "failed" and deaths == 3, (status, deaths)
+    assert "3 workers died while running this part of the job" in status["error"]
+    other = wait_job(user, submit(user, prompts="an apple"), 120)
+    assert other["status"] == "done"
+    cluster.wait_online({"w1", "w2"})
