@@ -2,7 +2,8 @@
 # Z-Image-Turbo WebUI: set-up, serving under Supervisor, and tests.
 #
 #   ./launch.sh                    set up if needed, start under Supervisor, wait until healthy
-#   ./launch.sh stop               stop the WebUI and supervisord (no process left behind)
+#   ./launch.sh worker             distributed mode: start the GPU workers (ZIMAGE_BROKER_URL)
+#   ./launch.sh stop               stop everything this checkout started (no process left behind)
 #   ./launch.sh restart            restart the WebUI and wait until healthy
 #   ./launch.sh status             Supervisor's view and the app's /healthz
 #   ./launch.sh logs               follow the WebUI log
@@ -12,8 +13,10 @@
 #
 # Settings come from ZIMAGE_* environment variables (README). Set-up creates .venv and
 # installs the pinned requirements, again only when requirements.txt changes; PYTHON picks
-# the interpreter (3.10+). `test` also installs Debian's chromium for the browser tests
-# when it is missing and this user can (root with apt-get).
+# the interpreter (3.10+). `test` also installs Debian's chromium and redis-server for the
+# browser and distributed tests when they are missing and this user can (root with apt-get).
+# With ZIMAGE_BROKER_URL naming this machine, `./launch.sh` and `./launch.sh worker` start
+# Redis themselves (supervisor/redis.conf) unless one already answers there.
 set -euo pipefail
 cd "$(dirname "$0")"
 PROJECT=$(pwd)
@@ -46,14 +49,22 @@ setup() {
   fi
 }
 
-browser() {
-  command -v chromium >/dev/null && return 0
+test_tools() {
+  local missing=() tool
+  for tool in chromium redis-server; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  [ ${#missing[@]} = 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing Debian's chromium for the browser tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    say "installing Debian's ${missing[*]} for the browser and distributed tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    say "no chromium and no way to install it (needs root and apt-get): browser tests will be skipped"
+    say "no ${missing[*]} and no way to install (needs root and apt-get): their tests will be skipped"
   fi
+}
+
+gpus() {
+  local n=0
+  command -v nvidia-smi >/dev/null && n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  echo "${n:-0}"
 }
 
 running() { [ -S run/supervisor.sock ] && "${CTL[@]}" pid >/dev/null 2>&1; }
@@ -62,10 +73,13 @@ running() { [ -S run/supervisor.sock ] && "${CTL[@]}" pid >/dev/null 2>&1; }
 start_supervisord() {
   mkdir -p logs run
   chmod 700 run
-  local startsecs=15
-  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then startsecs=180; fi
+  local startsecs=15 workers=${ZIMAGE_WORKERS:-0}
+  [ "$(gpus)" -gt 0 ] && startsecs=180
+  [ "$workers" -gt 0 ] || workers=$(gpus)
+  [ "$workers" -gt 0 ] || workers=1
+  echo "$workers" >run/workers
   local keep=(PATH="$PATH" HOME="${HOME:-$PROJECT}" LANG="${LANG:-C.UTF-8}"
-              WEBUI_STARTSECS="${WEBUI_STARTSECS:-$startsecs}")
+              WEBUI_STARTSECS="${WEBUI_STARTSECS:-$startsecs}" WEBUI_WORKERS="$workers")
   local name
   for name in $(compgen -e); do
     case "$name" in ZIMAGE_* | HF_* | HUGGINGFACE_* | CUDA_* | PYTORCH_* | GRADIO_TEMP_DIR | TMPDIR)
@@ -73,6 +87,58 @@ start_supervisord() {
     esac
   done
   env -i "${keep[@]}" "$VENV/bin/supervisord" -c "$CONF"
+}
+
+# What ZIMAGE_BROKER_URL names: "local PORT PASSWORD" or "remote"; `ping`: whether it answers.
+broker() {
+  "$VENV/bin/python" - "$ZIMAGE_BROKER_URL" "$1" <<'PY'
+import sys, urllib.parse
+import redis
+url, what = sys.argv[1], sys.argv[2]
+parts = urllib.parse.urlsplit(url)
+if what == "where":
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    print("local" if local else "remote", parts.port or 6379, urllib.parse.unquote(parts.password or "-"))
+else:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        sys.exit(f"{type(exc).__name__}: {exc}")
+PY
+}
+
+# Start Redis under Supervisor when the broker URL names this machine and nothing answers there.
+local_redis() {
+  [ -n "${ZIMAGE_BROKER_URL:-}" ] || return 0
+  local where port password dir
+  read -r where port password < <(broker where)
+  [ "$where" = local ] || return 0
+  broker ping 2>/dev/null && return 0
+  command -v redis-server >/dev/null ||
+    die "nothing answers at ZIMAGE_BROKER_URL and redis-server is not installed (apt-get install redis-server)"
+  [ "$password" != - ] || die "put a password in ZIMAGE_BROKER_URL (redis://:PASSWORD@127.0.0.1:$port/0)"
+  dir=${ZIMAGE_STATE_DIR:-$PROJECT/state}/redis
+  mkdir -p "$dir"
+  (umask 077; printf 'bind 127.0.0.1\nport %s\nrequirepass %s\nappendonly yes\ndir %s\n' \
+    "$port" "$password" "$dir" >run/redis.conf)
+  say "starting Redis on 127.0.0.1:$port (data in $dir)"
+  "${CTL[@]}" start redis >/dev/null
+  local deadline=$((SECONDS + 20))
+  until broker ping 2>/dev/null; do
+    ((SECONDS < deadline)) || die "Redis did not answer on 127.0.0.1:$port; see logs/redis.log"
+    sleep 0.3
+  done
+}
+
+ensure_supervisord() {
+  if running; then
+    local want=${ZIMAGE_WORKERS:-0}
+    if [ "$want" -gt 0 ] && [ "$want" != "$(cat run/workers)" ]; then
+      say "supervisord runs with $(cat run/workers) worker slots; for $want: ./launch.sh stop, then start again"
+    fi
+  else
+    start_supervisord
+  fi
 }
 
 wait_healthy() {
@@ -99,7 +165,7 @@ stop_all() {
   running || { say "not running"; return 0; }
   local pid
   pid=$(cat run/supervisord.pid)
-  "${CTL[@]}" stop webui >/dev/null || true
+  "${CTL[@]}" stop all >/dev/null || true
   "${CTL[@]}" shutdown >/dev/null
   while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
   say "stopped"
@@ -108,10 +174,20 @@ stop_all() {
 case "${1:-start}" in
   start)
     setup
-    if running; then "${CTL[@]}" start webui >/dev/null || true; else start_supervisord; fi
+    ensure_supervisord
+    local_redis
+    "${CTL[@]}" start webui >/dev/null || true
     say "waiting for $HEALTH_URL (model loading; logs/webui.log shows progress)"
     wait_healthy
     say "ready: http://$HOST:$PORT/"
+    ;;
+  worker)
+    setup
+    [ -n "${ZIMAGE_BROKER_URL:-}" ] || die "set ZIMAGE_BROKER_URL to the broker's Redis URL (README: distributed mode)"
+    ensure_supervisord
+    local_redis
+    "${CTL[@]}" start 'worker:*' || die "workers did not start; see logs/worker-*.log"
+    say "$(cat run/workers) GPU workers running; logs in logs/worker-N.log"
     ;;
   stop) stop_all ;;
   restart)
@@ -135,7 +211,7 @@ case "${1:-start}" in
   test)
     shift
     setup
-    browser
+    test_tools
     # Style first: a lint or format fault fails the run in seconds, naming the file and line.
     "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . ||
       die "ruff found style faults (fix them, or run .venv/bin/ruff format . for the layout)"

@@ -192,3 +192,53 @@ def test_a_model_that_fails_to_load_is_retried_a_bounded_number_of_times_then_fa
     time.sleep(3)  # and no endless loop: nothing more is started
     status = run(copy, env, ".venv/bin/supervisorctl", "-c", "supervisor/supervisord.conf", "status", "webui")
     assert "FATAL" in status.stdout and spawns() == 4
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_launch_runs_redis_the_web_and_workers_under_supervisor(
+    project: tuple[Path, dict[str, str], str],
+) -> None:
+    """One box in distributed mode: `./launch.sh` starts Redis (password from the URL) and the
+    web, `./launch.sh worker` two workers; a killed worker is restarted; stop leaves nothing."""
+    copy, env, url = project
+    password = "s3cret-for-the-test"
+    env = {
+        **env,
+        "ZIMAGE_BROKER_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0",
+        "ZIMAGE_WORKERS": "2",
+        "ZIMAGE_MODEL": "demo",
+        "ZIMAGE_TASK_TIMEOUT": "10",
+    }
+    started = run(copy, env, "./launch.sh")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "starting Redis on 127.0.0.1" in started.stdout
+    assert oct((copy / "run" / "redis.conf").stat().st_mode & 0o777) == "0o600"
+    workers = run(copy, env, "./launch.sh", "worker")
+    assert workers.returncode == 0, workers.stdout + workers.stderr
+    assert "2 GPU workers running" in workers.stdout
+
+    def online() -> dict[str, dict]:
+        return {w["name"].split("@")[0]: w for w in get_json(url + "healthz")["workers"]}
+
+    wait_for(lambda: set(online()) == {"worker-0", "worker-1"}, 60, "two workers in /healthz")
+    user = Client(url, verbose=False)
+    job_id = user.predict(
+        prompts="a teapot", seed=3, **{**SHOT, "width": 64, "height": 64}, api_name="/submit"
+    )
+    job_id = job_id["job_id"]
+    wait_for(lambda: user.predict(job_id, api_name="/job")["status"] == "done", 120, "the job")
+
+    # kill -9 of a worker: Supervisor starts a fresh one, which comes back online.
+    victim = online()["worker-0"]["pid"]
+    os.kill(victim, 9)
+    wait_for(lambda: online().get("worker-0", {}).get("pid") not in (None, victim), 90, "worker-0 back")
+
+    # Redis runs with a password, bound to loopback only, and stops with the rest.
+    port = int(env["ZIMAGE_BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
+    listening = [c for c in psutil.net_connections("inet") if c.laddr.port == port and c.status == "LISTEN"]
+    assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+    [server] = [psutil.Process(c.pid) for c in listening]
+    assert server.name() == "redis-server"
+    stopped = run(copy, env, "./launch.sh", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: not processes_of(copy) and not server.is_running(), 30, "every process to end")
