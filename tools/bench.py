@@ -2,6 +2,7 @@
 
     python -m tools.bench --model demo --size 256
     python -m tools.bench --model latency --a 0.05 --b 0.8 --size 1024
+    python -m tools.bench --workers 4 --a 0.05 --b 0.8 --size 1024   (tools/bench_workers.py)
 
 Measures (1) the engine alone: N single-prompt requests one after the other, and the same N
 prompts as one request; (2) the served app (`python -m webui`-equivalent in a subprocess, on
@@ -463,6 +464,12 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--workers" in argv or any(a.startswith("--workers=") for a in argv):  # tools/bench_workers.py
+        from tools.bench_workers import main as workers_main
+
+        return workers_main(argv)
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["demo", "latency"], default="demo")
     parser.add_argument("--a", type=float, default=0.05, help="latency model: seconds per call")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,7 +88,18 @@ def celery_app(broker_url: str, task_timeout: int) -> Celery:
             "socket_timeout": 10,
         },
     )
+    if broker_url.startswith("rediss://"):  # TLS: verify the server's certificate, never skip it
+        app.conf.broker_use_ssl = tls_options(broker_url)
     return app
+
+
+def tls_options(broker_url: str) -> dict[str, Any]:
+    """Certificate checks for a rediss:// broker: the system's CAs, or `?ssl_ca_certs=FILE`."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(broker_url).query)
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if "ssl_ca_certs" in query:
+        options["ssl_ca_certs"] = query["ssl_ca_certs"][0]
+    return options
 
 
 def redis_client(broker_url: str) -> redis.Redis:

@@ -10,6 +10,7 @@ names, as in embedded mode.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -174,9 +175,10 @@ class CeleryRunner:
         todo = [image for image in record.pending if image.index not in covered]
         if out:
             logger.info("job %s: following %d tasks already out", record.id, len(out))
-        size = max(
-            1, min(self.settings.max_batch_size, math.ceil(len(todo) / (2 * max(1, len(self.serving())))))
-        )
+        # A share per worker online, at most one call's worth: Redis hands waiting tasks to idle
+        # workers in turn, so a job of 16 images on 4 workers runs 4 images on each.
+        workers = max(1, len(self.serving()))
+        size = max(1, min(self.settings.max_batch_size, math.ceil(len(todo) / workers)))
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
             task_id = f"{record.id}-{uuid.uuid4().hex[:8]}"
@@ -199,6 +201,7 @@ class CeleryRunner:
             "task": task_id,
             "model": self.model,
             "request": request.to_record(),
+            "sheet": len(record.images) > 1,  # send contact-sheet thumbnails
             "images": [
                 {
                     "index": i.index,
@@ -240,12 +243,15 @@ class CeleryRunner:
             elif kind in ("image", "black"):
                 image = record.images[event["index"]]
                 if image.state == PLANNED:  # a task run twice sends an image twice: keep the first
+                    thumbnail = None
                     if kind == "image":
-                        path = write_png(data, record.folder, image.file.removesuffix(".png"), unique=False)
+                        png, sheet = data[: event["png_bytes"]], data[event["png_bytes"] :]
+                        path = write_png(png, record.folder, image.file.removesuffix(".png"), unique=False)
                         image.file, image.state = path.name, SAVED
+                        thumbnail = Image.open(io.BytesIO(sheet)) if sheet else None
                     else:
                         image.state = BLACK
-                    on_change(image, None)
+                    on_change(image, thumbnail)
             elif kind == "done":
                 job.outstanding.pop(task, None)
                 self.redis.hdel(broker.tasks_key(record.id), task)

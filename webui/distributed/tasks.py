@@ -1,0 +1,214 @@
+"""A GPU worker's work: Celery tasks run on the engine's lane, answers sent through Redis.
+
+`WorkerState.make` is the task (webui/distributed/worker.py registers it): it checks the
+task's model, counts the task's starts (a start that never finished means its worker died),
+runs the images on the lane (a task that lost a worker before runs alone) and sends each
+finished PNG, progress and the outcome to the job's event list. `watch` stops tasks of
+stopped jobs and says every few seconds that the worker is alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from webui.distributed import broker
+from webui.distributed.broker import WorkerInfo
+from webui.engine import Engine, ImageTask, Progress
+from webui.loading import dtype_name
+from webui.outputs import SHEET_CELL, encode_png
+from webui.request import GenerationRequest, RequestError
+from webui.settings import Settings
+
+logger = logging.getLogger("webui.worker")
+
+PROGRESS_EVERY_S = 0.2  # at most this often a progress event per task, and at each call's end
+
+
+class Turns:
+    """Tasks share the lane, except one that lost a worker before: it runs alone, so that
+    whatever killed that worker cannot take other tasks down with it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running, self._alone, self._alone_waiting = 0, False, 0
+
+    @contextlib.contextmanager
+    def turn(self, alone: bool) -> Iterator[None]:
+        with self._cond:
+            self._alone_waiting += alone
+            self._cond.wait_for(
+                lambda: not self._alone and (self._running == 0 if alone else not self._alone_waiting)
+            )
+            self._alone_waiting -= alone
+            self._running += 1
+            self._alone = alone
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._alone = self._alone and not alone
+                self._cond.notify_all()
+
+
+class WorkerState:
+    """The loaded engine and what the worker tells Redis: events, heartbeats."""
+
+    def __init__(self, engine: Engine, settings: Settings, name: str) -> None:
+
+        self.engine, self.settings, self.name = engine, settings, name
+        self.model = broker.model_key(engine.model.label, dtype_name(engine.model.dtype))
+        self.queue = broker.queue_for(self.model)
+        self.redis = broker.redis_client(settings.broker_url)
+        self.turns = Turns()
+        self.started = time.time()
+        self._cancels: dict[str, list[threading.Event]] = {}  # job id -> its running tasks' flags
+        self._lock = threading.Lock()
+
+    def emit(self, job_id: str, task_id: str, kind: str, data: bytes = b"", **fields: Any) -> None:
+
+        key = broker.events_key(job_id)
+        self.redis.pipeline().rpush(key, broker.pack_event(kind, task_id, data, **fields)).expire(
+            key, broker.EVENTS_KEPT_S
+        ).execute()
+
+    def make(self, payload: dict[str, Any]) -> None:
+        """Run one task: its images on the lane, each sent back as PNG bytes."""
+
+        job, task = payload["job"], payload["task"]
+        if payload.get("v") != broker.MESSAGE_VERSION or payload["model"] != self.model:
+            message = (
+                f"Worker {self.name} serves {self.model}; this task needs {payload.get('model')} "
+                f"(message version {payload.get('v')}). Give the web host and its workers the same "
+                "ZIMAGE_MODEL and ZIMAGE_DTYPE."
+            )
+            logger.error("job %s task %s refused: %s", job, task, message)
+            self.emit(job, task, "failed", message=message)
+            return
+        if self.redis.exists(broker.cancel_key(job)):  # stopped while it waited
+            self.emit(job, task, "done", stopped=True)
+            return
+        starts = self.redis.incr(broker.starts_key(task))
+        self.redis.expire(broker.starts_key(task), broker.EVENTS_KEPT_S)
+        lost = starts - 1  # earlier starts that never finished: their workers died
+        if lost >= broker.MAX_WORKER_LOSSES:
+            message = (
+                f"Not run again: {lost} workers died while running this part of the job (images "
+                f"{', '.join(str(i['index'] + 1) for i in payload['images'])}), so it may be what "
+                "kills them. Finished images are kept; an admin can find the cause in the worker logs."
+            )
+            logger.error("job %s task %s refused: %s", job, task, message)
+            self.emit(job, task, "failed", message=message)
+            self.redis.delete(broker.starts_key(task))
+            return
+        with self.turns.turn(alone=lost > 0):
+            self._run(payload, job, task, lost)
+        self.redis.delete(broker.starts_key(task))
+
+    def _run(self, payload: dict[str, Any], job: str, task: str, lost: int) -> None:
+        request = GenerationRequest.from_record(payload["request"])
+        images, sheet = {i["index"]: i for i in payload["images"]}, payload.get("sheet", False)
+        tasks = [ImageTask(i["index"], i["prompt"], i["seed"]) for i in payload["images"]]
+        logger.info(
+            "job %s task %s: %d images%s", job, task, len(tasks), f" (after {lost} lost workers)" * bool(lost)
+        )
+        self.emit(job, task, "started", worker=self.name)
+        last = 0.0
+
+        def on_image(t: ImageTask, picture: Image.Image) -> None:
+            data = encode_png(picture, images[t.index]["parameters"])
+            # The contact sheet's thumbnail too: the web host need not decode the PNG for it.
+            thumbnail = encode_png(ImageOps.contain(picture, (SHEET_CELL, SHEET_CELL)), {}) if sheet else b""
+            self.emit(job, task, "image", data + thumbnail, index=t.index, png_bytes=len(data))
+
+        def on_progress(p: Progress) -> None:
+            nonlocal last
+            if p.step == p.steps or time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self.emit(job, task, "progress", step=p.step, steps=p.steps, images=p.chunk_images)
+
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels.setdefault(job, []).append(cancel)
+        try:
+            outcome = self.engine.run(
+                request,
+                tasks,
+                on_image=on_image,
+                label=f"{job}/{task}",
+                on_progress=on_progress,
+                cancel=cancel,
+            )
+        except RequestError as exc:
+            logger.error("job %s task %s failed: %s", job, task, exc)
+            self.emit(job, task, "failed", message=str(exc))
+            return
+        finally:
+            with self._lock:
+                self._cancels[job].remove(cancel)
+                if not self._cancels[job]:
+                    del self._cancels[job]
+        for index in outcome.black:
+            self.emit(job, task, "black", index=index)
+        self.emit(job, task, "done", stopped=outcome.stopped)
+        logger.info("job %s task %s: done%s", job, task, " (stopped)" * outcome.stopped)
+
+    def watch(self) -> None:
+        """Forever: stop the tasks of stopped jobs at their next step; say we are alive."""
+
+        beat, failing = 0.0, False
+        while True:
+            try:
+                with self._lock:
+                    running = dict(self._cancels)
+                if running:
+                    flags = self.redis.pipeline()
+                    for job in running:
+                        flags.exists(broker.cancel_key(job))
+                    for events, stop in zip(running.values(), flags.execute(), strict=True):
+                        if stop:
+                            for event in events:
+                                event.set()
+                if time.monotonic() - beat >= broker.HEARTBEAT_S:
+                    beat = time.monotonic()
+                    self.redis.hset(broker.WORKERS_KEY, self.name, self.info().to_json())
+                if failing:
+                    logger.info("Redis answers again")
+                failing = False
+            except Exception as exc:  # Redis away: keep trying; Celery reconnects on its own
+                if not failing:
+                    logger.warning("Redis unreachable (%s); retrying", exc)
+                failing = True
+            time.sleep(0.25)
+
+    def info(self) -> WorkerInfo:
+
+        stats = self.engine.stats
+        return WorkerInfo(
+            name=self.name,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            device=str(self.engine.model.device),
+            model=self.model,
+            busy=self.engine.busy,
+            images=stats.images,
+            calls=stats.calls,
+            busy_s=round(stats.busy_s, 3),
+            seconds_per_unit=stats.seconds_per_unit(),
+            started=self.started,
+            last_seen=time.time(),
+        )
+
+    def forget(self) -> None:
+
+        with contextlib.suppress(Exception):
+            self.redis.hdel(broker.WORKERS_KEY, self.name)
