@@ -214,7 +214,18 @@ def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(
     cluster.arm("slow", "0.25")
     user = cluster.client()
     job_id = submit(user, prompts="a lamp", images_per_prompt=16, width=48, height=48, steps=4)
-    wait_for(lambda: user.predict(job_id, api_name="/job")["images_done"] >= 1, 60, "a first image")
+    seen: list[dict[str, Any]] = []
+
+    def first_image() -> bool:
+        seen.append(user.predict(job_id, api_name="/job"))
+        return seen[-1]["images_done"] >= 1
+
+    wait_for(first_image, 60, "a first image")
+    # Per-step progress from the workers (ahead of the images finished), and who runs the job.
+    assert any(s["progress"] * 16 > s["images_done"] for s in seen), [
+        (s["progress"], s["images_done"]) for s in seen
+    ]
+    assert {"w1", "w2"} & {name.split("@")[0] for s in seen for name in s["workers"].split(", ") if name}
     assert user.predict(job_id, api_name="/stop_job") is True
     status = wait_job(user, job_id, 30)
     assert status["status"] == "stopped"
@@ -229,17 +240,25 @@ def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(
 
 
 def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) -> None:
-    cluster.arm("slow", "0.4")
+    cluster.arm("slow", "0.5")
     user = cluster.client()
-    job_id = submit(user, prompts="a chair", images_per_prompt=8, width=48, height=48, steps=3)
-    wait_for(lambda: any(w["busy"] for w in cluster.online().values()), 60, "a busy worker")
-    victim = next(name for name, w in cluster.online().items() if w["busy"])
+    job_id = submit(user, prompts="a chair", images_per_prompt=16, width=48, height=48, steps=4)
+    running: list[str] = []
+
+    def started() -> bool:  # /job names the workers that started its tasks
+        running[:] = [
+            n.split("@")[0] for n in user.predict(job_id, api_name="/job")["workers"].split(", ") if n
+        ]
+        return bool(running)
+
+    wait_for(started, 60, "a worker to start a task")
+    victim = running[0]
     os.kill(cluster.workers[victim].process.pid, signal.SIGKILL)
     cluster.workers[victim].process.wait()
     status = wait_job(user, job_id, 120)
-    assert status["status"] == "done" and status["images_done"] == 8, status
+    assert status["status"] == "done" and status["images_done"] == 16, status
     files = pngs(status)
-    assert len(files) == 8 and not any("-2." in f.name for f in files)  # every image exactly once
+    assert len(files) == 16 and not any("-2." in f.name for f in files)  # every image exactly once
     assert sorted(Path(i["file"]) for i in status["images"]) == files
     cluster.spawn(victim)
     cluster.wait_online({"w1", "w2"})
@@ -320,3 +339,43 @@ def test_a_task_that_killed_three_workers_fails_its_job_and_others_go_on(cluster
     other = wait_job(user, submit(user, prompts="an apple"), 120)
     assert other["status"] == "done"
     cluster.wait_online({"w1", "w2"})
+
+
+def test_a_pickled_task_is_refused_unread(cluster: Cluster) -> None:
+    job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
+    payload = {
+        "v": 1,
+        "job": job_id,
+        "task": task_id,
+        "model": "another model (bf16)",
+        "request": {},
+        "images": [],
+    }
+    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
+    app.send_task(broker.TASK_NAME, args=[payload], queue=DEMO_QUEUE, task_id=task_id, serializer="pickle")
+
+    def refused() -> bool:
+        return any(
+            "Refusing to deserialize untrusted content of type pickle" in w.log_text()
+            for w in cluster.workers.values()
+        )
+
+    wait_for(refused, 20, "a worker to refuse the pickle")
+    assert redis.Redis.from_url(cluster.redis.url).llen(broker.events_key(job_id)) == 0  # never ran
+
+
+def test_tasks_that_redis_lost_are_sent_again(cluster: Cluster) -> None:
+    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
+    names = [w["name"] for w in cluster.health()["workers"]]
+    app.control.cancel_consumer(DEMO_QUEUE, destination=names, reply=True, timeout=5)
+    client = redis.Redis.from_url(cluster.redis.url)
+    user = cluster.client()
+    try:
+        job_id = submit(user, prompts="a lost glove", images_per_prompt=2)
+        wait_for(lambda: client.llen(DEMO_QUEUE) > 0, 20, "its task in the queue")
+        client.delete(DEMO_QUEUE)  # as a Redis restarted without its append-only file would
+    finally:
+        app.control.add_consumer(DEMO_QUEUE, destination=names, reply=True, timeout=5)
+    status = wait_job(user, job_id, 4 * TASK_TIMEOUT_S + 30)
+    assert status["status"] == "done" and len(pngs(status)) == 2
+    assert "sending its missing images again" in cluster.web.log_text()

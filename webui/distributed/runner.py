@@ -18,15 +18,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-from kombu.exceptions import OperationalError
 from PIL import Image
 
 from webui.distributed import broker
-from webui.distributed.broker import WorkerInfo
+from webui.distributed.monitor import BROKER_ERRORS, Monitor
 from webui.jobs.record import BLACK, PLANNED, SAVED, JobRecord, PlannedImage
 from webui.lane import Progress
 from webui.outputs import write_png
@@ -37,9 +35,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how often a job looks for new events when there were none
 EVENTS_AT_ONCE = 64
-MONITOR_S = 1.0  # how often the broker and the workers are looked at
 STOP_GRACE_S = 30.0  # after Stop, how long running tasks get to report where they stopped
-BROKER_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
 @dataclass
@@ -51,6 +47,7 @@ class _Following:
     started: set[str] = field(default_factory=set)
     workers: set[str] = field(default_factory=set)
     announced: bool = False  # on_start called
+    heard: float = field(default_factory=time.monotonic)  # when its last event came
 
 
 class JobFailed(Exception):
@@ -68,10 +65,7 @@ class CeleryRunner:
         self.redis = broker.redis_client(settings.broker_url)
         self._closing = threading.Event()
         self._following: dict[str, _Following] = {}
-        self._workers: list[WorkerInfo] = []  # online, as last seen by the monitor
-        self._broker_error: str | None = None
-        self._monitor = threading.Thread(target=self._watch, name="broker-monitor", daemon=True)
-        self._monitor.start()
+        self.monitor = Monitor(self.redis, model, self.broker)
 
     # The Runner protocol.
 
@@ -79,7 +73,7 @@ class CeleryRunner:
     def capacity(self) -> int:
         """Jobs out at once: enough to keep every worker's pool of task slots in use."""
         slots = 2 * self.settings.max_batch_size
-        return slots * max(1, len(self.serving()))
+        return slots * max(1, len(self.monitor.serving()))
 
     def run(
         self,
@@ -102,8 +96,13 @@ class CeleryRunner:
                         self._stop(job)
                         stopping = time.monotonic()
                     handled = self._handle_events(job, on_progress, on_start, on_change)
+                    if handled:
+                        job.heard = time.monotonic()
+                    elif stopping is None and self._lost(job):
+                        job = self._resend(job)
+                        self._following[record.id] = job
                 except BROKER_ERRORS as exc:
-                    self._broker_down(exc)
+                    self.monitor.broker_down(exc)
                     time.sleep(1.0)
                     continue
                 if not job.outstanding or (stopping is not None and self._stopped(job, stopping)):
@@ -121,8 +120,7 @@ class CeleryRunner:
         return bool(record.pending)
 
     def seconds_per_unit(self) -> float | None:
-        rates = [w.seconds_per_unit for w in self.serving() if w.seconds_per_unit]
-        return 1.0 / sum(1.0 / r for r in rates) if rates else None
+        return self.monitor.seconds_per_unit()
 
     def close(self) -> None:
         """The web host is going down: stop following; the workers carry on with the tasks out,
@@ -133,37 +131,11 @@ class CeleryRunner:
         job = self._following.get(job_id)
         return ", ".join(sorted(job.workers)) if job is not None else ""
 
-    # What people and /healthz see.
-
-    def serving(self) -> list[WorkerInfo]:
-        return [w for w in self._workers if w.model == self.model]
-
     def notice(self) -> str | None:
-        """Why jobs are not moving, if something outside this host is missing."""
-        if self._broker_error is not None:
-            return f"The broker ({self.broker}) is unreachable; jobs wait until it is back."
-        if not self.serving():
-            others = sorted({w.model for w in self._workers})
-            also = f" (workers online serve {', '.join(others)})" if others else ""
-            return f"No GPU worker is online for {self.model}{also}; jobs wait until one starts."
-        return None
+        return self.monitor.notice()
 
     def health(self) -> dict[str, Any]:
-        workers = self._workers
-        return {
-            "problem": "broker unreachable" if self._broker_error else None,
-            "mode": "distributed",
-            "broker": self.broker,
-            "broker_error": self._broker_error,
-            "notice": self.notice(),
-            "workers": [asdict(w) for w in workers],
-            "busy": any(w.busy for w in workers),
-            "calls": {
-                "count": sum(w.calls for w in workers),
-                "images": sum(w.images for w in workers),
-                "busy_s": round(sum(w.busy_s for w in workers), 3),
-            },
-        }
+        return self.monitor.health()
 
     # Inside.
 
@@ -177,7 +149,7 @@ class CeleryRunner:
             logger.info("job %s: following %d tasks already out", record.id, len(out))
         # A share per worker online, at most one call's worth: Redis hands waiting tasks to idle
         # workers in turn, so a job of 16 images on 4 workers runs 4 images on each.
-        workers = max(1, len(self.serving()))
+        workers = max(1, len(self.monitor.serving()))
         size = max(1, min(self.settings.max_batch_size, math.ceil(len(todo) / workers)))
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
@@ -192,6 +164,28 @@ class CeleryRunner:
             out[task_id] = [i.index for i in chunk]
             logger.info("job %s task %s: %d images sent to %s", record.id, task_id, len(chunk), self.queue)
         return _Following(record, out)
+
+    def _lost(self, job: _Following) -> bool:
+        """No word of the job's tasks for twice the task timeout, and none of them waits in the
+        queue: Redis lost them (restarted without its append-only file, say)."""
+        quiet = time.monotonic() - job.heard > 2 * self.settings.task_timeout
+        return quiet and self.redis.llen(self.queue) == 0
+
+    def _resend(self, job: _Following) -> _Following:
+        """The job's missing images as new tasks; should an old one turn up, its images are
+        kept only where none has arrived yet."""
+        record = job.record
+        logger.warning(
+            "job %s: no word of its %d tasks for %d s and none waits in %s: sending its missing images again",
+            record.id,
+            len(job.outstanding),
+            2 * self.settings.task_timeout,
+            self.queue,
+        )
+        self.redis.delete(broker.tasks_key(record.id))
+        fresh = self._send(record)
+        fresh.workers, fresh.announced = job.workers, job.announced
+        return fresh
 
     def _payload(self, record: JobRecord, task_id: str, images: list[PlannedImage]) -> dict[str, Any]:
         request = record.request
@@ -223,7 +217,7 @@ class CeleryRunner:
         """Act on the job's waiting events, then drop them from the list; how many there were."""
         record, key = job.record, broker.events_key(job.record.id)
         raws = self.redis.lrange(key, 0, EVENTS_AT_ONCE - 1)
-        self._broker_error = None
+        self.monitor.broker_up()
         failed = None
         for n, raw in enumerate(raws, 1):
             event, data = broker.unpack_event(raw)
@@ -285,21 +279,3 @@ class CeleryRunner:
 
     def _forget(self, job_id: str) -> None:
         self.redis.delete(broker.tasks_key(job_id), broker.events_key(job_id))
-
-    def _broker_down(self, exc: Exception) -> None:
-        if self._broker_error is None:
-            logger.error("The broker %s is unreachable (%s); jobs wait for it", self.broker, exc)
-        self._broker_error = f"{type(exc).__name__}: {exc}"
-
-    def _watch(self) -> None:
-        """Forever: the workers online and whether the broker answers, for the rest to read."""
-        while True:
-            try:
-                self._workers = broker.workers(self.redis)
-                if self._broker_error is not None:
-                    logger.info("The broker %s answers again", self.broker)
-                self._broker_error = None
-            except BROKER_ERRORS as exc:
-                self._broker_down(exc)
-                self._workers = []
-            time.sleep(MONITOR_S)

@@ -182,6 +182,7 @@ def job_status(record: JobRecord, view: JobView | None, notice: str | None = Non
         "folder": str(record.folder),
         "resumed": record.resumed,
         "notice": notice if live else None,
+        "workers": view.where if live and view is not None else "",
         "images": [
             {
                 "prompt": record.prompt_of(i),
