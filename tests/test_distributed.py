@@ -131,6 +131,21 @@ def submit(user: Client, **request: Any) -> str:
     return user.predict(**{**SMALL, **request}, api_name="/submit")["job_id"]
 
 
+def send_foreign_task(cluster: Cluster, serializer: str) -> str:
+    """A task for another model, sent straight to this model's queue; its job id."""
+    job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
+    payload = {"v": 1, "job": job_id, "task": task_id, "model": "another model (bf16)", "request": {}}
+    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
+    app.send_task(
+        broker.TASK_NAME,
+        args=[payload | {"images": []}],
+        queue=DEMO_QUEUE,
+        task_id=task_id,
+        serializer=serializer,
+    )
+    return job_id
+
+
 def test_a_job_spreads_over_both_workers_with_the_pixels_of_batch_mode(cluster: Cluster, make_engine) -> None:
     before = {name: w["images"] for name, w in cluster.online().items()}
     user = cluster.client()
@@ -192,17 +207,7 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
     assert {name: w["images"] for name, w in cluster.online().items()} == before
 
     # A task for another model that reaches this model's queue anyway is refused with a message.
-    job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
-    payload = {
-        "v": 1,
-        "job": job_id,
-        "task": task_id,
-        "model": "another model (bf16)",
-        "request": {},
-        "images": [],
-    }
-    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
-    app.send_task(broker.TASK_NAME, args=[payload], queue=DEMO_QUEUE, task_id=task_id)
+    job_id = send_foreign_task(cluster, "json")
     client = redis.Redis.from_url(cluster.redis.url)
     wait_for(lambda: client.llen(broker.events_key(job_id)) > 0, 20, "the worker's answer")
     event, _ = broker.unpack_event(client.lindex(broker.events_key(job_id), 0))
@@ -265,9 +270,9 @@ def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) 
 
 
 def test_a_web_restart_mid_job_loses_nothing(cluster: Cluster) -> None:
-    cluster.arm("slow", "0.3")
+    cluster.arm("slow", "0.5")  # two calls of 4 images on each worker, 2 s each
     user = cluster.client()
-    job_id = submit(user, prompts="a vase", images_per_prompt=8, width=48, height=48, steps=3)
+    job_id = submit(user, prompts="a vase", images_per_prompt=16, width=48, height=48, steps=4)
     wait_for(lambda: user.predict(job_id, api_name="/job")["images_done"] >= 1, 60, "a first image")
     cluster.web.process.terminate()
     cluster.web.process.wait(30)
@@ -283,7 +288,7 @@ def test_a_web_restart_mid_job_loses_nothing(cluster: Cluster) -> None:
     wait_until_up(cluster.web)
     user = cluster.client()
     status = wait_job(user, job_id, 120)
-    assert status["status"] == "done" and len(pngs(status)) == 8
+    assert status["status"] == "done" and len(pngs(status)) == 16
     assert job_id in [row[-1] for row in user.predict(api_name="/history")]
     assert "following" in cluster.web.log_text()  # it took up the tasks already out, not new ones
 
@@ -342,17 +347,7 @@ def test_a_task_that_killed_three_workers_fails_its_job_and_others_go_on(cluster
 
 
 def test_a_pickled_task_is_refused_unread(cluster: Cluster) -> None:
-    job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
-    payload = {
-        "v": 1,
-        "job": job_id,
-        "task": task_id,
-        "model": "another model (bf16)",
-        "request": {},
-        "images": [],
-    }
-    app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
-    app.send_task(broker.TASK_NAME, args=[payload], queue=DEMO_QUEUE, task_id=task_id, serializer="pickle")
+    job_id = send_foreign_task(cluster, "pickle")
 
     def refused() -> bool:
         return any(

@@ -156,6 +156,20 @@ class Cluster:
                 process.kill()
 
 
+def generate_on(client: Any, prompts: str, args: argparse.Namespace) -> None:
+    """One job through /generate, as the page sends it: one image per prompt, 8 steps."""
+    client.predict(
+        prompts=prompts,
+        images_per_prompt=1,
+        seed=1,
+        width=args.size,
+        height=args.size,
+        steps=8,
+        guidance_scale=0.0,
+        api_name="/generate",
+    )
+
+
 def jobs_rate(cluster: Cluster, args: argparse.Namespace, tag: str) -> dict[str, float]:
     """Images/s of `args.jobs` jobs of `args.images` prompts each, sent at once through
     /generate as the page does (a team's sustained load), and the CPU the cluster used."""
@@ -165,16 +179,7 @@ def jobs_rate(cluster: Cluster, args: argparse.Namespace, tag: str) -> dict[str,
 
     def job(n: int) -> None:
         prompts = "\n".join(PROMPT.format(n=f"{tag}.{n}.{k}", colour="red") for k in range(args.images))
-        clients[n].predict(
-            prompts=prompts,
-            images_per_prompt=1,
-            seed=1,
-            width=args.size,
-            height=args.size,
-            steps=8,
-            guidance_scale=0.0,
-            api_name="/generate",
-        )
+        generate_on(clients[n], prompts, args)
 
     cpu_before, started = cluster.cpu_s(), time.monotonic()
     threads = [threading.Thread(target=job, args=(n,)) for n in range(args.jobs)]
@@ -200,16 +205,7 @@ def users_packing(cluster: Cluster, args: argparse.Namespace) -> dict[str, float
 
     def user(n: int) -> None:
         for k in range(max(1, args.images // args.users)):
-            clients[n].predict(
-                prompts=PROMPT.format(n=f"user {n}.{k}", colour="blue"),
-                images_per_prompt=1,
-                seed=1,
-                width=args.size,
-                height=args.size,
-                steps=8,
-                guidance_scale=0.0,
-                api_name="/generate",
-            )
+            generate_on(clients[n], PROMPT.format(n=f"user {n}.{k}", colour="blue"), args)
 
     threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
     for thread in threads:

@@ -10,6 +10,7 @@ names, as in embedded mode.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -112,8 +113,9 @@ class CeleryRunner:
                     time.sleep(POLL_S)
         except JobFailed as exc:
             assert job is not None
-            self._stop(job)
-            self._forget(record.id)
+            with contextlib.suppress(*BROKER_ERRORS):  # the job fails with its reason either way
+                self._stop(job)
+                self._forget(record.id)
             raise RequestError(str(exc)) from None
         finally:
             self._following.pop(record.id, None)

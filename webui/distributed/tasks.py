@@ -64,7 +64,6 @@ class WorkerState:
     """The loaded engine and what the worker tells Redis: events, heartbeats."""
 
     def __init__(self, engine: Engine, settings: Settings, name: str) -> None:
-
         self.engine, self.settings, self.name = engine, settings, name
         self.model = broker.model_key(engine.model.label, dtype_name(engine.model.dtype))
         self.queue = broker.queue_for(self.model)
@@ -75,7 +74,6 @@ class WorkerState:
         self._lock = threading.Lock()
 
     def emit(self, job_id: str, task_id: str, kind: str, data: bytes = b"", **fields: Any) -> None:
-
         key = broker.events_key(job_id)
         self.redis.pipeline().rpush(key, broker.pack_event(kind, task_id, data, **fields)).expire(
             key, broker.EVENTS_KEPT_S
@@ -83,7 +81,6 @@ class WorkerState:
 
     def make(self, payload: dict[str, Any]) -> None:
         """Run one task: its images on the lane, each sent back as PNG bytes."""
-
         job, task = payload["job"], payload["task"]
         if payload.get("v") != broker.MESSAGE_VERSION or payload["model"] != self.model:
             message = (
@@ -91,8 +88,7 @@ class WorkerState:
                 f"(message version {payload.get('v')}). Give the web host and its workers the same "
                 "ZIMAGE_MODEL and ZIMAGE_DTYPE."
             )
-            logger.error("job %s task %s refused: %s", job, task, message)
-            self.emit(job, task, "failed", message=message)
+            self._refuse(job, task, message)
             return
         if self.redis.exists(broker.cancel_key(job)):  # stopped while it waited
             self.emit(job, task, "done", stopped=True)
@@ -106,13 +102,17 @@ class WorkerState:
                 f"{', '.join(str(i['index'] + 1) for i in payload['images'])}), so it may be what "
                 "kills them. Finished images are kept; an admin can find the cause in the worker logs."
             )
-            logger.error("job %s task %s refused: %s", job, task, message)
-            self.emit(job, task, "failed", message=message)
+            self._refuse(job, task, message)
             self.redis.delete(broker.starts_key(task))
             return
         with self.turns.turn(alone=lost > 0):
             self._run(payload, job, task, lost)
         self.redis.delete(broker.starts_key(task))
+
+    def _refuse(self, job: str, task: str, message: str) -> None:
+        """The task is not run: its job fails with `message`."""
+        logger.error("job %s task %s refused: %s", job, task, message)
+        self.emit(job, task, "failed", message=message)
 
     def _run(self, payload: dict[str, Any], job: str, task: str, lost: int) -> None:
         request = GenerationRequest.from_record(payload["request"])
@@ -164,7 +164,6 @@ class WorkerState:
 
     def watch(self) -> None:
         """Forever: stop the tasks of stopped jobs at their next step; say we are alive."""
-
         beat, failing = 0.0, False
         while True:
             try:
@@ -191,7 +190,6 @@ class WorkerState:
             time.sleep(0.25)
 
     def info(self) -> WorkerInfo:
-
         stats = self.engine.stats
         return WorkerInfo(
             name=self.name,
@@ -209,6 +207,5 @@ class WorkerState:
         )
 
     def forget(self) -> None:
-
         with contextlib.suppress(Exception):
             self.redis.hdel(broker.WORKERS_KEY, self.name)

@@ -119,7 +119,11 @@ class JobService:
             return record
 
     def _check_limits(self, who: Identity) -> None:
-        waiting = sum(not live.dispatched for live in self._live.values()) + len(self._accepting)
+        # Jobs that will wait: those not yet running, and those being accepted beyond what the
+        # runner has room for now (submissions at the same moment as a free runner do not wait).
+        running = sum(live.dispatched for live in self._live.values())
+        free = max(0, self.runner.capacity - running)
+        waiting = max(0, len(self._live) - running + len(self._accepting) - free)
         size = self.settings.queue_size
         if waiting >= size:
             raise RequestError(
