@@ -131,6 +131,24 @@ def submit(user: Client, **request: Any) -> str:
     return user.predict(**{**SMALL, **request}, api_name="/submit")["job_id"]
 
 
+def page_says(url: str, text: str) -> None:
+    """A person's view: in a real browser, a prompt generated on the page shows `text`."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.locator("#prompts textarea").fill("a green lamp")
+            page.locator("#generate").click()
+            expect(page.locator("#gallery")).to_contain_text(text, timeout=30_000)
+        finally:
+            browser.close()
+
+
 def send_foreign_task(cluster: Cluster, serializer: str) -> str:
     """A task for another model, sent straight to this model's queue; its job id."""
     job_id, task_id = uuid.uuid4().hex[:12], uuid.uuid4().hex
@@ -204,6 +222,7 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
         status = user.predict(job_id, api_name="/job")
         assert status["status"] in ("waiting", "running") and status["images_done"] == 0
         assert "No GPU worker is online for demo model (bf16)" in status["notice"]
+        page_says(web.url, "No GPU worker is online for demo model (bf16)")
     assert {name: w["images"] for name, w in cluster.online().items()} == before
 
     # A task for another model that reaches this model's queue anyway is refused with a message.
@@ -314,6 +333,7 @@ def test_redis_away_is_said_plainly_and_work_resumes_when_it_is_back(cluster: Cl
         assert (
             f"The broker (redis://:***@127.0.0.1:{cluster.redis.port}/0) is unreachable" in status["notice"]
         )
+        page_says(cluster.web.url, "is unreachable; jobs wait until it is back")
         assert cluster.web.process.poll() is None
         assert all(w.process.poll() is None for w in cluster.workers.values())
     finally:
