@@ -218,6 +218,6 @@ case "${1:-start}" in
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup) setup ;;
-  -h | --help | help) sed -n '2,18s/^# \{0,1\}//p' "$0" ;;
+  -h | --help | help) sed -n '2,19s/^# \{0,1\}//p' "$0" ;;
   *) die "unknown command '$1'; see ./launch.sh --help" ;;
 esac
