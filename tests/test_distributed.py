@@ -223,7 +223,30 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
         assert status["status"] in ("waiting", "running") and status["images_done"] == 0
         assert "No GPU worker is online for demo model (bf16)" in status["notice"]
         page_says(web.url, "No GPU worker is online for demo model (bf16)")
-    assert {name: w["images"] for name, w in cluster.online().items()} == before
+
+        # A bf16 worker comes, takes the task, and its pipeline call hangs: it exits 70 for
+        # Supervisor to start a fresh one; the job does not fail (its task waits for the next).
+        hang = tmp_path / "stuck-faults"
+        hang.mkdir()
+        (hang / "hang").write_text("")
+        stuck = spawn_worker(
+            "stuck",
+            cluster.redis.url,
+            tmp_path,
+            cluster.cache_dir,
+            module="tests.faults worker",
+            env={"WEBUI_FAULTS": str(hang)},
+            dtype="bf16",
+            stall_timeout="2",
+            task_timeout="6",
+        )
+        try:
+            assert stuck.process.wait(120) == 70, stuck.log_text()
+        finally:
+            stuck.stop()
+        assert "Exiting with status 70 so that Supervisor starts a fresh process" in stuck.log_text()
+        assert user.predict(job_id, api_name="/job")["status"] in ("waiting", "running")
+    assert {name: w["images"] for name, w in cluster.online().items() if name in before} == before
 
     # A task for another model that reaches this model's queue anyway is refused with a message.
     job_id = send_foreign_task(cluster, "json")

@@ -110,8 +110,8 @@ class WorkerState:
         self.redis.delete(broker.starts_key(task))
 
     def _refuse(self, job: str, task: str, message: str) -> None:
-        """The task is not run: its job fails with `message`."""
-        logger.error("job %s task %s refused: %s", job, task, message)
+        """The task is not run (or failed): its job fails with `message`."""
+        logger.error("job %s task %s failed: %s", job, task, message)
         self.emit(job, task, "failed", message=message)
 
     def _run(self, payload: dict[str, Any], job: str, task: str, lost: int) -> None:
@@ -140,18 +140,27 @@ class WorkerState:
         with self._lock:
             self._cancels.setdefault(job, []).append(cancel)
         try:
-            outcome = self.engine.run(
-                request,
-                tasks,
-                on_image=on_image,
-                label=f"{job}/{task}",
-                on_progress=on_progress,
-                cancel=cancel,
-            )
-        except RequestError as exc:
-            logger.error("job %s task %s failed: %s", job, task, exc)
-            self.emit(job, task, "failed", message=str(exc))
-            return
+            while True:
+                try:
+                    outcome = self.engine.run(
+                        request,
+                        tasks,
+                        on_image=on_image,
+                        label=f"{job}/{task}",
+                        on_progress=on_progress,
+                        cancel=cancel,
+                    )
+                    break
+                except RequestError as exc:
+                    if not self.engine.stalled:
+                        self._refuse(job, task, str(exc))
+                        return
+                # The device hung, not the task: this process exits 70 for a fresh one unless the
+                # call comes back; the task runs again here, or on another worker after
+                # ZIMAGE_TASK_TIMEOUT (it is not acknowledged).
+                logger.error("job %s task %s: the pipeline call stalled; the task will run again", job, task)
+                while self.engine.stalled:
+                    time.sleep(0.5)
         finally:
             with self._lock:
                 self._cancels[job].remove(cancel)
