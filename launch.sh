@@ -47,6 +47,24 @@ setup() {
     "$VENV/bin/python" -m pip install --disable-pip-version-check -r requirements.txt
     echo "$want" >"$VENV/.requirements.sha256"
   fi
+  cjk_font
+}
+
+# Contact sheets draw Chinese, Japanese and Korean prompts with a CJK font that webui/sheet.py
+# finds at run time; without one they are boxes and the sheet says so.
+cjk_font() {
+  local found
+  for found in /usr/share/fonts/*/noto/NotoSansCJK* /usr/share/fonts/truetype/wqy/* \
+               /usr/share/fonts/truetype/droid/DroidSansFallback*; do
+    [ -e "$found" ] && return 0
+  done
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's fonts-wqy-microhei (CJK captions on contact sheets)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; } ||
+      say "could not install it: CJK prompts on contact sheets will be boxes"
+  else
+    say "no CJK font (apt-get install fonts-wqy-microhei): CJK prompts on contact sheets will be boxes"
+  fi
 }
 
 test_tools() {

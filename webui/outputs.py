@@ -18,12 +18,11 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 # The whole parameter set as JSON, for reading back; each field also gets a text chunk of its
@@ -46,13 +45,23 @@ def image_stem(index: int, prompt: str, seed: int) -> str:
     return f"{index:03d}_{slugify(prompt)}_s{seed}"
 
 
-def slugify(text: str, max_length: int = 48) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+SLUG_BYTES = 48  # longest prompt part of a file name, in bytes of UTF-8
+
+
+def slugify(text: str, max_bytes: int = SLUG_BYTES) -> str:
+    """The words of `text` in any script, lower case, joined by '-': `red-sneaker`, `一只猫`.
+
+    Safe in a file name on any system: letters and digits only (no separators, dots, spaces or
+    control characters), and at most `max_bytes` bytes, cut at a word, or within a long one (a
+    Chinese sentence has no spaces).
+    """
+    words = re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).lower())
     slug = ""
     for word in words:
         candidate = f"{slug}-{word}" if slug else word
-        if len(candidate) > max_length:
+        if len(candidate.encode()) > max_bytes:
+            if not slug:
+                slug = word.encode()[:max_bytes].decode(errors="ignore")
             break
         slug = candidate
     return slug or "image"
@@ -113,76 +122,21 @@ def write_zip(paths: Sequence[Path], destination: Path) -> Path:
             for path in paths:
                 archive.write(path, arcname=path.name)
 
-    return _replace_atomically(destination, write)
+    return replace_atomically(destination, write)
 
 
 def write_manifest(path: Path, manifest: Mapping[str, Any]) -> Path:
     """What a request asked for and made (for history and reuse), as JSON at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
-    return _replace_atomically(path, lambda handle: handle.write(text))
-
-
-@dataclass(frozen=True)
-class SheetCell:
-    """One image of a contact sheet (a file or one in memory) and the line under it; None
-    leaves the cell empty."""
-
-    image: Path | Image.Image | None
-    caption: str
-
-
-SHEET_CELL = 256  # pixels: the longer side of each thumbnail
-SHEET_PAD = 12
-SHEET_FONT_SIZE = 14
-SHEET_BACKGROUND = (255, 255, 255)
-SHEET_INK = (20, 20, 20)
-
-
-def write_contact_sheet(
-    rows: Sequence[tuple[str, Sequence[SheetCell]]], destination: Path, cell: int = SHEET_CELL
-) -> Path:
-    """One PNG with a row per prompt (its text above) and a column per variant (a caption under
-    each thumbnail), for comparing a set side by side. Thumbnails keep their aspect ratio."""
-    font = ImageFont.load_default(size=SHEET_FONT_SIZE)
-    line = SHEET_FONT_SIZE + 6
-    columns = max((len(cells) for _, cells in rows), default=1)
-    width = SHEET_PAD + columns * (cell + SHEET_PAD)
-    row_height = line + cell + line + SHEET_PAD  # prompt, thumbnail, caption
-    sheet = Image.new("RGB", (width, SHEET_PAD + len(rows) * row_height), SHEET_BACKGROUND)
-    draw = ImageDraw.Draw(sheet)
-    for r, (title, cells) in enumerate(rows):
-        top = SHEET_PAD + r * row_height
-        draw.text((SHEET_PAD, top), _fit(draw, title, font, width - 2 * SHEET_PAD), fill=SHEET_INK, font=font)
-        for c, item in enumerate(cells):
-            left = SHEET_PAD + c * (cell + SHEET_PAD)
-            if isinstance(item.image, Path):
-                with Image.open(item.image) as image:
-                    sheet.paste(ImageOps.contain(image.convert("RGB"), (cell, cell)), (left, top + line))
-            elif item.image is not None:
-                sheet.paste(ImageOps.contain(item.image.convert("RGB"), (cell, cell)), (left, top + line))
-            draw.text(
-                (left, top + line + cell + 2), _fit(draw, item.caption, font, cell), fill=SHEET_INK, font=font
-            )
-    return _replace_atomically(
-        destination, lambda handle: sheet.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    )
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
-    """`text`, cut with an ellipsis to fit `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
+    return replace_atomically(path, lambda handle: handle.write(text))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST_NAME).read_text("utf-8"))
 
 
-def _replace_atomically(destination: Path, write: Callable[[BinaryIO], Any]) -> Path:
+def replace_atomically(destination: Path, write: Callable[[BinaryIO], Any]) -> Path:
     """Write `destination` through a hidden temporary file that replaces it when complete."""
     fd, temporary = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
     try:

@@ -24,9 +24,10 @@ from webui.distributed import broker
 from webui.distributed.broker import WorkerInfo
 from webui.engine import Engine, ImageTask, Progress
 from webui.loading import dtype_name
-from webui.outputs import SHEET_CELL, encode_png
+from webui.outputs import encode_png
 from webui.request import GenerationRequest, RequestError
 from webui.settings import Settings
+from webui.sheet import SHEET_CELL
 
 logger = logging.getLogger("webui.worker")
 

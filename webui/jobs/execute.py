@@ -17,8 +17,9 @@ from PIL import Image, ImageOps
 
 from webui.engine import Engine, ImageTask, Progress
 from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
-from webui.outputs import SHEET_CELL, SheetCell, save_png, write_contact_sheet, write_manifest, write_zip
+from webui.outputs import save_png, write_manifest, write_zip
 from webui.request import GenerationRequest
+from webui.sheet import SHEET_CELL, SheetCell, write_contact_sheet
 
 logger = logging.getLogger(__name__)
 
