@@ -233,3 +233,73 @@ def test_the_history_tab_lists_requests_shows_their_images_and_loads_their_setti
     expect(page.locator("#style textarea")).to_have_value("soft window light")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser-history-reused.png"), full_page=True)
+
+
+def sized_page(browser: Browser, server: Server, width: int, height: int) -> Page:
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(server.url)
+    expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+    return page
+
+
+def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
+    browser: Browser, server: Server
+) -> None:
+    page = sized_page(browser, server, 1366, 768)
+    button = page.locator("#generate").bounding_box()
+    assert button and button["y"] + button["height"] <= 768  # Generate in sight without scrolling
+    form, gallery = page.locator("#form-column").bounding_box(), page.locator("#gallery").bounding_box()
+    assert form and gallery and form["x"] + form["width"] <= gallery["x"]  # side by side
+    page.locator("#prompts textarea").fill("\n".join(f"a {c} vase" for c in ("red", "navy", "olive", "teal")))
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill("512")
+        page.locator(f"{field} input[type=number]").press("Enter")
+    page.locator("#prompts textarea").press("Control+Enter")
+    progress = page.locator("#gallery").get_by_text(re.compile(r"images 1-4 of 4, step \d of 8"))
+    expect(progress.first).to_be_visible(timeout=60_000)
+    box = progress.first.bounding_box()
+    assert box and box["y"] + box["height"] <= 768, box  # no scrolling to see it
+    page.screenshot(path=str(ARTIFACTS / "layout-1366x768-progress.png"))
+    expect(page.locator("#gallery img")).to_have_count(4, timeout=120_000)
+    boxes = [page.locator("#gallery img").nth(n).bounding_box() for n in range(4)]
+    first = boxes[0]
+    assert first and first["y"] < 768 and first["x"] > form["x"] + form["width"], first
+    # One image per prompt: a wrapping grid, at least 3 a row.
+    assert len({round(b["y"]) for b in boxes if b}) == 1, boxes
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "layout-1366x768.png"))
+
+
+def test_a_background_tab_title_shows_the_jobs_progress_then_done(browser: Browser, server: Server) -> None:
+    page = sized_page(browser, server, 1366, 768)
+    page.locator("#prompts textarea").fill("\n".join(f"title test {n}" for n in range(6)))
+    page.locator("#generate").click()
+    titles: set[str] = set()
+
+    def done() -> bool:
+        titles.add(page.title())
+        return page.title().startswith("Done")
+
+    wait_for(done, 120, "the title to say done")
+    assert any(re.fullmatch(r"\[\d/6\] Z-Image-Turbo", t) for t in titles), titles
+
+
+def test_wide_screens_get_two_columns_and_a_phone_one(browser: Browser, server: Server) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height, columns in ((1920, 1080, 2), (390, 844, 1)):
+        page = sized_page(browser, server, width, height)
+        form, results = (
+            page.locator("#form-column").bounding_box(),
+            page.locator("#results-column").bounding_box(),
+        )
+        assert form and results
+        if columns == 2:
+            assert form["x"] + form["width"] <= results["x"] and abs(form["y"] - results["y"]) < 5
+        else:
+            assert results["y"] >= form["y"] + form["height"] and results["width"] <= width
+            assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing sideways
+        # The everyday controls are in sight; the advanced ones start closed.
+        expect(page.locator("#generate")).to_be_visible()
+        expect(page.locator("#seed-policy")).to_be_hidden()
+        page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}.png"), full_page=True)
+        page.context.close()

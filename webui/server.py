@@ -33,7 +33,7 @@ from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
-from webui.ui import Page, create_demo
+from webui.ui import PAGE_SCRIPT, Page, create_demo
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         show_error=True,
         ssr_mode=False,
         enable_monitoring=False,
+        js=PAGE_SCRIPT,
         footer_links=["api"],
     )
 

@@ -14,21 +14,17 @@ from typing import Any
 
 import gradio as gr
 
-from webui.prompts import PROMPT_FILE_TYPES, parse_prompts
-from webui.settings import (
-    DEFAULT_GUIDANCE,
-    DEFAULT_SIZE,
-    DEFAULT_STEPS,
-    MAX_GUIDANCE,
-    SEED_PER_IMAGE,
-    SEED_PER_VARIANT,
-    SIZE_MULTIPLE,
-    Settings,
-)
+from webui.prompts import parse_prompts
 from webui.ui import text
+from webui.ui.form import Parts, form_part, more_part
 from webui.ui.page import Page
 
 MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the gallery
+WRAP_COLUMNS = 4  # images a row when each prompt has one
+TITLE = "Z-Image-Turbo"
+FORM_MIN_WIDTH, RESULTS_MIN_WIDTH = 360, 480  # pixels: below both together, one column
+# Ctrl+Enter and the tab's title: run once on page load (the server passes it to Gradio).
+PAGE_SCRIPT = Path(__file__).with_name("page.js").read_text("utf-8")
 QUEUE_REFRESH_S = 1.5  # the Queue panel's timer: one light request per page
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "example_prompts.txt"
 QUIET: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
@@ -61,8 +57,6 @@ GENERATE_INPUTS = (
 )
 RESULTS = ("gallery", "summary", "details", "download", "sheet")
 
-Parts = dict[str, Any]  # components by name
-
 
 def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -> gr.Blocks:
     """The page, wired to `page`. Queueing and serving are the caller's business.
@@ -71,7 +65,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
     across restarts, or every browser would look new after one.
     """
     s = page.settings
-    with gr.Blocks(title="Z-Image-Turbo", analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         c: Parts = {
             "browser_id": gr.BrowserState(None, storage_key="zimage-webui-browser", secret=browser_key)
         }
@@ -81,9 +75,13 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         if s.exposed_without_login:
             gr.Markdown(text.EXPOSED_BANNER.format(host=s.host), elem_id="exposed-banner")
         with gr.Tabs() as c["tabs"]:
-            with gr.Tab("Generate", id="generate"):
-                c |= _form(s) | _buttons_and_queue()
-                c |= _results(c["prompts"])
+            # Two columns on a wide screen (the form, the results beside it); Gradio wraps them
+            # into one column when the window is narrower than both minimum widths.
+            with gr.Tab("Generate", id="generate"), gr.Row(equal_height=False, elem_id="generate-columns"):
+                with gr.Column(scale=2, min_width=FORM_MIN_WIDTH, elem_id="form-column"):
+                    c |= form_part(s) | more_part(s, text.QUEUE_COLUMNS)
+                with gr.Column(scale=3, min_width=RESULTS_MIN_WIDTH, elem_id="results-column"):
+                    c |= _results(c["prompts"])
             with gr.Tab("History", id="history", elem_id="history-tab") as c["history_tab"]:
                 c |= _history()
         page.form = {name: c[name] for name in FORM_FIELDS} | {"tabs": c["tabs"]}
@@ -92,81 +90,6 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         _wire_form(page, c)
         _wire_history(page, demo, c)
     return demo
-
-
-def _form(s: Settings) -> Parts:
-    c: Parts = {}
-    c["prompts"] = gr.Textbox(
-        label="Prompts: one per line; {red|navy} makes one prompt per alternative "
-        "(blank lines and lines starting with # are skipped)",
-        lines=6,
-        placeholder="a red leather sneaker on a white seamless background, studio lighting",
-        elem_id="prompts",
-    )
-    c["prompt_file"] = gr.UploadButton(
-        "Load prompts from a .txt or .csv",
-        file_types=list(PROMPT_FILE_TYPES),
-        size="sm",
-        elem_id="prompt-file",
-    )
-    c["style"] = gr.Textbox(
-        "",
-        label="Style, appended to every prompt",
-        elem_id="style",
-        placeholder="studio lighting, white seamless background, 85mm",
-    )
-    c["count"] = gr.Markdown(text.count_text("", 1, s.max_prompts, s.max_images), elem_id="count")
-    with gr.Row():
-        c["images_per_prompt"] = gr.Slider(
-            1, 16, value=1, step=1, label="Images per prompt", elem_id="per-prompt"
-        )
-        c["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-        policies = [
-            ("New seed per image (seed + k)", SEED_PER_IMAGE),
-            ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT),
-        ]
-        c["seed_policy"] = gr.Radio(policies, value=SEED_PER_IMAGE, label="Seeds", elem_id="seed-policy")
-        presets = [label for label, _, _ in text.PRESETS] + [text.CUSTOM]
-        c["preset"] = gr.Dropdown(presets, value=presets[0], label="Resolution", elem_id="resolution")
-    with gr.Row():
-        size = {"minimum": s.min_size, "maximum": s.max_size, "value": DEFAULT_SIZE, "step": SIZE_MULTIPLE}
-        c["width"] = gr.Slider(label="Width", elem_id="width", **size)
-        c["height"] = gr.Slider(label="Height", elem_id="height", **size)
-        c["steps"] = gr.Slider(
-            s.min_steps, s.max_steps, value=DEFAULT_STEPS, step=1, label="Steps (8 for Turbo)"
-        )
-    with gr.Row():
-        c["guidance_scale"] = gr.Slider(
-            0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance scale (0 for Turbo)"
-        )
-        c["negative_prompt"] = gr.Textbox(
-            "",
-            label="Negative prompt",
-            info="Used only when the guidance scale is above 0 (then each step costs twice).",
-        )
-    return c
-
-
-def _buttons_and_queue() -> Parts:
-    c: Parts = {}
-    with gr.Row():
-        c["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
-        c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop")
-    with gr.Accordion("Queue: every team member's running and waiting jobs", elem_id="queue-panel"):
-        c["queue_table"] = gr.Dataframe(
-            headers=list(text.QUEUE_COLUMNS),
-            interactive=False,
-            wrap=True,
-            max_height=260,
-            elem_id="queue-table",
-        )
-    c["reuse"] = gr.File(
-        label="Drop one of our PNGs here to fill the form with the settings it was made with",
-        file_types=[".png"],
-        height=90,
-        elem_id="reuse-png",
-    )
-    return c
 
 
 def _results(prompts: gr.Textbox) -> Parts:
@@ -275,8 +198,10 @@ def _wire_history(page: Page, demo: gr.Blocks, c: Parts) -> None:
 
 
 def _grid(per_prompt: float) -> gr.Gallery:
-    """A column per variant: prompt-then-variant order then makes a row per prompt."""
-    return gr.Gallery(columns=max(1, min(int(per_prompt or 1), MAX_GRID_COLUMNS)))
+    """A column per variant: prompt-then-variant order then makes a row per prompt. With one
+    image per prompt, a wrapping grid instead of one image a row."""
+    per = int(per_prompt or 1)
+    return gr.Gallery(columns=WRAP_COLUMNS if per == 1 else min(per, MAX_GRID_COLUMNS))
 
 
 def _pick(event: gr.SelectData) -> str:
