@@ -303,3 +303,21 @@ def test_wide_screens_get_two_columns_and_a_phone_one(browser: Browser, server: 
         expect(page.locator("#seed-policy")).to_be_hidden()
         page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}.png"), full_page=True)
         page.context.close()
+
+
+def test_a_chinese_browser_gets_the_page_in_chinese(browser: Browser, server: Server) -> None:
+    for locale, words in (
+        ("zh-CN", ["生成 (Ctrl+Enter)", "历史", "每条提示词的图片数"]),
+        ("en-US", ["Generate (Ctrl+Enter)", "History"]),
+    ):
+        context = browser.new_context(locale=locale, viewport={"width": 1366, "height": 768})
+        page = context.new_page()
+        page.goto(server.url)
+        expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+        expect(page.locator("#generate")).to_have_text(words[0])
+        expect(page.get_by_role("tab", name=words[1])).to_be_visible()
+        if locale == "zh-CN":
+            expect(page.locator("#per-prompt")).to_contain_text(words[2])
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "layout-zh-CN-1366x768.png"))
+        context.close()

@@ -405,7 +405,8 @@ def test_a_pickled_task_is_refused_unread(cluster: Cluster) -> None:
 def test_tasks_that_redis_lost_are_sent_again(cluster: Cluster) -> None:
     app = broker.celery_app(cluster.redis.url, TASK_TIMEOUT_S)
     names = [w["name"] for w in cluster.health()["workers"]]
-    app.control.cancel_consumer(DEMO_QUEUE, destination=names, reply=True, timeout=5)
+    replies = app.control.cancel_consumer(DEMO_QUEUE, destination=names, reply=True, timeout=5)
+    assert len(replies) == len(names) == 2, replies  # both stopped taking tasks
     client = redis.Redis.from_url(cluster.redis.url)
     user = cluster.client()
     try:

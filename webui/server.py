@@ -34,6 +34,7 @@ from webui.jobs.store import JobStore
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
 from webui.ui import PAGE_SCRIPT, Page, create_demo
+from webui.ui.i18n import I18N
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         ssr_mode=False,
         enable_monitoring=False,
         js=PAGE_SCRIPT,
+        i18n=I18N,
         footer_links=["api"],
     )
 

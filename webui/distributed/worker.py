@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from webui.log import configure_logging
 
     configure_logging(settings.log_level)
+    from celery.signals import worker_ready
+
     from webui.__main__ import exit_for_supervisor
     from webui.distributed.broker import TASK_NAME, celery_app, describe_broker
     from webui.distributed.tasks import WorkerState
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     state = WorkerState(Engine(model, settings, on_stuck=exit_for_supervisor), settings, name)
     app = celery_app(settings.broker_url, settings.task_timeout)
     app.task(name=TASK_NAME, bind=False)(state.make)
-    threading.Thread(target=state.watch, name="watch", daemon=True).start()
+    # Heartbeats (and Stop flags) once the worker takes tasks: online means ready.
+    worker_ready.connect(
+        lambda **_: threading.Thread(target=state.watch, name="watch", daemon=True).start(), weak=False
+    )
     logger.info(
         "Worker %s: %s on %s, queue %s at %s",
         name,

@@ -17,6 +17,7 @@ import gradio as gr
 from webui.prompts import parse_prompts
 from webui.ui import text
 from webui.ui.form import Parts, form_part, more_part
+from webui.ui.i18n import t
 from webui.ui.page import Page
 
 MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the gallery
@@ -77,12 +78,15 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         with gr.Tabs() as c["tabs"]:
             # Two columns on a wide screen (the form, the results beside it); Gradio wraps them
             # into one column when the window is narrower than both minimum widths.
-            with gr.Tab("Generate", id="generate"), gr.Row(equal_height=False, elem_id="generate-columns"):
+            with (
+                gr.Tab(t("tab_generate"), id="generate"),
+                gr.Row(equal_height=False, elem_id="generate-columns"),
+            ):
                 with gr.Column(scale=2, min_width=FORM_MIN_WIDTH, elem_id="form-column"):
                     c |= form_part(s) | more_part(s, text.QUEUE_COLUMNS)
                 with gr.Column(scale=3, min_width=RESULTS_MIN_WIDTH, elem_id="results-column"):
                     c |= _results(c["prompts"])
-            with gr.Tab("History", id="history", elem_id="history-tab") as c["history_tab"]:
+            with gr.Tab(t("tab_history"), id="history", elem_id="history-tab") as c["history_tab"]:
                 c |= _history()
         page.form = {name: c[name] for name in FORM_FIELDS} | {"tabs": c["tabs"]}
         _wire_scripts(page)  # first, so that these API names are theirs
@@ -95,36 +99,33 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
 def _results(prompts: gr.Textbox) -> Parts:
     c: Parts = {"summary": gr.Markdown(elem_id="summary")}
     # A grid: one row per prompt, one column per variant (set per result).
-    c["gallery"] = gr.Gallery(label="Results", format="png", columns=4, height="auto", elem_id="gallery")
+    c["gallery"] = gr.Gallery(label=t("results"), format="png", columns=4, height="auto", elem_id="gallery")
     with gr.Row():
-        c["download"] = gr.DownloadButton("Download all (zip)", value=None, elem_id="download")
-        c["sheet"] = gr.DownloadButton("Contact sheet (PNG)", value=None, elem_id="contact-sheet")
-    c["details"] = gr.JSON(label="Images: prompt, seed, size, steps, file", visible=False)
+        c["download"] = gr.DownloadButton(t("download_all"), value=None, elem_id="download")
+        c["sheet"] = gr.DownloadButton(t("contact_sheet"), value=None, elem_id="contact-sheet")
+    c["details"] = gr.JSON(label=t("details"), visible=False)
     lines = _load_examples()
     if lines:
         # Each product shot alone, and the whole set as one multi-prompt request.
         examples = [[line] for line in lines] + [["\n".join(lines)]]
         labels = [*lines, f"All {len(lines)} product shots"]
-        gr.Examples(examples, inputs=[prompts], example_labels=labels, label="Example prompts")
+        gr.Examples(examples, inputs=[prompts], example_labels=labels, label=t("examples"))
     return c
 
 
 def _history() -> Parts:
-    gr.Markdown(
-        "Every job, newest first, running and waiting ones included; kept across restarts. "
-        "Pick one to see its images, download them, or load its settings into the form."
-    )
-    c: Parts = {"refresh": gr.Button("Refresh", size="sm", elem_id="history-refresh")}
+    gr.Markdown(t("history_intro"))
+    c: Parts = {"refresh": gr.Button(t("refresh"), size="sm", elem_id="history-refresh")}
     c["table"] = gr.Dataframe(
         headers=list(text.HISTORY_COLUMNS), interactive=False, wrap=True, elem_id="history-table"
     )
     c["chosen"] = gr.Textbox(visible=False)  # the job id picked in the table
     c["past_gallery"] = gr.Gallery(
-        label="Images", format="png", columns=4, height="auto", elem_id="history-gallery"
+        label=t("images"), format="png", columns=4, height="auto", elem_id="history-gallery"
     )
     with gr.Row():
-        c["reuse_past"] = gr.Button("Load these settings into the form", elem_id="history-reuse")
-        c["past_zip"] = gr.DownloadButton("Download (zip)", value=None, elem_id="history-zip")
+        c["reuse_past"] = gr.Button(t("load_settings"), elem_id="history-reuse")
+        c["past_zip"] = gr.DownloadButton(t("download_zip"), value=None, elem_id="history-zip")
     return c
 
 

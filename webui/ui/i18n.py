@@ -1,0 +1,92 @@
+"""The page's words in English and Simplified Chinese. Gradio picks the table that matches
+the browser's language (English when none does); `t(key)` marks a label for it."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+ENGLISH = {
+    "tab_generate": "Generate",
+    "tab_history": "History",
+    "prompts": "Prompts: one per line; {red|navy} makes one prompt per alternative "
+    "(blank lines and lines starting with # are skipped)",
+    "prompts_placeholder": "a red leather sneaker on a white seamless background, studio lighting",
+    "load_prompts": "Load prompts from a .txt or .csv",
+    "style": "Style, appended to every prompt",
+    "style_placeholder": "studio lighting, white seamless background, 85mm",
+    "generate": "Generate (Ctrl+Enter)",
+    "stop": "Stop",
+    "per_prompt": "Images per prompt",
+    "seed": "Seed (-1: random)",
+    "resolution": "Resolution",
+    "width": "Width",
+    "height": "Height",
+    "advanced": "Advanced: steps, guidance, negative prompt, seeds",
+    "steps": "Steps (8 for Turbo)",
+    "guidance": "Guidance scale (0 for Turbo)",
+    "negative": "Negative prompt",
+    "negative_info": "Used only when the guidance scale is above 0 (then each step costs twice).",
+    "seeds": "Seeds",
+    "per_image": "New seed per image (seed + k)",
+    "per_variant": "Same seeds for every prompt (variant j: seed + j)",
+    "reuse": "Reuse a PNG's settings",
+    "queue": "Queue: every team member's running and waiting jobs",
+    "results": "Results",
+    "download_all": "Download all (zip)",
+    "contact_sheet": "Contact sheet (PNG)",
+    "details": "Images: prompt, seed, size, steps, file",
+    "examples": "Example prompts",
+    "history_intro": "Every job, newest first, running and waiting ones included; kept across restarts. "
+    "Pick one to see its images, download them, or load its settings into the form.",
+    "refresh": "Refresh",
+    "images": "Images",
+    "load_settings": "Load these settings into the form",
+    "download_zip": "Download (zip)",
+}
+
+CHINESE = {
+    "tab_generate": "生成",
+    "tab_history": "历史",
+    "prompts": "提示词：每行一条；{red|navy} 会为每个选项各生成一条提示词（空行和以 # 开头的行会被跳过）",
+    "prompts_placeholder": "白色无缝背景上的一只红色皮革运动鞋，影棚灯光",
+    "load_prompts": "从 .txt 或 .csv 文件载入提示词",
+    "style": "风格（追加到每条提示词之后）",
+    "style_placeholder": "影棚灯光，白色无缝背景，85mm",
+    "generate": "生成 (Ctrl+Enter)",
+    "stop": "停止",
+    "per_prompt": "每条提示词的图片数",
+    "seed": "种子（-1：随机）",
+    "resolution": "分辨率",
+    "width": "宽度",
+    "height": "高度",
+    "advanced": "高级：步数、引导系数、负面提示词、种子",
+    "steps": "步数（Turbo 用 8）",
+    "guidance": "引导系数（Turbo 用 0）",
+    "negative": "负面提示词",
+    "negative_info": "仅在引导系数大于 0 时使用（此时每一步的计算量翻倍）。",
+    "seeds": "种子策略",
+    "per_image": "每张图片一个新种子（seed + k）",
+    "per_variant": "每条提示词使用相同的种子（第 j 个变体：seed + j）",
+    "reuse": "复用 PNG 图片的设置",
+    "queue": "队列：所有团队成员正在运行和等待的任务",
+    "results": "结果",
+    "download_all": "全部下载（zip）",
+    "contact_sheet": "缩略图总览（PNG）",
+    "details": "图片：提示词、种子、尺寸、步数、文件",
+    "examples": "示例提示词",
+    "history_intro": "所有任务，最新的在前，包括正在运行和等待的任务；重启后仍然保留。"
+    "选择一个任务可查看其图片、下载，或将其设置载入表单。",
+    "refresh": "刷新",
+    "images": "图片",
+    "load_settings": "将这些设置载入表单",
+    "download_zip": "下载（zip）",
+}
+
+I18N = gr.I18n(en=ENGLISH, **{"zh-CN": CHINESE})
+
+
+def t(key: str) -> gr.i18n.I18nData:
+    """A label Gradio shows in the browser's language."""
+    if key not in ENGLISH:
+        raise KeyError(f"no words for {key!r} in webui/ui/i18n.py")
+    return I18N(key)
