@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.helpers import PROJECT, Server, running_server, wait_for
 
@@ -321,3 +322,31 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser: Browser, server: Se
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "layout-zh-CN-1366x768.png"))
         context.close()
+
+
+def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_variants(
+    page: Page, server: Server
+) -> None:
+    page.locator("#prompts textarea").fill("a brass lamp\na linen chair")
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill("64")
+        page.locator(f"{field} input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
+    page.locator("#gallery img").nth(1).click()  # the linen chair
+    expect(page.locator("#picked")).to_contain_text("a linen chair")
+    picked = Path(page.locator("#picked code").inner_text())
+    assert picked.name.startswith("002_a-linen-chair_s") and picked.is_file()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "picked-image.png"))
+    page.locator("#more-like").click()
+    expect(page.locator("#per-prompt input[type=number]")).to_have_value("4")
+    page.locator("#use-seed").click()
+    expect(page.locator("#prompts textarea")).to_have_value("a linen chair")
+    expect(page.locator("#per-prompt input[type=number]")).to_have_value("1")
+    page.locator("#generate").click()
+    expect(page.locator("#summary")).to_contain_text("1 image in", timeout=120_000)
+    [remade] = server.output_dir.rglob("001_a-linen-chair_s*.png")  # the new job's one image
+    with Image.open(remade) as new, Image.open(picked) as old:
+        assert remade.name.split("_s")[1] == picked.name.split("_s")[1]  # the same seed
+        assert new.tobytes() == old.tobytes()  # the same pixels

@@ -42,6 +42,8 @@ ENGLISH = {
     "images": "Images",
     "load_settings": "Load these settings into the form",
     "download_zip": "Download (zip)",
+    "use_seed": "Use this seed",
+    "more_like": "More like this",
 }
 
 CHINESE = {
@@ -80,6 +82,8 @@ CHINESE = {
     "images": "图片",
     "load_settings": "将这些设置载入表单",
     "download_zip": "下载（zip）",
+    "use_seed": "使用此种子",
+    "more_like": "更多类似的",
 }
 
 I18N = gr.I18n(en=ENGLISH, **{"zh-CN": CHINESE})

@@ -100,6 +100,12 @@ def _results(prompts: gr.Textbox) -> Parts:
     c: Parts = {"summary": gr.Markdown(elem_id="summary")}
     # A grid: one row per prompt, one column per variant (set per result).
     c["gallery"] = gr.Gallery(label=t("results"), format="png", columns=4, height="auto", elem_id="gallery")
+    # The image picked in the grid (Gradio shows it large) and what to do with it.
+    c["picked"] = gr.State(None)
+    c["pick_info"] = gr.Markdown(elem_id="picked")
+    with gr.Row():
+        c["use_seed"] = gr.Button(t("use_seed"), size="sm", elem_id="use-seed")
+        c["more_like"] = gr.Button(t("more_like"), size="sm", elem_id="more-like")
     with gr.Row():
         c["download"] = gr.DownloadButton(t("download_all"), value=None, elem_id="download")
         c["sheet"] = gr.DownloadButton(t("contact_sheet"), value=None, elem_id="contact-sheet")
@@ -180,6 +186,10 @@ def _wire_form(page: Page, c: Parts) -> None:
     c["prompt_file"].upload(
         page.load_prompts, c["prompt_file"], c["prompts"], api_name="load_prompts", show_progress="hidden"
     )
+    c["gallery"].select(_picked, c["details"], [c["picked"], c["pick_info"]], **QUIET)
+    form = [c[name] for name in FORM_FIELDS]
+    c["use_seed"].click(page.use_seed, [c["details"], c["picked"]], form, **QUIET)
+    c["more_like"].click(page.more_like, [c["details"], c["picked"]], form, **QUIET)
     c["reuse"].upload(
         page.reuse_png,
         c["reuse"],
@@ -203,6 +213,14 @@ def _grid(per_prompt: float) -> gr.Gallery:
     image per prompt, a wrapping grid instead of one image a row."""
     per = int(per_prompt or 1)
     return gr.Gallery(columns=WRAP_COLUMNS if per == 1 else min(per, MAX_GRID_COLUMNS))
+
+
+def _picked(details: list[dict] | None, event: gr.SelectData) -> tuple[int, str]:
+    """The picked image's number in the grid, and a line about it: prompt, seed, size, file."""
+    image = (details or [])[event.index]
+    size = f"{image['width']}x{image['height']}"
+    line = f"**{image['prompt']}** · seed {image['seed']} · {size} · `{image['file']}`"
+    return event.index, line
 
 
 def _pick(event: gr.SelectData) -> str:

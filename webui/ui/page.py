@@ -42,6 +42,9 @@ RESTARTING = (
 )
 
 
+MORE_LIKE_VARIANTS = 4  # "More like this": new variants of the picked image's prompt
+
+
 class Page:
     """Handlers of the page, on one job service."""
 
@@ -247,6 +250,22 @@ class Page:
         return {
             self.form[name]: value for name, value in text.form_values(request).items() if name in self.form
         }
+
+    def use_seed(self, details: list[dict] | None, picked: int | None) -> dict:
+        """The picked image's prompt, seed and settings in the form, one image: Generate makes it
+        again."""
+        return self.reuse_png(self._picked_file(details, picked))
+
+    def more_like(self, details: list[dict] | None, picked: int | None) -> dict:
+        """The picked image's prompt and settings, new seeds, several variants."""
+        values = self.reuse_png(self._picked_file(details, picked))
+        return values | {self.form["seed"]: -1, self.form["images_per_prompt"]: MORE_LIKE_VARIANTS}
+
+    @staticmethod
+    def _picked_file(details: list[dict] | None, picked: int | None) -> str:
+        if picked is None or not details or picked >= len(details):
+            raise gr.Error("Pick an image in the results first.")
+        return details[picked]["file"]
 
     def load_prompts(self, file: str | None) -> str:
         """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
