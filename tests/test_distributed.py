@@ -64,7 +64,13 @@ class Cluster:
         return {w["name"].split("@")[0]: w for w in self.health()["workers"]}
 
     def wait_online(self, names: set[str]) -> None:
-        wait_for(lambda: set(self.online()) >= names, 120, f"workers {names} online")
+        """Until each named worker's current process says it is ready (not a dead one's last word)."""
+
+        def ready() -> bool:
+            online = self.online()
+            return all(online.get(n, {}).get("pid") == self.workers[n].process.pid for n in names)
+
+        wait_for(ready, 120, f"workers {names} online")
 
     def arm(self, name: str, content: str) -> None:
         partial = self.faults / f".{name}.partial"
