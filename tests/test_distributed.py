@@ -101,11 +101,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterat
             wait_until_up(web)
             c.wait_online({"w1", "w2"})
             yield c
-        finally:
-            web.process.terminate()
+        finally:  # the web host of now: a test may have started another
+            c.web.process.terminate()
             for worker in c.workers.values():
                 worker.stop()
-            web.process.wait(30)
+            c.web.process.wait(30)
     finally:
         store.stop()
 
