@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 SHEET_CELL = 256  # pixels: the longer side of each thumbnail
 SHEET_PAD = 12
 SHEET_FONT_SIZE = 14
+LINE = SHEET_FONT_SIZE + 6  # height of a caption line
 SHEET_COLUMNS = 5  # images a row when the sheet wraps
 SHEET_BACKGROUND = (255, 255, 255)
 SHEET_INK = (20, 20, 20)
@@ -86,9 +87,6 @@ def write_contact_sheet(
     return replace_atomically(
         destination, lambda handle: sheet.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     )
-
-
-LINE = SHEET_FONT_SIZE + 6
 
 
 def _table(

@@ -21,8 +21,6 @@ from typing import Any
 import redis
 from celery import Celery
 
-from webui.settings import hide_password
-
 TASK_NAME = "zimage.make"
 MESSAGE_VERSION = 1
 KEY_PREFIX = "zimage"
@@ -107,10 +105,6 @@ def redis_client(broker_url: str) -> redis.Redis:
     return redis.Redis.from_url(
         broker_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15
     )
-
-
-def describe_broker(broker_url: str) -> str:
-    return hide_password(broker_url)
 
 
 def pack_event(kind: str, task_id: str, data: bytes = b"", **fields: Any) -> bytes:

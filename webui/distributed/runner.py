@@ -30,7 +30,7 @@ from webui.jobs.record import BLACK, PLANNED, SAVED, JobRecord, PlannedImage
 from webui.lane import Progress
 from webui.outputs import write_png
 from webui.request import RequestError
-from webui.settings import Settings
+from webui.settings import Settings, hide_password
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class CeleryRunner:
     def __init__(self, settings: Settings, model: str) -> None:
         self.settings, self.model = settings, model
         self.queue = broker.queue_for(model)
-        self.broker = broker.describe_broker(settings.broker_url)
+        self.broker = hide_password(settings.broker_url)
         self.app = broker.celery_app(settings.broker_url, settings.task_timeout)
         self.redis = broker.redis_client(settings.broker_url)
         self._closing = threading.Event()

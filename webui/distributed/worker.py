@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m webui.distributed.worker", allow_abbrev=False)
     parser.add_argument("--name", default="worker", help="worker name; @host is added")
     own, rest = parser.parse_known_args(argv)
-    from webui.settings import Settings, SettingsError, env_name
+    from webui.settings import Settings, SettingsError, env_name, hide_password
 
     try:
         settings = Settings.from_sources(rest, os.environ)
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from celery.signals import worker_ready
 
     from webui.__main__ import exit_for_supervisor
-    from webui.distributed.broker import TASK_NAME, celery_app, describe_broker
+    from webui.distributed.broker import TASK_NAME, celery_app
     from webui.distributed.tasks import WorkerState
     from webui.engine import Engine
     from webui.loading import load_model
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         state.model,
         model.device,
         state.queue,
-        describe_broker(settings.broker_url),
+        hide_password(settings.broker_url),
     )
     slots = 2 * settings.max_batch_size if settings.cross_batching else 1
     try:
