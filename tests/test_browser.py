@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -334,7 +335,7 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     page.locator("#generate").click()
     expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
     page.locator("#gallery img").nth(1).click()  # the linen chair
-    expect(page.locator("#picked")).to_contain_text("a linen chair")
+    expect(page.locator("#picked-prompt textarea")).to_have_value("a linen chair")
     picked = Path(page.locator("#picked code").inner_text())
     assert picked.name.startswith("002_a-linen-chair_s") and picked.is_file()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -350,3 +351,50 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     with Image.open(remade) as new, Image.open(picked) as old:
         assert remade.name.split("_s")[1] == picked.name.split("_s")[1]  # the same seed
         assert new.tobytes() == old.tobytes()  # the same pixels
+
+
+def starred_captions(page: Page, gallery: str) -> list[str]:
+    captions = page.locator(f"{gallery} .caption-label").all_inner_texts()
+    return [c.split(" (seed")[0] for c in captions if c.startswith("★")]
+
+
+def test_starring_two_images_gives_a_zip_of_those_two_and_history_shows_their_stars(
+    page: Page, server: Server
+) -> None:
+    page.locator("#prompts textarea").fill("a star mug\na plain mug\na second star mug")
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill("64")
+        page.locator(f"{field} input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#gallery .gallery-item img")).to_have_count(3, timeout=120_000)
+    expect(page.locator("#download-starred")).to_be_hidden()  # nothing starred yet
+    page.locator("#gallery .gallery-item img").nth(0).click()  # opens it large, thumbnails below
+    expect(page.locator("#picked-prompt textarea")).to_have_value("a star mug")
+    page.locator("#star").click()
+    expect(page.locator("#star")).to_contain_text("Starred")
+    page.locator("#gallery .thumbnails .thumbnail-item").nth(2).click()
+    expect(page.locator("#picked-prompt textarea")).to_have_value("a second star mug")
+    expect(page.locator("#star")).to_contain_text("Star")
+    page.locator("#star").click()
+    expect(page.locator("#star")).to_contain_text("Starred")
+    assert starred_captions(page, "#gallery") == ["★ a star mug", "★ a second star mug"]
+    with page.expect_download() as download:
+        page.locator("#download-starred").click()
+    names = sorted(zipfile.ZipFile(download.value.path()).namelist())
+    assert [re.sub(r"_s\d+\.png$", "", n) for n in names] == ["001_a-star-mug", "003_a-second-star-mug"]
+    # The picked image's own PNG, and its prompt ready to copy.
+    with page.expect_download() as single:
+        page.locator("#download-png").click()
+    assert single.value.suggested_filename.startswith("003_a-second-star-mug_s")
+    expect(page.locator("#picked [aria-label='Copy']").first).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "starred.png"), full_page=True)
+
+    # History reads the stars back from the job's record.
+    page.get_by_role("tab", name="History").click()
+    page.locator("#history-table").get_by_role("row").nth(1).get_by_role(
+        "gridcell", name="a star mug"
+    ).click()
+    expect(page.locator("#history-gallery .gallery-item img")).to_have_count(3)
+    assert starred_captions(page, "#history-gallery") == ["★ a star mug", "★ a second star mug"]
+    expect(page.locator("#history-download-starred")).to_be_visible()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import zipfile
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import wait_for
 from webui.engine import Engine
+from webui.jobs.execute import write_starred
 from webui.jobs.record import DONE, QUEUED, STOPPED, JobRecord
+from webui.jobs.recovery import rebuild
 from webui.jobs.runners import LocalRunner
 from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
@@ -167,3 +170,29 @@ def test_closing_puts_running_jobs_back_to_wait_with_their_finished_images(make_
     assert not list(record.folder.glob(".*.tmp"))
     with pytest.raises(RequestError, match="The server is restarting"):
         service.submit(GenerationRequest(["late"], **SMALL), ALICE)
+
+
+def test_stars_are_kept_with_the_job_in_the_database_and_its_manifest(make_engine, tmp_path) -> None:
+    engine = make_engine()
+    service = service_on(engine)
+    record = service.submit(
+        GenerationRequest(["a red mug", "a navy mug"], images_per_prompt=2, **SMALL), ALICE
+    )
+    assert service.wait(record.id, 60)
+    service.star(record.id, 1, True)
+    service.star(record.id, 2, True)
+    service.star(record.id, 3, True)
+    service.star(record.id, 3, False)  # taken back
+    with pytest.raises(RequestError, match="No image 9"):
+        service.star(record.id, 9, True)
+    # What a restarted server reads: the database, or the manifests when it rebuilds History.
+    again = JobStore(engine.settings.state_path).get(record.id)
+    assert again is not None and [i.index for i in again.starred] == [1, 2]
+    rebuilt = JobStore(tmp_path / "new-state")
+    assert rebuild(rebuilt, engine.settings.output_dir) >= 1
+    assert [i.index for i in rebuilt.get(record.id).starred] == [1, 2]
+    zipped = write_starred(again)
+    assert zipped is not None and sorted(zipfile.ZipFile(zipped).namelist()) == [
+        again.images[1].file,
+        again.images[2].file,
+    ]

@@ -24,6 +24,7 @@ from webui.sheet import SHEET_CELL, SheetCell, write_contact_sheet
 logger = logging.getLogger(__name__)
 
 ZIP_NAME = "images.zip"
+STARRED_ZIP_NAME = "starred.zip"
 SHEET_NAME = "contact-sheet.png"
 
 
@@ -84,6 +85,14 @@ def run_job(
         if on_change is not None:
             on_change(record.images[index], None)
     return outcome.stopped
+
+
+def write_starred(record: JobRecord) -> Path | None:
+    """The zip of the job's starred images (None when none is starred), written anew."""
+    starred = record.starred
+    if not starred:
+        return None
+    return write_zip([record.path_of(i) for i in starred], record.folder / STARRED_ZIP_NAME)
 
 
 def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | None = None) -> None:

@@ -36,6 +36,7 @@ class PlannedImage:
     seed: int
     file: str  # in the job's folder
     state: str = PLANNED
+    starred: bool = False  # a team member's pick: kept with the job, zipped by "Download starred"
 
 
 @dataclass(eq=False)
@@ -107,6 +108,10 @@ class JobRecord:
     @property
     def pending(self) -> list[PlannedImage]:
         return [image for image in self.images if image.state == PLANNED]
+
+    @property
+    def starred(self) -> list[PlannedImage]:
+        return [image for image in self.saved if image.starred]
 
     @property
     def black_seeds(self) -> list[int]:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from webui.engine import Progress
 from webui.jobs.execute import write_bundles
-from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobRecord, PlannedImage, now_utc
+from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
 from webui.jobs.store import JobStore, persist
 from webui.jobs.views import Identity, JobView, views_of
@@ -154,6 +154,21 @@ class JobService:
                 self._ended(job_id)
             logger.info("job %s: stop asked by %s", job_id, who.label)
             return True
+
+    def star(self, job_id: str, index: int, starred: bool) -> JobRecord:
+        """Star (or unstar) one saved image of a job, running or ended: kept with the job."""
+        with self._lock:
+            live = self._live.get(job_id)
+            record = live.record if live is not None else self.store.get(job_id)
+            if record is None or not 0 <= index < len(record.images):
+                raise RequestError(f"No image {index} in job {job_id}.")
+            if record.images[index].state != SAVED:
+                raise RequestError(
+                    f"Image {index} of job {job_id} was not saved; only saved images take a star."
+                )
+            record.images[index].starred = starred
+            persist(self.store, record)
+            return record
 
     def views(self) -> list[JobView]:
         """Every unfinished job, in queue order, with position and ETA."""

@@ -1,11 +1,8 @@
 """The generate form: the prompts, Generate and Stop, and the everyday controls in sight;
-the rest in a closed Advanced section, then a small control to reuse a PNG's settings and the
-team's Queue panel. Each function returns its components by name (webui/ui/layout.py wires them)."""
+the rest in a closed Advanced section, then a small control to reuse a PNG's settings. Each
+part returns its components by name; `wire_form` connects the form's own behaviour."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
 
 import gradio as gr
 
@@ -22,8 +19,8 @@ from webui.settings import (
 )
 from webui.ui import text
 from webui.ui.i18n import t
-
-Parts = dict[str, Any]  # components by name
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts
 
 
 def form_part(s: Settings) -> Parts:
@@ -80,26 +77,60 @@ def advanced_part(s: Settings) -> Parts:
             info=t("negative_info"),
         )
         policies = [
-            ("New seed per image (seed + k)", SEED_PER_IMAGE),
-            ("Same seeds for every prompt (variant j: seed + j)", SEED_PER_VARIANT),
+            (t("per_image"), SEED_PER_IMAGE),
+            (t("per_variant"), SEED_PER_VARIANT),
         ]
         c["seed_policy"] = gr.Radio(policies, value=SEED_PER_IMAGE, label=t("seeds"), elem_id="seed-policy")
     return c
 
 
-def more_part(s: Settings, queue_columns: Sequence[str]) -> Parts:
-    """Under the form: the Advanced section, reusing a PNG's settings, the Queue panel."""
-    c: Parts = {}
-    c |= advanced_part(s)
-    c["reuse"] = gr.UploadButton(
+def reuse_part() -> Parts:
+    """A small button: the form as one of our PNGs was made."""
+    button = gr.UploadButton(
         t("reuse"), file_types=[".png"], size="sm", variant="secondary", elem_id="reuse-png"
     )
-    with gr.Accordion(t("queue"), elem_id="queue-panel"):
-        c["queue_table"] = gr.Dataframe(
-            headers=list(queue_columns),
-            interactive=False,
-            wrap=True,
-            max_height=260,
-            elem_id="queue-table",
-        )
-    return c
+    return {"reuse": button}
+
+
+def wire_form(page: Page, c: Parts) -> None:
+    """The form's own behaviour: the count line, presets, prompt files, reusing a PNG."""
+    s = page.settings
+
+    def update_count(prompt_text: str, per_prompt: float) -> str:
+        return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images)
+
+    gr.on(
+        [c["prompts"].change, c["images_per_prompt"].change],
+        update_count,
+        [c["prompts"], c["images_per_prompt"]],
+        c["count"],
+        **QUIET,
+    )
+    c["preset"].change(_apply_preset, c["preset"], [c["width"], c["height"]], **QUIET)
+    # .input: sizes typed by hand, not those a preset sets.
+    gr.on(
+        [c["width"].input, c["height"].input],
+        _follow_size,
+        [c["preset"], c["width"], c["height"]],
+        c["preset"],
+        **QUIET,
+    )
+    c["prompt_file"].upload(
+        page.load_prompts, c["prompt_file"], c["prompts"], api_name="load_prompts", show_progress="hidden"
+    )
+    c["reuse"].upload(
+        page.reuse_png, c["reuse"], list(page.form.values()), api_name="reuse_png", show_progress="hidden"
+    )
+
+
+def _apply_preset(label: str) -> tuple:
+    for name, w, h in text.PRESETS:
+        if name == label:
+            return w, h
+    return gr.skip(), gr.skip()
+
+
+def _follow_size(label: str, w: float, h: float) -> str:
+    """A size typed by hand that the chosen preset does not have makes the preset Custom."""
+    chosen = next(((pw, ph) for name, pw, ph in text.PRESETS if name == label), None)
+    return label if chosen == (w, h) else text.CUSTOM

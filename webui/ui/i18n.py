@@ -41,9 +41,13 @@ ENGLISH = {
     "refresh": "Refresh",
     "images": "Images",
     "load_settings": "Load these settings into the form",
-    "download_zip": "Download (zip)",
     "use_seed": "Use this seed",
     "more_like": "More like this",
+    "picked_prompt": "Picked image: its prompt",
+    "star": "☆ Star",
+    "unstar": "★ Starred (click to unstar)",
+    "download_png": "Download PNG",
+    "download_starred": "Download starred (zip)",
 }
 
 CHINESE = {
@@ -81,9 +85,13 @@ CHINESE = {
     "refresh": "刷新",
     "images": "图片",
     "load_settings": "将这些设置载入表单",
-    "download_zip": "下载（zip）",
     "use_seed": "使用此种子",
     "more_like": "更多类似的",
+    "picked_prompt": "所选图片的提示词",
+    "star": "☆ 加星标",
+    "unstar": "★ 已加星标（点击取消）",
+    "download_png": "下载 PNG",
+    "download_starred": "下载已加星标的图片（zip）",
 }
 
 I18N = gr.I18n(en=ENGLISH, **{"zh-CN": CHINESE})

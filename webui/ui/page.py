@@ -51,6 +51,7 @@ class Page:
     def __init__(self, service: JobService, settings: Settings) -> None:
         self.service, self.settings = service, settings
         self.form: dict[str, Any] = {}  # field name -> component, set by the layout
+        self.results: Any = None  # the Generate tab's Results (webui/ui/results.py), set by the layout
         self._browsers: OrderedDict[str, str] = OrderedDict()  # Gradio session -> browser id
         self._following: OrderedDict[str, str] = OrderedDict()  # Gradio session -> the job its page follows
 
@@ -137,7 +138,7 @@ class Page:
         except ValueError as exc:  # RequestError and TemplateError included
             raise gr.Error(str(exc)) from None
 
-    async def follow(self, job_id: str, progress: gr.Progress) -> tuple:
+    async def follow(self, job_id: str, progress: gr.Progress) -> dict:
         """Wait for the job, showing where it waits and then its progress; its results."""
         loop, ended = asyncio.get_running_loop(), asyncio.Event()
         self.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))  # results at once
@@ -161,13 +162,13 @@ class Page:
         assert record is not None
         if record.status == FAILED:
             raise gr.Error(record.error or "The job failed.")
-        return text.outputs(record)
+        return self.results.generated(record)
 
-    async def attach(self, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    async def attach(self, request: gr.Request, progress: gr.Progress = gr.Progress()) -> dict:  # noqa: B008
         """On load: follow this person's newest unfinished job, if any."""
         job_id = self.service.latest_unfinished(self.identity(request))
         if job_id is None:
-            return (gr.skip(),) * 5
+            return dict.fromkeys(self.results.generated_outputs, gr.skip())
         _remember(self._following, request.session_hash, job_id)
         return await self.follow(job_id, progress)
 
@@ -222,13 +223,12 @@ class Page:
 
     def history_request(self, job_id: str) -> tuple:
         """A past job's images (captioned) and its zip (the PNG itself for one image)."""
-        record = self._record(job_id)
-        gallery, _, _, download, _ = text.outputs(record)
-        return gallery, download
+        values = text.outputs(self.record(job_id))
+        return values["gallery"], values["download"]
 
     def history_reuse(self, job_id: str) -> dict[str, Any]:
         """The form as a past job had it (prompts as expanded), by field name."""
-        return text.form_values(self._record(job_id).request)
+        return text.form_values(self.record(job_id).request)
 
     def reuse_history_into_form(self, job_id: str) -> dict:
         values = self.history_reuse(job_id)
@@ -254,18 +254,19 @@ class Page:
     def use_seed(self, details: list[dict] | None, picked: int | None) -> dict:
         """The picked image's prompt, seed and settings in the form, one image: Generate makes it
         again."""
-        return self.reuse_png(self._picked_file(details, picked))
+        return self.reuse_png(self.picked_image(details, picked)["file"])
 
     def more_like(self, details: list[dict] | None, picked: int | None) -> dict:
         """The picked image's prompt and settings, new seeds, several variants."""
-        values = self.reuse_png(self._picked_file(details, picked))
+        values = self.reuse_png(self.picked_image(details, picked)["file"])
         return values | {self.form["seed"]: -1, self.form["images_per_prompt"]: MORE_LIKE_VARIANTS}
 
     @staticmethod
-    def _picked_file(details: list[dict] | None, picked: int | None) -> str:
+    def picked_image(details: list[dict] | None, picked: int | None) -> dict[str, Any]:
+        """The details of the image picked in a grid; gr.Error when none is."""
         if picked is None or not details or picked >= len(details):
             raise gr.Error("Pick an image in the results first.")
-        return details[picked]["file"]
+        return details[picked]
 
     def load_prompts(self, file: str | None) -> str:
         """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
@@ -277,7 +278,8 @@ class Page:
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
 
-    def _record(self, job_id: str) -> JobRecord:
+    def record(self, job_id: str) -> JobRecord:
+        """A job from History by id; gr.Error when there is none."""
         record = self.service.record(job_id)
         if record is None:
             raise gr.Error(f"No request {job_id!r} in the history (deleted by retention?).")

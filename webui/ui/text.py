@@ -44,6 +44,7 @@ EXPOSED_BANNER = (
 HISTORY_COLUMNS = ("when (UTC)", "status", "prompts", "images", "size", "user", "request")
 QUEUE_COLUMNS = ("#", "status", "owner", "prompt", "images", "ETA", "stop", "job")
 STOP_COLUMN = QUEUE_COLUMNS.index("stop")
+STAR = "★ "  # before a starred image's caption
 
 
 def preset_for(width: int, height: int) -> str:
@@ -139,11 +140,12 @@ def summary(record: JobRecord) -> str:
     )
 
 
-def outputs(record: JobRecord) -> tuple:
-    """A job's results as /generate returns them: gallery, summary, per-image details, the
-    download (the zip, or the PNG itself for one image) and the contact sheet."""
+def outputs(record: JobRecord) -> dict[str, Any]:
+    """A job's results by name: the gallery (captioned, starred images marked), the summary,
+    per-image details, the download (the zip, or the PNG itself for one image), the contact
+    sheet."""
     saved, r = record.saved, record.request
-    gallery = [(str(record.path_of(i)), f"{record.prompt_of(i)} (seed {i.seed})") for i in saved]
+    gallery = [(str(record.path_of(i)), caption(record.prompt_of(i), i.seed, i.starred)) for i in saved]
     details = [
         {
             "prompt": record.prompt_of(i),
@@ -151,8 +153,11 @@ def outputs(record: JobRecord) -> tuple:
             "width": r.width,
             "height": r.height,
             "steps": r.steps,
-            "file": str(record.path_of(i)),
-        }  # not "path": Gradio takes that for a FileData
+            "file": str(record.path_of(i)),  # not "path": Gradio takes that for a FileData
+            "job_id": record.id,
+            "index": i.index,
+            "starred": i.starred,
+        }
         for i in saved
     ]
     download = sheet = None
@@ -160,7 +165,23 @@ def outputs(record: JobRecord) -> tuple:
         download = str(record.path_of(saved[0]))
     elif saved:
         download, sheet = str(record.folder / ZIP_NAME), str(record.folder / SHEET_NAME)
-    return gallery, summary(record), details, download, sheet
+    return {
+        "gallery": gallery,
+        "summary": summary(record),
+        "details": details,
+        "download": download,
+        "sheet": sheet,
+    }
+
+
+def caption(prompt: str, seed: int, starred: bool) -> str:
+    """An image's caption in the grid: "★ a red mug (seed 42)" when starred."""
+    return f"{STAR if starred else ''}{prompt} (seed {seed})"
+
+
+def picked_line(image: dict[str, Any]) -> str:
+    """The line under the picked image's prompt: seed, size and file."""
+    return f"seed {image['seed']} · {image['width']}x{image['height']} · `{image['file']}`"
 
 
 def job_status(record: JobRecord, view: JobView | None, notice: str | None = None) -> dict[str, Any]:

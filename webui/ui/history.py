@@ -1,0 +1,41 @@
+"""The History tab: every job, newest first, kept across restarts; the picked job's images
+in a grid of their own (with the same actions as the results: star, use a seed...), and its
+settings back into the form."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.ui import text
+from webui.ui.i18n import t
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts
+from webui.ui.results import Results
+
+
+class History:
+    """The tab's components and its handlers."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        gr.Markdown(t("history_intro"))
+        c: Parts = {"refresh": gr.Button(t("refresh"), size="sm", elem_id="history-refresh")}
+        c["table"] = gr.Dataframe(
+            headers=list(text.HISTORY_COLUMNS), interactive=False, wrap=True, elem_id="history-table"
+        )
+        c["chosen"] = gr.State(None)  # the job id picked in the table
+        c["reuse"] = gr.Button(t("load_settings"), elem_id="history-reuse")
+        self.results = Results(page, prefix="history-", label="images")
+        self.c = c
+
+    def wire(self, demo: gr.Blocks, tab: gr.Tab) -> None:
+        c, page = self.c, self.page
+        gr.on([c["refresh"].click, tab.select, demo.load], page.history, None, c["table"], **QUIET)
+        c["table"].select(self.choose, None, [c["chosen"], *self.results.shown], **QUIET)
+        c["reuse"].click(page.reuse_history_into_form, c["chosen"], list(page.form.values()), **QUIET)
+        self.results.wire()
+
+    def choose(self, event: gr.SelectData) -> dict:
+        """A row picked: its job's images in the grid."""
+        job_id = event.row_value[-1]  # the job id, the table's last column
+        return {self.c["chosen"]: job_id} | self.results.show(self.page.record(job_id))

@@ -1,0 +1,174 @@
+"""A job's images and what to do with them: the grid, the picked image with its actions (use
+its seed, more like it, copy its prompt, download it, star it) and the job's downloads.
+
+The Generate tab and History each have one `Results`: its components, built in the layout,
+and its handlers, bound methods that answer with dicts of its own components.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import gradio as gr
+
+from webui.jobs.execute import STARRED_ZIP_NAME, write_starred
+from webui.jobs.record import JobRecord
+from webui.request import RequestError
+from webui.ui import text
+from webui.ui.i18n import t
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts
+
+MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the grid
+WRAP_COLUMNS = 4  # images a row when each prompt has one
+# /generate's results, in this order: scripts unpack them.
+GENERATED = ("gallery", "summary", "details", "download", "sheet")
+
+
+class Results:
+    """One grid of a job's images with its actions; `prefix` keeps its element ids apart."""
+
+    def __init__(self, page: Page, prefix: str = "", label: str = "results") -> None:
+        self.page, self.prefix = page, prefix
+        self._starring = threading.Lock()  # a star and its zip, one at a time
+        c: Parts = {"summary": gr.Markdown(elem_id=f"{prefix}summary")}
+        # One row per prompt, one column per variant (set per job), or a wrapping grid.
+        c["gallery"] = gr.Gallery(
+            label=t(label), format="png", columns=WRAP_COLUMNS, height="auto", elem_id=f"{prefix}gallery"
+        )
+        c["details"] = gr.JSON(label=t("details"), visible=False)  # per image: prompt, seed, file...
+        c["picked"] = gr.State(None)  # the picked image's number in the grid
+        with gr.Column(visible=False, elem_id=f"{prefix}picked") as c["pick_panel"]:
+            c["pick_prompt"] = gr.Textbox(
+                label=t("picked_prompt"),
+                interactive=False,
+                buttons=["copy"],
+                elem_id=f"{prefix}picked-prompt",
+            )
+            c["pick_info"] = gr.Markdown(elem_id=f"{prefix}picked-info")
+            with gr.Row():
+                c["star"] = gr.Button(t("star"), size="sm", elem_id=f"{prefix}star")
+                c["use_seed"] = gr.Button(t("use_seed"), size="sm", elem_id=f"{prefix}use-seed")
+                c["more_like"] = gr.Button(t("more_like"), size="sm", elem_id=f"{prefix}more-like")
+                c["download_png"] = gr.DownloadButton(
+                    t("download_png"), value=None, size="sm", elem_id=f"{prefix}download-png"
+                )
+        with gr.Row():
+            c["download"] = gr.DownloadButton(t("download_all"), value=None, elem_id=f"{prefix}download")
+            c["sheet"] = gr.DownloadButton(t("contact_sheet"), value=None, elem_id=f"{prefix}contact-sheet")
+            c["starred"] = gr.DownloadButton(
+                t("download_starred"), value=None, visible=False, elem_id=f"{prefix}download-starred"
+            )
+        self.c = c
+
+    def __getitem__(self, name: str) -> Any:
+        return self.c[name]
+
+    def wire(self) -> None:
+        c, form = self.c, list(self.page.form.values())
+        c["gallery"].select(self.pick, c["details"], self.picking, **QUIET)
+        c["star"].click(self.star, [c["details"], c["picked"]], self.starring, **QUIET)
+        c["use_seed"].click(self.page.use_seed, [c["details"], c["picked"]], form, **QUIET)
+        c["more_like"].click(self.page.more_like, [c["details"], c["picked"]], form, **QUIET)
+
+    @property
+    def picking(self) -> list:
+        return [
+            self.c[name]
+            for name in ("picked", "pick_panel", "pick_prompt", "pick_info", "download_png", "star")
+        ]
+
+    @property
+    def starring(self) -> list:
+        return [self.c[name] for name in ("gallery", "details", "star", "starred")]
+
+    @property
+    def generated_outputs(self) -> list:
+        return [self.c[name] for name in GENERATED]
+
+    @property
+    def shaping(self) -> list:
+        return [self.c[name] for name in ("gallery", "starred", "picked", "pick_panel")]
+
+    @property
+    def shown(self) -> list:
+        return self.generated_outputs + self.shaping[1:]
+
+    def generated(self, record: JobRecord) -> dict:
+        """/generate's answer: the job's results by component."""
+        return {self.c[name]: value for name, value in text.outputs(record).items() if name in GENERATED}
+
+    def shape(self, details: list[dict] | None) -> dict:
+        """After a job's results arrive: the grid's shape, the starred download, nothing picked."""
+        return self._shape(self.page.service.record(details[0]["job_id"]) if details else None)
+
+    def show(self, record: JobRecord) -> dict:
+        """A job in this grid (History): its results, downloads and shape, nothing picked."""
+        return self.generated(record) | self._shape(record, with_images=True)
+
+    def _shape(self, record: JobRecord | None, with_images: bool = False) -> dict:
+        c = self.c
+        gallery = starred = gr.skip()
+        if record is not None:
+            columns = _columns(record.request.images_per_prompt)
+            images = text.outputs(record)["gallery"] if with_images else None
+            gallery = (
+                gr.Gallery(images, columns=columns, selected_index=None)
+                if with_images
+                else gr.Gallery(columns=columns)
+            )
+            starred = self._starred_button(record)
+        return {
+            c["gallery"]: gallery,
+            c["starred"]: starred,
+            c["picked"]: None,
+            c["pick_panel"]: gr.Column(visible=False),
+        }
+
+    def pick(self, details: list[dict] | None, event: gr.SelectData) -> dict:
+        """The picked image: its prompt to copy, seed, size and file, its PNG, its star."""
+        image = (details or [])[event.index]
+        c = self.c
+        return {
+            c["picked"]: event.index,
+            c["pick_panel"]: gr.Column(visible=True),
+            c["pick_prompt"]: image["prompt"],
+            c["pick_info"]: text.picked_line(image),
+            c["download_png"]: image["file"],
+            c["star"]: t("unstar") if image.get("starred") else t("star"),
+        }
+
+    def star(self, details: list[dict] | None, picked: int | None) -> dict:
+        """Star the picked image, or take its star back; the starred zip follows."""
+        image = self.page.picked_image(details, picked)
+        assert picked is not None
+        with self._starring:
+            try:
+                record = self.page.service.star(image["job_id"], image["index"], not image.get("starred"))
+            except RequestError as exc:
+                raise gr.Error(str(exc)) from None
+            starred_button = self._starred_button(record, write=True)
+        values = text.outputs(record)
+        now = values["details"][picked]
+        return {
+            self.c["gallery"]: gr.Gallery(value=values["gallery"], selected_index=picked),
+            self.c["details"]: values["details"],
+            self.c["star"]: t("unstar") if now["starred"] else t("star"),
+            self.c["starred"]: starred_button,
+        }
+
+    def _starred_button(self, record: JobRecord, write: bool = False) -> gr.DownloadButton:
+        """ "Download starred (n)", or hidden when nothing is starred. The zip is written anew
+        after a star changes, and when it is missing."""
+        path = record.folder / STARRED_ZIP_NAME
+        if record.starred and (write or not path.is_file()):
+            path = write_starred(record) or path
+        n = len(record.starred)
+        return gr.DownloadButton(value=str(path) if n else None, visible=bool(n))
+
+
+def _columns(per_prompt: int) -> int:
+    """A column per variant: prompt-then-variant order then makes a row per prompt. With one
+    image per prompt, a wrapping grid instead of one image a row."""
+    return WRAP_COLUMNS if per_prompt == 1 else min(per_prompt, MAX_GRID_COLUMNS)
