@@ -320,9 +320,31 @@ def test_a_chinese_browser_gets_the_page_in_chinese(browser: Browser, server: Se
         expect(page.get_by_role("tab", name=words[1])).to_be_visible()
         if locale == "zh-CN":
             expect(page.locator("#per-prompt")).to_contain_text(words[2])
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "layout-zh-CN-1366x768.png"))
+            chinese_messages(page, server)
         context.close()
+
+
+def chinese_messages(page: Page, server: Server) -> None:
+    """A zh-CN page: banners, the count line, errors, progress and the summary in Chinese; CJK
+    prompts keep their letters in the file names."""
+    expect(page.locator("#demo-banner")).to_contain_text("已载入演示模型")
+    page.locator("#generate").click()  # nothing typed
+    expect(page.get_by_text("没有提示词：请至少输入一条提示词").first).to_be_visible()
+    page.locator("#prompts textarea").fill("一只猫坐在窗台上\n一只狗 {红|蓝")
+    expect(page.locator("#count")).to_contain_text("第 2 行：第 5 列的 '{' 没有闭合")
+    page.locator("#prompts textarea").fill("一只猫坐在窗台上\n一只狗在草地上")
+    expect(page.locator("#count")).to_have_text("2 条提示词 x 1 = 2 张图片")
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill("64")
+        page.locator(f"{field} input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#summary")).to_contain_text("2 张图片，用时", timeout=120_000)
+    assert list(server.output_dir.rglob("001_一只猫坐在窗台上_s*.png"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "layout-zh-CN-1366x768.png"))
+    page.get_by_role("tab", name="历史").click()
+    expect(page.locator("#history-table")).to_contain_text("状态")
+    expect(page.locator("#history-table").get_by_role("row").nth(1)).to_contain_text("完成")
 
 
 def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_variants(

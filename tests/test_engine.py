@@ -480,6 +480,7 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
                 "seed": made[k].seed,
                 "file": made[k].path.name,
                 "state": "saved",
+                "starred": False,
                 "prompt": made[k].prompt,
             }
             for k in range(4)

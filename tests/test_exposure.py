@@ -17,6 +17,7 @@ from gradio_client import Client
 from tests.helpers import PROJECT, Server, generate
 from webui.settings import Settings
 from webui.ui import Page, create_demo
+from webui.ui.i18n import I18N
 
 
 @pytest.fixture
@@ -118,7 +119,9 @@ def test_the_page_warns_when_open_to_the_network_without_a_login(
     exposed = dataclasses.replace(settings, host=host, auth_user=user, auth_password=user and "secret")
     page = Page(None, exposed.validate())  # type: ignore[arg-type]  # the layout needs no service
     config = str(create_demo(page, "demo model", True, "key").get_config_file())
-    assert ("Open to the network without a login" in config) is warned
+    # The banner is the translated key (the browser shows it in its language) and the address.
+    assert (f'"key": "exposed_banner"}} `{host}`' in config) is warned
+    assert "Open to the network without a login" in I18N.translations["en"]["exposed_banner"]
 
 
 def test_an_output_folder_that_cannot_be_written_gives_a_clear_error_and_the_server_keeps_answering(

@@ -125,12 +125,9 @@ class Engine:
         runs once, before the first call that holds any of these images.
         """
         if self.closing:
-            raise RequestError("The server is shutting down; try again in a minute.")
+            raise RequestError("shutting_down")
         if self.stalled:
-            raise RequestError(
-                "The GPU stopped making progress; the server is recovering or restarting. "
-                "Try again in a minute."
-            )
+            raise RequestError("stalled")
         by_index = {task.index: task for task in tasks}
         tokens = {text: self.count_tokens(text) for text in {task.prompt for task in tasks}}
         shape = CallShape(
@@ -163,11 +160,12 @@ class Engine:
                 break
         futures.wait(list(job.saves))
         if isinstance(job.error, LaneError):  # out of memory, a stalled call: the message says it
-            raise RequestError(str(job.error)) from job.error
+            raise RequestError("plain", text=str(job.error)) from job.error
         if job.error is not None:  # a bug or a broken model: logged with its traceback by the lane
             raise RequestError(
-                f"Generation failed: {type(job.error).__name__}: {job.error}. The server logged the "
-                "details and goes on serving; try again, and tell an admin if it keeps happening."
+                "plain",
+                text=f"Generation failed: {type(job.error).__name__}: {job.error}. The server logged the "
+                "details and goes on serving; try again, and tell an admin if it keeps happening.",
             ) from job.error
         unsaved = next((e for e in map(Future.exception, job.saves) if isinstance(e, OSError)), None)
         if unsaved is not None:  # disk full, folder not writable, ...: the server itself is fine

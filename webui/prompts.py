@@ -17,11 +17,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from webui.words import Message
+
 COMMENT = "#"
 ESCAPABLE = "{}|\\"
 
 
-class TemplateError(ValueError):
+class TemplateError(Message):
     """A line whose braces do not parse, or a box that expands past the limit."""
 
 
@@ -53,9 +55,7 @@ class _Parser:
             elif char in "|}" and depth > 0:
                 break
             elif char == "}":
-                raise TemplateError(
-                    f"'}}' at column {self.pos + 1} closes no '{{' (write \\}} for the character)"
-                )
+                raise TemplateError("template_close", column=self.pos + 1)
             else:
                 text.append(char)
                 self.pos += 1
@@ -70,7 +70,7 @@ class _Parser:
             self.pos += 1
             alternatives.append(self.sequence(depth))
         if self.pos == len(self.line):
-            raise TemplateError(f"'{{' at column {opened + 1} is never closed (write \\{{ for the character)")
+            raise TemplateError("template_open", column=opened + 1)
         self.pos += 1  # the '}'
         return _Group(tuple(alternatives))
 
@@ -97,7 +97,7 @@ def _lines(text: str) -> list[tuple[str | _Group, ...]]:
             try:
                 lines.append(_Parser(stripped).sequence(0))
             except TemplateError as exc:
-                raise TemplateError(f"Line {number}: {exc}.") from None
+                raise TemplateError("template_line", number=number, error=exc) from None
     return lines
 
 
@@ -113,8 +113,9 @@ def parse_prompts(text: str, limit: int | None = None) -> list[str]:
     total = sum(_count(parts) for parts in lines)
     if limit is not None and total > limit:
         n = len(lines)
-        made = f", from {n} line{'s' * (n != 1)} with templates" if total > n else ""
-        raise TemplateError(f"Too many prompts: {total}{made} (the limit is {limit} per request).")
+        if total > n:
+            raise TemplateError("too_many_expanded", count=total, lines=n, limit=limit)
+        raise TemplateError("too_many_prompts", count=total, limit=limit)
     # Collapsing runs of spaces: an empty alternative would otherwise leave two.
     return [re.sub(r" {2,}", " ", prompt).strip() for parts in lines for prompt in _expand(parts)]
 
@@ -131,15 +132,13 @@ def prompts_from_file(name: str, data: bytes, max_bytes: int) -> str:
     """
     suffix = name[name.rfind(".") :].lower() if "." in name else ""
     if suffix not in PROMPT_FILE_TYPES:
-        raise ValueError(f"Prompts come from a .txt or .csv file (got {name!r}).")
+        raise Message("file_type", name=name)
     if len(data) > max_bytes:
-        raise ValueError(f"The prompt file is {len(data):,} bytes; the limit is {max_bytes:,}.")
+        raise Message("file_size", size=len(data), limit=max_bytes)
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is dropped
     except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"The prompt file is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8."
-        ) from None
+        raise Message("file_encoding", position=exc.start + 1) from None
     if suffix == ".txt":
         return text
     rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]

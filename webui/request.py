@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_PER_IMAGE, SEED_PER_VARIANT
+from webui.words import Message
 
 
-class RequestError(ValueError):
-    """The request cannot run as asked; the message names the limit or the fix."""
+class RequestError(Message):
+    """The request cannot run as asked; the message names the limit or the fix (by its key in
+    webui/words.py, said in the asker's language)."""
 
 
 def cannot_save(error: OSError, output_dir: Path) -> RequestError:
     """Disk full, folder not writable, ...: what the person is told (the server itself is fine)."""
-    return RequestError(
-        f"Could not save the images: {error.strerror or error} ({error.filename}). "
-        f"An admin should check that {output_dir} is writable and has free space."
-    )
+    return RequestError("cannot_save", reason=error.strerror or error, file=error.filename, folder=output_dir)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from webui.limits import check_numbers, check_plain_text
 from webui.request import GenerationRequest, RequestError
 from webui.settings import MODEL_MAX_TOKENS, Settings
+from webui.words import words
 
 TOKEN_COUNTS_KEPT = 4096  # texts whose token count is remembered
 
@@ -55,17 +56,17 @@ class Validator:
         check_numbers(request, self.settings)
         limit = min(self.settings.max_prompt_tokens, MODEL_MAX_TOKENS)
         # The style alone first, so that a fault in it is named as the style's.
-        texts = [("The style", request.style)] if request.style else []
-        texts += [(f"Prompt {i}", p) for i, p in enumerate(request.prompts, 1)]
+        texts = [(words("name_style"), request.style)] if request.style else []
+        texts += [(words("name_prompt", n=i), p) for i, p in enumerate(request.prompts, 1)]
         if request.guidance_scale > 0:
-            texts.append(("The negative prompt", request.negative_prompt))
+            texts.append((words("name_negative"), request.negative_prompt))
         counts: dict[str, int] = {}
         for name, text in texts:
             if not isinstance(text, str):
-                raise RequestError(f"{name} must be text (got {type(text).__name__}).")
-            if name.startswith("Prompt"):
+                raise RequestError("not_text", name=name, kind=type(text).__name__)
+            if name.key == "name_prompt":
                 if not text.strip():
-                    raise RequestError(f"{name} is empty.")
+                    raise RequestError("empty", name=name)
                 text = request.text_of(text)  # what the model reads: limits hold for it
             check_plain_text(name, text, limit)
             if text not in counts:
@@ -73,7 +74,6 @@ class Validator:
             tokens = counts[text]
             if tokens > limit:
                 raise RequestError(
-                    f"{name} is {tokens} tokens long; the limit is {limit} tokens "
-                    f"(counted with the chat template). Shorten it by {tokens - limit} tokens."
+                    "too_many_tokens", name=name, tokens=tokens, limit=limit, over=tokens - limit
                 )
         return counts

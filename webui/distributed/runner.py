@@ -116,7 +116,7 @@ class CeleryRunner:
             with contextlib.suppress(*BROKER_ERRORS):  # the job fails with its reason either way
                 self._stop(job)
                 self._forget(record.id)
-            raise RequestError(str(exc)) from None
+            raise RequestError("plain", text=str(exc)) from None
         finally:
             self._following.pop(record.id, None)
         return bool(record.pending)

@@ -91,7 +91,7 @@ class JobService:
         self._validate(request)
         with self._lock:
             if self._closing:
-                raise RequestError("The server is restarting; submit again in a minute.")
+                raise RequestError("restarting_submit")
             self._check_limits(who)
             self._accepting.append(who)
         try:
@@ -126,18 +126,12 @@ class JobService:
         waiting = max(0, len(self._live) - running + len(self._accepting) - free)
         size = self.settings.queue_size
         if waiting >= size:
-            raise RequestError(
-                f"The queue is full: {waiting} jobs are waiting, the most it holds "
-                f"({env_name('queue_size')}={size}). Try again when some have finished."
-            )
+            raise RequestError("queue_full", waiting=waiting, setting=env_name("queue_size"), size=size)
         cap = self.settings.max_jobs_per_user
         mine = sum(who.owns(live.record) for live in self._live.values())
         mine += sum(other.key == who.key for other in self._accepting)
         if who.key is not None and mine >= cap:
-            raise RequestError(
-                f"You have {mine} jobs queued or running, the most one person may have "
-                f"({env_name('max_jobs_per_user')}={cap}). Wait for one to finish, or stop one."
-            )
+            raise RequestError("per_person_cap", mine=mine, setting=env_name("max_jobs_per_user"), cap=cap)
 
     def stop(self, job_id: str, who: Identity) -> bool:
         """Stop a job of `who`'s; False if it had ended already. RequestError if not theirs."""
@@ -146,7 +140,7 @@ class JobService:
             if live is None:
                 return False
             if not who.owns(live.record):
-                raise RequestError(f"Job {job_id} is not yours to stop.")
+                raise RequestError("not_yours", job=job_id)
             live.stop_asked = True
             live.cancel.set()
             if not live.dispatched:  # never ran: it ends here
@@ -161,11 +155,9 @@ class JobService:
             live = self._live.get(job_id)
             record = live.record if live is not None else self.store.get(job_id)
             if record is None or not 0 <= index < len(record.images):
-                raise RequestError(f"No image {index} in job {job_id}.")
+                raise RequestError("no_image", index=index, job=job_id)
             if record.images[index].state != SAVED:
-                raise RequestError(
-                    f"Image {index} of job {job_id} was not saved; only saved images take a star."
-                )
+                raise RequestError("not_saved", index=index, job=job_id)
             record.images[index].starred = starred
             persist(self.store, record)
             return record

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from webui.jobs.record import JobRecord
 from webui.lane import Progress
+from webui.words import ENGLISH, words
 
 WAITING, RUNNING_NOW = "waiting", "running"
 
@@ -63,27 +64,36 @@ class JobView:
             return self.progress.fraction
         return self.images_done / self.images_total if self.images_total else 1.0
 
-    def describe(self) -> str:
+    def describe(self, language: str = ENGLISH) -> str:
         """The progress line: "images 5-8 of 24, step 3 of 8", or where it waits."""
         p = self.progress
         if self.status == RUNNING_NOW and p is not None:
             first, last = p.images_done + 1, p.images_done + p.chunk_images
-            images = f"image {first}" if first == last else f"images {first}-{last}"
-            on = f" on {self.where}" if self.where else ""
-            return f"{images} of {p.images_total}, step {p.step} of {p.steps}{on}"
+            line = words(
+                "progress",
+                first=first,
+                last=last,
+                total=p.images_total,
+                step=p.step,
+                steps=p.steps,
+                on=self.where,
+            )
+            return line.say(language)
         if self.status == RUNNING_NOW:
-            return f"{self.images_done} of {self.images_total} images, starting"
-        ahead = f"{self.ahead} job{'s' * (self.ahead != 1)} ahead of yours"
-        return f"{ahead}, {about(self.eta_start_s)}" if self.eta_start_s is not None else ahead
+            return words("starting", done=self.images_done, total=self.images_total).say(language)
+        ahead = words("ahead", n=self.ahead)
+        if self.eta_start_s is None:
+            return ahead.say(language)
+        return words("ahead_eta", ahead=ahead, eta=about(self.eta_start_s, language)).say(language)
 
 
-def about(seconds: float | None) -> str:
+def about(seconds: float | None, language: str = ENGLISH) -> str:
     """A rough duration: "about 40 s", "about 3 min"."""
     if seconds is None:
-        return "unknown"
+        return words("unknown").say(language)
     if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
-    return f"about {round(seconds / 60)} min"
+        return words("about_s", n=max(1, round(seconds))).say(language)
+    return words("about_min", n=round(seconds / 60)).say(language)
 
 
 def views_of(

@@ -19,7 +19,7 @@ from webui.settings import (
 )
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page
+from webui.ui.page import Page, language
 from webui.ui.parts import QUIET, Parts
 
 
@@ -96,8 +96,8 @@ def wire_form(page: Page, c: Parts) -> None:
     """The form's own behaviour: the count line, presets, prompt files, reusing a PNG."""
     s = page.settings
 
-    def update_count(prompt_text: str, per_prompt: float) -> str:
-        return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images)
+    def update_count(prompt_text: str, per_prompt: float, request: gr.Request) -> str:
+        return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images, language(request))
 
     gr.on(
         [c["prompts"].change, c["images_per_prompt"].change],

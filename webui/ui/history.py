@@ -8,7 +8,7 @@ import gradio as gr
 
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page
+from webui.ui.page import Page, language
 from webui.ui.parts import QUIET, Parts
 from webui.ui.results import Results
 
@@ -30,12 +30,17 @@ class History:
 
     def wire(self, demo: gr.Blocks, tab: gr.Tab) -> None:
         c, page = self.c, self.page
-        gr.on([c["refresh"].click, tab.select, demo.load], page.history, None, c["table"], **QUIET)
+        gr.on([c["refresh"].click, tab.select, demo.load], self.rows, None, c["table"], **QUIET)
         c["table"].select(self.choose, None, [c["chosen"], *self.results.shown], **QUIET)
         c["reuse"].click(page.reuse_history_into_form, c["chosen"], list(page.form.values()), **QUIET)
         self.results.wire()
 
-    def choose(self, event: gr.SelectData) -> dict:
+    def rows(self, request: gr.Request) -> dict:
+        """The table, its headers in the page's language."""
+        return text.table(self.page.history(request), "history_columns", language(request))
+
+    def choose(self, event: gr.SelectData, request: gr.Request) -> dict:
         """A row picked: its job's images in the grid."""
         job_id = event.row_value[-1]  # the job id, the table's last column
-        return {self.c["chosen"]: job_id} | self.results.show(self.page.record(job_id))
+        record = self.page.record(job_id, request)
+        return {self.c["chosen"]: job_id} | self.results.show(record, language(request))

@@ -43,6 +43,12 @@ ENGLISH = {
     "load_settings": "Load these settings into the form",
     "use_seed": "Use this seed",
     "more_like": "More like this",
+    "demo_banner": "**Demo model loaded.** This server runs the built-in tiny model with random weights: "
+    "images are coloured noise. It is the default where no CUDA GPU is found. "
+    "Set `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` where the model runs (a GPU machine) for real images.",
+    # The address it listens on follows.
+    "exposed_banner": "**Open to the network without a login.** Anyone who can reach this server can "
+    "generate images; an admin can set ZIMAGE_AUTH_USER and ZIMAGE_AUTH_PASSWORD. It listens on",
     "picked_prompt": "Picked image: its prompt",
     "star": "☆ Star",
     "unstar": "★ Starred (click to unstar)",
@@ -87,6 +93,10 @@ CHINESE = {
     "load_settings": "将这些设置载入表单",
     "use_seed": "使用此种子",
     "more_like": "更多类似的",
+    "demo_banner": "**已载入演示模型。** 本服务器运行的是内置的随机权重小模型：生成的图片是彩色噪声。"
+    "未找到 CUDA GPU 时默认使用它。在运行模型的机器（GPU 机器）上设置 `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` 即可生成真实图片。",
+    "exposed_banner": "**未设登录即对网络开放。** 任何能访问本服务器的人都可以生成图片；"
+    "管理员可以设置 ZIMAGE_AUTH_USER 和 ZIMAGE_AUTH_PASSWORD。监听地址：",
     "picked_prompt": "所选图片的提示词",
     "star": "☆ 加星标",
     "unstar": "★ 已加星标（点击取消）",
@@ -94,7 +104,8 @@ CHINESE = {
     "download_starred": "下载已加星标的图片（zip）",
 }
 
-I18N = gr.I18n(en=ENGLISH, **{"zh-CN": CHINESE})
+# "zh" too: a browser that says only "zh" gets Simplified Chinese (as webui/words.py answers it).
+I18N = gr.I18n(en=ENGLISH, zh=CHINESE, **{"zh-CN": CHINESE})
 
 
 def t(key: str) -> gr.i18n.I18nData:

@@ -15,7 +15,6 @@ from pathlib import Path
 import gradio as gr
 
 from webui.prompts import parse_prompts
-from webui.ui import text
 from webui.ui.form import advanced_part, form_part, reuse_part, wire_form
 from webui.ui.history import History
 from webui.ui.i18n import t
@@ -71,9 +70,10 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         }
         gr.Markdown(f"## Z-Image-Turbo &nbsp; <small>{model_label}</small>")
         if is_demo:
-            gr.Markdown(text.DEMO_BANNER, elem_id="demo-banner")
+            gr.Markdown(t("demo_banner"), elem_id="demo-banner")
         if s.exposed_without_login:
-            gr.Markdown(text.EXPOSED_BANNER.format(host=s.host), elem_id="exposed-banner")
+            # One translated key then the address: Gradio translates the key inside the text.
+            gr.Markdown(t("exposed_banner") + f" `{s.host}`.", elem_id="exposed-banner")
         with gr.Tabs() as c["tabs"]:
             # Two columns on a wide screen (the form, the results beside it); Gradio wraps them
             # into one column when the window is narrower than both minimum widths.
@@ -130,7 +130,7 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         results.generated_outputs,
         api_name="generate",
         concurrency_limit=None,
-    ).then(results.shape, results["details"], results.shaping, **QUIET)
+    ).then(results.shape, results.c["details"], results.shaping, **QUIET)
     # On load, first who this browser is; then its panel, and its newest unfinished job followed.
     identified = demo.load(page.identify, c["browser_id"], c["browser_id"], **QUIET)
     wire_queue(page, identified, c)
@@ -141,5 +141,5 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         concurrency_limit=None,
         show_progress="full",
         api_visibility="private",
-    ).then(results.shape, results["details"], results.shaping, **QUIET)
+    ).then(results.shape, results.c["details"], results.shaping, **QUIET)
     c["stop"].click(page.stop, api_name="stop", queue=False, show_progress="hidden")

@@ -13,8 +13,10 @@
   setInterval(() => {
     const gallery = document.querySelector("#gallery");
     const shown = gallery ? gallery.innerText : "";
-    const images = shown.match(/images? (\d+)(?:-\d+)? of (\d+), step/);
-    const waiting = shown.match(/(\d+) jobs? ahead of yours/);
+    // The progress line in English or Chinese (webui/words.py: "progress", "ahead").
+    const images =
+      shown.match(/images? (\d+)(?:-\d+)? of (\d+), step/) || shown.match(/第 (\d+)(?:-\d+)? 张，共 (\d+) 张，第/);
+    const waiting = shown.match(/(\d+) jobs? ahead of yours/) || shown.match(/前面还有 (\d+) 个任务/);
     let title = base;
     if (images) {
       title = `[${Number(images[1]) - 1}/${images[2]}] ${base}`;

@@ -28,6 +28,7 @@ from webui.prompts import prompts_from_file
 from webui.request import GenerationRequest, RequestError
 from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
+from webui.words import ENGLISH, Words, language_of, say, words
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ HISTORY_LIMIT = 200
 JOBS_LISTED = 50  # by /jobs
 PROMPT_FILE_MAX_BYTES = 1_000_000  # below the server's upload cap, so that this message is the one seen
 SESSIONS_KEPT = 10_000  # page sessions whose browser id is remembered
-RESTARTING = (
-    "The server is restarting. Your job is kept and resumes when it is back: reload the page in a "
-    "minute to follow it, or find it in History."
-)
 
 
 MORE_LIKE_VARIANTS = 4  # "More like this": new variants of the picked image's prompt
@@ -98,7 +95,7 @@ class Page:
         record = await asyncio.to_thread(self.accept, request, *form, seed_policy)
         if request is not None:
             _remember(self._following, request.session_hash, record.id)
-        return await self.follow(record.id, progress)
+        return await self.follow(record.id, progress, language(request))
 
     def submit(
         self,
@@ -136,9 +133,9 @@ class Page:
             job = text.request_from_form(self.settings.max_prompts, *form)
             return self.service.submit(job, self.identity(request))
         except ValueError as exc:  # RequestError and TemplateError included
-            raise gr.Error(str(exc)) from None
+            raise error(exc, request) from None
 
-    async def follow(self, job_id: str, progress: gr.Progress) -> dict:
+    async def follow(self, job_id: str, progress: gr.Progress, lang: str = ENGLISH) -> dict:
         """Wait for the job, showing where it waits and then its progress; its results."""
         loop, ended = asyncio.get_running_loop(), asyncio.Event()
         self.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))  # results at once
@@ -146,13 +143,14 @@ class Page:
         while True:
             view = self.service.view(job_id)
             if view is None:
-                raise gr.Error(f"No job {job_id} (deleted by retention?).")
+                raise gr.Error(words("no_job", job=job_id).say(lang))
             if view.finished:
                 break
             if self.service.closing:
-                raise gr.Error(RESTARTING)
+                raise gr.Error(words("restarting_follow").say(lang))
             notice = self.service.runner.notice()
-            now = (round(view.fraction, 3), f"{notice} {view.describe()}" if notice else view.describe())
+            line = view.describe(lang)
+            now = (round(view.fraction, 3), f"{notice} {line}" if notice else line)
             if now != shown:
                 progress(now[0], desc=now[1])
                 shown = now
@@ -161,8 +159,8 @@ class Page:
         record = self.service.record(job_id)
         assert record is not None
         if record.status == FAILED:
-            raise gr.Error(record.error or "The job failed.")
-        return self.results.generated(record)
+            raise gr.Error(record.error or words("job_failed").say(lang))
+        return self.results.generated(record, lang)
 
     async def attach(self, request: gr.Request, progress: gr.Progress = gr.Progress()) -> dict:  # noqa: B008
         """On load: follow this person's newest unfinished job, if any."""
@@ -170,38 +168,40 @@ class Page:
         if job_id is None:
             return dict.fromkeys(self.results.generated_outputs, gr.skip())
         _remember(self._following, request.session_hash, job_id)
-        return await self.follow(job_id, progress)
+        return await self.follow(job_id, progress, language(request))
 
     def stop(self, request: gr.Request) -> None:
         """Stop the job this page follows."""
         job_id = self._following.get(request.session_hash)
         if job_id is not None and self.service.stop(job_id, self.identity(request)):
-            gr.Info("Stopping after the current step; finished images are kept.")
+            gr.Info(words("stopping").say(language(request)))
 
     def stop_job(self, job_id: str, request: gr.Request) -> bool:
         """Stop one of your jobs by id; False if it had ended already."""
         try:
             return self.service.stop(job_id, self.identity(request))
         except RequestError as exc:
-            raise gr.Error(str(exc)) from None
+            raise error(exc, request) from None
 
     def stop_from_queue(self, event: gr.SelectData, request: gr.Request) -> None:
         """A click on the Stop cell of one of your jobs in the Queue panel."""
         if event.index[1] == text.STOP_COLUMN and event.value:
             job_id = event.row_value[-1]
             if self.stop_job(job_id, request):
-                gr.Info(f"Stopping job {job_id} after the current step; finished images are kept.")
+                gr.Info(words("stopping_job", job=job_id).say(language(request)))
 
-    async def queue_rows(self, request: gr.Request) -> list[list]:
+    async def queue_rows(self, request: gr.Request) -> dict[str, Any]:
         """The Queue panel: running and waiting jobs, yours marked and stoppable."""
-        who = self.identity(request)
-        return [text.queue_row(view, who) for view in self.service.views()]
+        who, lang = self.identity(request), language(request)
+        return text.table(
+            [text.queue_row(view, who, lang) for view in self.service.views()], "queue_columns", lang
+        )
 
     def job(self, job_id: str, request: gr.Request) -> dict[str, Any]:
         """One job by id, for scripts: status, progress, position, images so far."""
         record = self.service.record(job_id)
         if record is None:
-            raise gr.Error(f"No job {job_id!r}.")
+            raise error(words("no_job_id", job=job_id), request)
         return text.job_status(record, self.service.view(job_id), self.service.runner.notice())
 
     def jobs(self, request: gr.Request) -> list[dict[str, Any]]:
@@ -217,33 +217,34 @@ class Page:
             if r is not None
         ]
 
-    def history(self) -> list[list]:
+    def history(self, request: gr.Request = None) -> list[list]:
         """The History table: jobs newest first, unfinished ones included."""
-        return [text.history_row(job) for job in self.service.store.listing(HISTORY_LIMIT)]
+        lang = language(request)
+        return [text.history_row(job, lang) for job in self.service.store.listing(HISTORY_LIMIT)]
 
     def history_request(self, job_id: str) -> tuple:
         """A past job's images (captioned) and its zip (the PNG itself for one image)."""
-        values = text.outputs(self.record(job_id))
+        values = text.outputs(self.record(job_id, None))
         return values["gallery"], values["download"]
 
     def history_reuse(self, job_id: str) -> dict[str, Any]:
         """The form as a past job had it (prompts as expanded), by field name."""
-        return text.form_values(self.record(job_id).request)
+        return text.form_values(self.record(job_id, None).request)
 
-    def reuse_history_into_form(self, job_id: str) -> dict:
-        values = self.history_reuse(job_id)
+    def reuse_history_into_form(self, job_id: str, request: gr.Request) -> dict:
+        values = text.form_values(self.record(job_id, request).request)
         return {self.form[name]: value for name, value in values.items() if name in self.form} | {
             self.form["tabs"]: gr.Tabs(selected="generate")
         }
 
-    def reuse_png(self, file: str | None) -> dict:
+    def reuse_png(self, file: str | None, request: gr.Request = None) -> dict:
         """The form as it was for one PNG we made: its prompt, seed and settings, one image."""
         if not file:
             return {}
         try:
             p = read_png_parameters(Path(file))
         except (KeyError, OSError, ValueError):
-            raise gr.Error("This PNG carries no Z-Image WebUI parameters (or is not a PNG).") from None
+            raise error(words("not_our_png"), request) from None
         request = GenerationRequest.from_record(
             {**p, "prompts": [p["prompt"]], "images_per_prompt": 1, "seed_policy": SEED_PER_IMAGE}
         )
@@ -251,24 +252,24 @@ class Page:
             self.form[name]: value for name, value in text.form_values(request).items() if name in self.form
         }
 
-    def use_seed(self, details: list[dict] | None, picked: int | None) -> dict:
+    def use_seed(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt, seed and settings in the form, one image: Generate makes it
         again."""
-        return self.reuse_png(self.picked_image(details, picked)["file"])
+        return self.reuse_png(self.picked_image(details, picked, request)["file"], request)
 
-    def more_like(self, details: list[dict] | None, picked: int | None) -> dict:
+    def more_like(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt and settings, new seeds, several variants."""
-        values = self.reuse_png(self.picked_image(details, picked)["file"])
+        values = self.reuse_png(self.picked_image(details, picked, request)["file"], request)
         return values | {self.form["seed"]: -1, self.form["images_per_prompt"]: MORE_LIKE_VARIANTS}
 
     @staticmethod
-    def picked_image(details: list[dict] | None, picked: int | None) -> dict[str, Any]:
+    def picked_image(details: list[dict] | None, picked: int | None, request: gr.Request) -> dict[str, Any]:
         """The details of the image picked in a grid; gr.Error when none is."""
         if picked is None or not details or picked >= len(details):
-            raise gr.Error("Pick an image in the results first.")
+            raise error(words("pick_first"), request)
         return details[picked]
 
-    def load_prompts(self, file: str | None) -> str:
+    def load_prompts(self, file: str | None, request: gr.Request = None) -> str:
         """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
         if not file:
             return gr.skip()
@@ -276,13 +277,13 @@ class Page:
         try:
             return prompts_from_file(path.name, path.read_bytes(), PROMPT_FILE_MAX_BYTES)
         except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            raise error(exc, request) from None
 
-    def record(self, job_id: str) -> JobRecord:
+    def record(self, job_id: str, request: gr.Request | None) -> JobRecord:
         """A job from History by id; gr.Error when there is none."""
         record = self.service.record(job_id)
         if record is None:
-            raise gr.Error(f"No request {job_id!r} in the history (deleted by retention?).")
+            raise error(words("no_history_job", job=job_id), request)
         return record
 
 
@@ -292,3 +293,13 @@ def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None
     sessions.move_to_end(session)
     while len(sessions) > SESSIONS_KEPT:
         sessions.popitem(last=False)
+
+
+def language(request: gr.Request | None) -> str:
+    """The language of the page asking: its browser's first choice (English for scripts)."""
+    return language_of(request.headers.get("accept-language") if request is not None else None)
+
+
+def error(thing: Words | BaseException, request: gr.Request | None) -> gr.Error:
+    """A message for the page that asked, in its language."""
+    return gr.Error(say(thing, language(request)))

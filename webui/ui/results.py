@@ -8,7 +8,6 @@ and its handlers, bound methods that answer with dicts of its own components.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import gradio as gr
 
@@ -17,13 +16,15 @@ from webui.jobs.record import JobRecord
 from webui.request import RequestError
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page
+from webui.ui.page import Page, error
 from webui.ui.parts import QUIET, Parts
+from webui.words import ENGLISH
 
 MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the grid
 WRAP_COLUMNS = 4  # images a row when each prompt has one
 # /generate's results, in this order: scripts unpack them.
 GENERATED = ("gallery", "summary", "details", "download", "sheet")
+_STARRING = threading.Lock()  # a star and its job's starred zip, one at a time (both grids)
 
 
 class Results:
@@ -31,7 +32,6 @@ class Results:
 
     def __init__(self, page: Page, prefix: str = "", label: str = "results") -> None:
         self.page, self.prefix = page, prefix
-        self._starring = threading.Lock()  # a star and its zip, one at a time
         c: Parts = {"summary": gr.Markdown(elem_id=f"{prefix}summary")}
         # One row per prompt, one column per variant (set per job), or a wrapping grid.
         c["gallery"] = gr.Gallery(
@@ -62,9 +62,6 @@ class Results:
             )
         self.c = c
 
-    def __getitem__(self, name: str) -> Any:
-        return self.c[name]
-
     def wire(self) -> None:
         c, form = self.c, list(self.page.form.values())
         c["gallery"].select(self.pick, c["details"], self.picking, **QUIET)
@@ -72,40 +69,43 @@ class Results:
         c["use_seed"].click(self.page.use_seed, [c["details"], c["picked"]], form, **QUIET)
         c["more_like"].click(self.page.more_like, [c["details"], c["picked"]], form, **QUIET)
 
+    def of(self, *names: str) -> list:
+        """Components by name, in that order: the inputs or outputs of an event."""
+        return [self.c[name] for name in names]
+
     @property
     def picking(self) -> list:
-        return [
-            self.c[name]
-            for name in ("picked", "pick_panel", "pick_prompt", "pick_info", "download_png", "star")
-        ]
+        return self.of("picked", "pick_panel", "pick_prompt", "pick_info", "download_png", "star")
 
     @property
     def starring(self) -> list:
-        return [self.c[name] for name in ("gallery", "details", "star", "starred")]
+        return self.of("gallery", "details", "star", "starred")
 
     @property
     def generated_outputs(self) -> list:
-        return [self.c[name] for name in GENERATED]
+        return self.of(*GENERATED)
 
     @property
     def shaping(self) -> list:
-        return [self.c[name] for name in ("gallery", "starred", "picked", "pick_panel")]
+        return self.of("gallery", "starred", "picked", "pick_panel")
 
     @property
     def shown(self) -> list:
-        return self.generated_outputs + self.shaping[1:]
+        return self.of(*GENERATED, "starred", "picked", "pick_panel")
 
-    def generated(self, record: JobRecord) -> dict:
+    def generated(self, record: JobRecord, lang: str = ENGLISH) -> dict:
         """/generate's answer: the job's results by component."""
-        return {self.c[name]: value for name, value in text.outputs(record).items() if name in GENERATED}
+        return {
+            self.c[name]: value for name, value in text.outputs(record, lang).items() if name in GENERATED
+        }
 
     def shape(self, details: list[dict] | None) -> dict:
         """After a job's results arrive: the grid's shape, the starred download, nothing picked."""
         return self._shape(self.page.service.record(details[0]["job_id"]) if details else None)
 
-    def show(self, record: JobRecord) -> dict:
+    def show(self, record: JobRecord, lang: str = ENGLISH) -> dict:
         """A job in this grid (History): its results, downloads and shape, nothing picked."""
-        return self.generated(record) | self._shape(record, with_images=True)
+        return self.generated(record, lang) | self._shape(record, with_images=True)
 
     def _shape(self, record: JobRecord | None, with_images: bool = False) -> dict:
         c = self.c
@@ -139,15 +139,15 @@ class Results:
             c["star"]: t("unstar") if image.get("starred") else t("star"),
         }
 
-    def star(self, details: list[dict] | None, picked: int | None) -> dict:
+    def star(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
         """Star the picked image, or take its star back; the starred zip follows."""
-        image = self.page.picked_image(details, picked)
+        image = self.page.picked_image(details, picked, request)
         assert picked is not None
-        with self._starring:
+        with _STARRING:
             try:
                 record = self.page.service.star(image["job_id"], image["index"], not image.get("starred"))
             except RequestError as exc:
-                raise gr.Error(str(exc)) from None
+                raise error(exc, request) from None
             starred_button = self._starred_button(record, write=True)
         values = text.outputs(record)
         now = values["details"][picked]

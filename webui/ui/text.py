@@ -16,6 +16,7 @@ from webui.jobs.views import Identity, JobView, about
 from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.request import GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
+from webui.words import ENGLISH, Message, columns, say, words
 
 CUSTOM = "Custom"
 # The official 1024-based presets of the Z-Image demo: (label, width, height).
@@ -32,17 +33,8 @@ PRESETS = [
     ("21:9 (1344x576)", 1344, 576),
     ("9:21 (576x1344)", 576, 1344),
 ]
-DEMO_BANNER = (
-    "**Demo model loaded.** This server runs the built-in tiny model with random weights "
-    "(no CUDA GPU was found, or it was asked for): images are coloured noise. "
-    "Set `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` on a GPU machine for real images."
-)
-EXPOSED_BANNER = (
-    "**Open to the network without a login.** This server listens on {host}: anyone who can "
-    "reach it can generate images. An admin can set ZIMAGE_AUTH_USER and ZIMAGE_AUTH_PASSWORD."
-)
-HISTORY_COLUMNS = ("when (UTC)", "status", "prompts", "images", "size", "user", "request")
-QUEUE_COLUMNS = ("#", "status", "owner", "prompt", "images", "ETA", "stop", "job")
+HISTORY_COLUMNS = tuple(columns("history_columns"))
+QUEUE_COLUMNS = tuple(columns("queue_columns"))
 STOP_COLUMN = QUEUE_COLUMNS.index("stop")
 STAR = "★ "  # before a starred image's caption
 
@@ -52,17 +44,20 @@ def preset_for(width: int, height: int) -> str:
     return next((label for label, w, h in PRESETS if (w, h) == (width, height)), CUSTOM)
 
 
-def count_text(text: str, per_prompt: float, max_prompts: int, max_images: int) -> str:
+def count_text(
+    text: str, per_prompt: float, max_prompts: int, max_images: int, language: str = ENGLISH
+) -> str:
     """The live line under the prompt box: prompts x variants = images."""
     try:
         n = count_prompts(text or "")
     except TemplateError as exc:
-        return f"**{exc}**"
+        return f"**{say(exc, language)}**"
     per = int(per_prompt or 1)
     images = n * per
-    over = n > max_prompts or images > max_images
-    warning = f" **over the limit** ({max_prompts} prompts, {max_images} images)" if over else ""
-    return f"{n} prompt{'s' * (n != 1)} x {per} = **{images} image{'s' * (images != 1)}**{warning}"
+    line = words("count", n=n, per=per, images=images).say(language)
+    if n > max_prompts or images > max_images:
+        line += words("over_limit", prompts=max_prompts, images=max_images).say(language)
+    return line
 
 
 def request_from_form(
@@ -82,19 +77,19 @@ def request_from_form(
     # Gradio does not hold a textbox to any length on the server: check before parsing.
     box_limit = max_prompts * (MAX_PROMPT_CHARS + 1)
     for name, value, most in (
-        ("The prompt box", prompts, box_limit),
-        ("The negative prompt", negative_prompt, MAX_PROMPT_CHARS),
-        ("The style", style, MAX_PROMPT_CHARS),
+        (words("name_box"), prompts, box_limit),
+        (words("name_negative"), negative_prompt, MAX_PROMPT_CHARS),
+        (words("name_style"), style, MAX_PROMPT_CHARS),
     ):
         if len(value or "") > most:
-            raise ValueError(f"{name} holds {len(value):,} characters; the limit is {most:,}.")
+            raise Message("box_too_long", name=name, length=len(value), limit=most)
     return GenerationRequest(
         prompts=parse_prompts(prompts or "", limit=max_prompts),
-        images_per_prompt=_whole("Images per prompt", images_per_prompt),
-        seed=-1 if seed is None else _whole("Seed", seed),
-        width=_whole("Width", width),
-        height=_whole("Height", height),
-        steps=_whole("Steps", steps),
+        images_per_prompt=_whole("name_per_prompt", images_per_prompt),
+        seed=-1 if seed is None else _whole("name_seed", seed),
+        width=_whole("name_width", width),
+        height=_whole("name_height", height),
+        steps=_whole("name_steps", steps),
         guidance_scale=float(guidance_scale),
         negative_prompt=negative_prompt or "",
         style=style or "",
@@ -105,7 +100,7 @@ def request_from_form(
 def _whole(name: str, value: float) -> int:
     number = float(value)
     if not number.is_integer():
-        raise ValueError(f"{name} must be a whole number (got {value}).")
+        raise Message("not_whole", name=words(name), value=value)
     return int(number)
 
 
@@ -117,30 +112,29 @@ def form_values(request: GenerationRequest) -> dict[str, Any]:
     return values
 
 
-def summary(record: JobRecord) -> str:
+def summary(record: JobRecord, language: str = ENGLISH) -> str:
     """One line about a finished job: what was made, how fast, which seeds."""
     made, planned, elapsed = len(record.saved), len(record.images), record.elapsed_s
-    rate = made / elapsed if elapsed else 0.0
     seeds = [image.seed for image in record.images]
     low, high = min(seeds), max(seeds)
-    seed_text = f"seeds {low}..{high}" if high > low else f"seed {low}"
-    images = f"{made} image{'s' * (made != 1)}"
-    head = f"Stopped: {made} of {planned} images kept" if record.status == "stopped" else images
-    note = " (demo model)" if record.demo else ""
-    black = ""
-    if record.black_seeds:
-        n = len(record.black_seeds)
-        black = (
-            f". {n} image{'s' * (n != 1)} came out black and {'were' if n != 1 else 'was'} not saved "
-            f"(seed{'s' * (n != 1)} {', '.join(map(str, record.black_seeds))})"
-        )
-    resumed = f", resumed {record.resumed}x" if record.resumed else ""
-    return (
-        f"{head} in {elapsed:.1f} s, {rate:.2f} images/s, {seed_text}{note}{black} (job {record.id}{resumed})"
+    black = record.black_seeds
+    line = words(
+        "summary",
+        head=words("stopped_made", made=made, planned=planned)
+        if record.status == "stopped"
+        else words("made", made=made),
+        elapsed=elapsed,
+        rate=made / elapsed if elapsed else 0.0,
+        seeds=words("seed_range", low=low, high=high) if high > low else words("one_seed", low=low),
+        demo=words("demo_note") if record.demo else "",
+        black=words("black", n=len(black), seeds=", ".join(map(str, black))) if black else "",
+        job=record.id,
+        resumed=words("resumed", n=record.resumed) if record.resumed else "",
     )
+    return line.say(language)
 
 
-def outputs(record: JobRecord) -> dict[str, Any]:
+def outputs(record: JobRecord, language: str = ENGLISH) -> dict[str, Any]:
     """A job's results by name: the gallery (captioned, starred images marked), the summary,
     per-image details, the download (the zip, or the PNG itself for one image), the contact
     sheet."""
@@ -167,7 +161,7 @@ def outputs(record: JobRecord) -> dict[str, Any]:
         download, sheet = str(record.folder / ZIP_NAME), str(record.folder / SHEET_NAME)
     return {
         "gallery": gallery,
-        "summary": summary(record),
+        "summary": summary(record, language),
         "details": details,
         "download": download,
         "sheet": sheet,
@@ -217,31 +211,46 @@ def job_status(record: JobRecord, view: JobView | None, notice: str | None = Non
     }
 
 
-def history_row(job: JobSummary) -> list:
-    prompts = job.first_prompt + (f" (+{job.prompt_count - 1} more)" if job.prompt_count > 1 else "")
+def history_row(job: JobSummary, language: str = ENGLISH) -> list:
+    prompts = job.first_prompt + _more(job.prompt_count, language)
     when = job.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    images = f"{job.images_done} of {job.images_total}"
-    return [when, job.status, prompts, images, f"{job.width}x{job.height}", job.owner or "", job.id]
+    images = words("of", done=job.images_done, total=job.images_total).say(language)
+    status = _status(job.status, language)
+    return [when, status, prompts, images, f"{job.width}x{job.height}", job.owner or "", job.id]
 
 
-def queue_row(view: JobView, who: Identity) -> list:
+def queue_row(view: JobView, who: Identity, language: str = ENGLISH) -> list:
     """A row of the Queue panel; `who` is the person looking at it."""
     mine = who.owns(view)
     if view.owner:
-        owner = f"{view.owner} (you)" if mine else view.owner
+        owner = words("owner_you", owner=view.owner).say(language) if mine else view.owner
     else:
-        owner = "you" if mine else "someone else"
-    more = f" (+{view.prompt_count - 1} more)" if view.prompt_count > 1 else ""
-    eta = "" if view.eta_done_s is None else about(view.eta_done_s)
-    position = "" if view.position is None else str(view.position)
-    images = f"{view.images_done} of {view.images_total}"
+        owner = words("you" if mine else "someone_else").say(language)
+    status = _status(view.status, language)
     return [
-        position,
-        f"{view.status} on {view.where}" if view.where else view.status,
+        "" if view.position is None else str(view.position),
+        words("on", status=status, where=view.where).say(language) if view.where else status,
         owner,
-        view.first_prompt + more,
-        images,
-        eta,
-        "■ Stop" if mine else "",
+        view.first_prompt + _more(view.prompt_count, language),
+        words("of", done=view.images_done, total=view.images_total).say(language),
+        "" if view.eta_done_s is None else about(view.eta_done_s, language),
+        words("stop_cell").say(language) if mine else "",
         view.id,
     ]
+
+
+def table(rows: list[list], key: str, language: str = ENGLISH) -> dict[str, Any]:
+    """A table's value with its headers in `language` ("queue_columns", "history_columns")."""
+    return {"headers": columns(key, language), "data": rows}
+
+
+def _more(prompt_count: int, language: str) -> str:
+    return words("more_prompts", n=prompt_count - 1).say(language) if prompt_count > 1 else ""
+
+
+def _status(status: str, language: str) -> str:
+    return (
+        words(status).say(language)
+        if status in ("queued", "waiting", "running", "done", "stopped", "failed")
+        else status
+    )

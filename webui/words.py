@@ -1,0 +1,279 @@
+"""What the server tells people (errors, notices, progress, summaries), in English and
+Simplified Chinese, by key.
+
+An error or a line is made as `Words(key, values)` and said in a language only when shown:
+the page says it in its browser's language (from Accept-Language, as Gradio's i18n picks the
+labels' language from the browser's); scripts, logs and stored records get English. A value
+that is itself `Words` (a field's name, an inner error) is said in the same language. The
+page's fixed labels are in webui/ui/i18n.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENGLISH, CHINESE = "en", "zh-CN"
+Template = str | Callable[..., str]  # str.format text, or a function of the values (plurals)
+
+
+def _s(n: int) -> str:
+    return "s" * (n != 1)
+
+
+_EN: dict[str, Template] = {
+    # Names of fields, inside other messages.
+    "name_box": "The prompt box",
+    "name_style": "The style",
+    "name_negative": "The negative prompt",
+    "name_prompt": "Prompt {n}",
+    "name_per_prompt": "Images per prompt",
+    "name_width": "Width",
+    "name_height": "Height",
+    "name_steps": "Steps",
+    "name_seed": "Seed",
+    # The request's limits.
+    "no_prompts": "No prompts: type at least one prompt, one per line "
+    "(blank lines and lines starting with # are skipped).",
+    "too_many_prompts": "Too many prompts: {count} (the limit is {limit} per request).",
+    "too_many_expanded": lambda count, lines, limit: (
+        f"Too many prompts: {count}, from {lines} line{_s(lines)} with templates "
+        f"(the limit is {limit} per request)."
+    ),
+    "too_many_images": "Too many images: {prompts} prompts x {per} = {count} (the limit is {limit} per request).",
+    "not_multiple": "{name} must be a multiple of {multiple} (got {value}; try {lower} or {upper}).",
+    "whole_range": "{name} must be a whole number from {low} to {high} (got {value!r}).",
+    "whole_or_random": "{name} must be -1 (random) or a whole number from {low} to {high} (got {value!r}).",
+    "not_whole": "{name} must be a whole number (got {value}).",
+    "guidance_range": "Guidance scale must be between 0 and {high:g} (got {value!r}).",
+    "seed_policy": "Seed policy must be one of {choices} (got {value!r}).",
+    "box_too_long": "{name} holds {length:,} characters; the limit is {limit:,}.",
+    "too_many_chars": "{name} is {length:,} characters long; the limit is {limit:,} characters "
+    "(and {tokens} tokens).",
+    "control_char": "{name} contains a control character or non-text byte (U+{code:04X} at "
+    "character {position}); prompts must be plain text.",
+    "not_text": "{name} must be text (got {kind}).",
+    "empty": "{name} is empty.",
+    "too_many_tokens": "{name} is {tokens} tokens long; the limit is {limit} tokens "
+    "(counted with the chat template). Shorten it by {over} tokens.",
+    "template_close": "'}}' at column {column} closes no '{{' (write \\}} for the character)",
+    "template_open": "'{{' at column {column} is never closed (write \\{{ for the character)",
+    "template_line": "Line {number}: {error}.",
+    "file_type": "Prompts come from a .txt or .csv file (got {name!r}).",
+    "file_size": "The prompt file is {size:,} bytes; the limit is {limit:,}.",
+    "file_encoding": "The prompt file is not UTF-8 text (byte {position}); save it as UTF-8.",
+    # The queue and the server.
+    "cannot_save": "Could not save the images: {reason} ({file}). "
+    "An admin should check that {folder} is writable and has free space.",
+    "restarting_submit": "The server is restarting; submit again in a minute.",
+    "restarting_follow": "The server is restarting. Your job is kept and resumes when it is back: reload "
+    "the page in a minute to follow it, or find it in History.",
+    "queue_full": "The queue is full: {waiting} jobs are waiting, the most it holds ({setting}={size}). "
+    "Try again when some have finished.",
+    "per_person_cap": "You have {mine} jobs queued or running, the most one person may have "
+    "({setting}={cap}). Wait for one to finish, or stop one.",
+    "not_yours": "Job {job} is not yours to stop.",
+    "plain": "{text}",  # words from elsewhere (an engine's failure), as they are
+    "shutting_down": "The server is shutting down; try again in a minute.",
+    "stalled": "The GPU stopped making progress; the server is recovering or restarting. Try again in a minute.",
+    "no_job": "No job {job} (deleted by retention?).",
+    "no_job_id": "No job {job!r}.",
+    "no_history_job": "No request {job!r} in the history (deleted by retention?).",
+    "no_image": "No image {index} in job {job}.",
+    "not_saved": "Image {index} of job {job} was not saved; only saved images take a star.",
+    "job_failed": "The job failed.",
+    "stopping": "Stopping after the current step; finished images are kept.",
+    "stopping_job": "Stopping job {job} after the current step; finished images are kept.",
+    "pick_first": "Pick an image in the results first.",
+    "not_our_png": "This PNG carries no Z-Image WebUI parameters (or is not a PNG).",
+    # Lines the page shows.
+    "count": lambda n, per, images: f"{n} prompt{_s(n)} x {per} = **{images} image{_s(images)}**",
+    "over_limit": " **over the limit** ({prompts} prompts, {images} images)",
+    "made": lambda made: f"{made} image{_s(made)}",
+    "stopped_made": "Stopped: {made} of {planned} images kept",
+    "summary": "{head} in {elapsed:.1f} s, {rate:.2f} images/s, {seeds}{demo}{black} (job {job}{resumed})",
+    "seed_range": "seeds {low}..{high}",
+    "one_seed": "seed {low}",
+    "demo_note": " (demo model)",
+    "black": lambda n, seeds: (
+        f". {n} image{_s(n)} came out black and {'were' if n != 1 else 'was'} not saved (seed{_s(n)} {seeds})"
+    ),
+    "resumed": ", resumed {n}x",
+    "progress": lambda first, last, total, step, steps, on: (
+        f"{'image ' + str(first) if first == last else f'images {first}-{last}'} of {total}, "
+        f"step {step} of {steps}{' on ' + on if on else ''}"
+    ),
+    "starting": "{done} of {total} images, starting",
+    "ahead": lambda n: f"{n} job{_s(n)} ahead of yours",
+    "ahead_eta": "{ahead}, {eta}",
+    "about_s": "about {n} s",
+    "about_min": "about {n} min",
+    "unknown": "unknown",
+    "more_prompts": " (+{n} more)",
+    "of": "{done} of {total}",
+    "you": "you",
+    "someone_else": "someone else",
+    "owner_you": "{owner} (you)",
+    "stop_cell": "■ Stop",
+    "on": "{status} on {where}",
+    "queued": "queued",
+    "waiting": "waiting",
+    "running": "running",
+    "done": "done",
+    "stopped": "stopped",
+    "failed": "failed",
+    "queue_columns": "#|status|owner|prompt|images|ETA|stop|job",
+    "history_columns": "when (UTC)|status|prompts|images|size|user|request",
+}
+
+_ZH: dict[str, Template] = {
+    "name_box": "提示词框",
+    "name_style": "风格",
+    "name_negative": "负面提示词",
+    "name_prompt": "第 {n} 条提示词",
+    "name_per_prompt": "每条提示词的图片数",
+    "name_width": "宽度",
+    "name_height": "高度",
+    "name_steps": "步数",
+    "name_seed": "种子",
+    "no_prompts": "没有提示词：请至少输入一条提示词，每行一条（空行和以 # 开头的行会被跳过）。",
+    "too_many_prompts": "提示词过多：{count} 条（每个请求最多 {limit} 条）。",
+    "too_many_expanded": "提示词过多：{lines} 行模板展开为 {count} 条（每个请求最多 {limit} 条）。",
+    "too_many_images": "图片过多：{prompts} 条提示词 x {per} = {count} 张（每个请求最多 {limit} 张）。",
+    "not_multiple": "{name}必须是 {multiple} 的倍数（当前为 {value}；可以试试 {lower} 或 {upper}）。",
+    "whole_range": "{name}必须是 {low} 到 {high} 之间的整数（当前为 {value!r}）。",
+    "whole_or_random": "{name}必须是 -1（随机）或 {low} 到 {high} 之间的整数（当前为 {value!r}）。",
+    "not_whole": "{name}必须是整数（当前为 {value}）。",
+    "guidance_range": "引导系数必须在 0 到 {high:g} 之间（当前为 {value!r}）。",
+    "seed_policy": "种子策略必须是 {choices} 之一（当前为 {value!r}）。",
+    "box_too_long": "{name}有 {length:,} 个字符，上限为 {limit:,} 个。",
+    "too_many_chars": "{name}长 {length:,} 个字符，上限为 {limit:,} 个字符（以及 {tokens} 个 token）。",
+    "control_char": "{name}包含控制字符或非文本字节（第 {position} 个字符，U+{code:04X}）；提示词必须是纯文本。",
+    "not_text": "{name}必须是文本（当前为 {kind}）。",
+    "empty": "{name}为空。",
+    "too_many_tokens": "{name}长 {tokens} 个 token，上限为 {limit} 个（按对话模板计算）。请缩短 {over} 个 token。",
+    "template_close": "第 {column} 列的 '}}' 没有对应的 '{{'（要输入这个字符本身，请写 \\}}）",
+    "template_open": "第 {column} 列的 '{{' 没有闭合（要输入这个字符本身，请写 \\{{）",
+    "template_line": "第 {number} 行：{error}。",
+    "file_type": "提示词需来自 .txt 或 .csv 文件（当前为 {name!r}）。",
+    "file_size": "提示词文件有 {size:,} 字节，上限为 {limit:,} 字节。",
+    "file_encoding": "提示词文件不是 UTF-8 文本（第 {position} 个字节）；请另存为 UTF-8。",
+    "cannot_save": "无法保存图片：{reason}（{file}）。请管理员检查 {folder} 是否可写且有剩余空间。",
+    "restarting_submit": "服务器正在重启；请一分钟后再提交。",
+    "restarting_follow": "服务器正在重启。你的任务已保留，服务器恢复后会继续：一分钟后刷新页面即可继续查看，"
+    "也可以在“历史”中找到它。",
+    "queue_full": "队列已满：已有 {waiting} 个任务在等待，这是上限（{setting}={size}）。请在部分任务完成后再试。",
+    "per_person_cap": "你已有 {mine} 个任务在排队或运行，这是每人的上限（{setting}={cap}）。"
+    "请等待其中一个完成，或停止一个。",
+    "not_yours": "任务 {job} 不是你的，不能停止。",
+    "plain": "{text}",
+    "shutting_down": "服务器正在关闭；请一分钟后再试。",
+    "stalled": "GPU 停止了进展；服务器正在恢复或重启。请一分钟后再试。",
+    "no_job": "没有任务 {job}（可能已按保留期限删除？）。",
+    "no_job_id": "没有任务 {job!r}。",
+    "no_history_job": "历史中没有请求 {job!r}（可能已按保留期限删除？）。",
+    "no_image": "任务 {job} 中没有第 {index} 张图片。",
+    "not_saved": "任务 {job} 的第 {index} 张图片没有保存；只有已保存的图片可以加星标。",
+    "job_failed": "任务失败。",
+    "stopping": "将在当前步骤后停止；已完成的图片会保留。",
+    "stopping_job": "任务 {job} 将在当前步骤后停止；已完成的图片会保留。",
+    "pick_first": "请先在结果中选择一张图片。",
+    "not_our_png": "这张 PNG 没有 Z-Image WebUI 的参数（或不是 PNG 文件）。",
+    "count": "{n} 条提示词 x {per} = **{images} 张图片**",
+    "over_limit": " **超出上限**（{prompts} 条提示词，{images} 张图片）",
+    "made": "{made} 张图片",
+    "stopped_made": "已停止：保留了 {planned} 张中的 {made} 张",
+    "summary": "{head}，用时 {elapsed:.1f} 秒，每秒 {rate:.2f} 张，{seeds}{demo}{black}（任务 {job}{resumed}）",
+    "seed_range": "种子 {low}..{high}",
+    "one_seed": "种子 {low}",
+    "demo_note": "（演示模型）",
+    "black": "。{n} 张图片是全黑的，没有保存（种子 {seeds}）",
+    "resumed": "，续跑 {n} 次",
+    "progress": lambda first, last, total, step, steps, on: (
+        f"第 {first if first == last else f'{first}-{last}'} 张，共 {total} 张，"
+        f"第 {step}/{steps} 步{'，在 ' + on + ' 上' if on else ''}"
+    ),
+    "starting": "已完成 {done}/{total} 张，正在开始",
+    "ahead": "前面还有 {n} 个任务",
+    "ahead_eta": "{ahead}，{eta}",
+    "about_s": "约 {n} 秒",
+    "about_min": "约 {n} 分钟",
+    "unknown": "未知",
+    "more_prompts": "（另有 {n} 条）",
+    "of": "{done}/{total}",
+    "you": "你",
+    "someone_else": "其他人",
+    "owner_you": "{owner}（你）",
+    "stop_cell": "■ 停止",
+    "on": "{status}，在 {where} 上",
+    "queued": "排队中",
+    "waiting": "等待中",
+    "running": "运行中",
+    "done": "完成",
+    "stopped": "已停止",
+    "failed": "失败",
+    "queue_columns": "#|状态|提交者|提示词|图片|预计|停止|任务",
+    "history_columns": "时间 (UTC)|状态|提示词|图片|尺寸|用户|请求",
+}
+
+CATALOGUE: dict[str, dict[str, Template]] = {ENGLISH: _EN, CHINESE: _ZH}
+
+
+@dataclass(frozen=True)
+class Words:
+    """A message by key, with its values; said in a language by `say`, in English by str()."""
+
+    key: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def say(self, language: str = ENGLISH) -> str:
+        template = CATALOGUE.get(language, _EN).get(self.key) or _EN[self.key]
+        values = {
+            name: say(value, language) if _sayable(value) else value for name, value in self.values.items()
+        }
+        return template.format(**values) if isinstance(template, str) else template(**values)
+
+    def __str__(self) -> str:
+        return self.say(ENGLISH)
+
+
+def words(key: str, **values: Any) -> Words:
+    if key not in _EN:
+        raise KeyError(f"no words for {key!r} in webui/words.py")
+    return Words(key, values)
+
+
+class Message(ValueError):
+    """An error for people: str() is its English; `say(error, language)` its words in another."""
+
+    def __init__(self, key: str, **values: Any) -> None:
+        self.words = words(key, **values)
+        super().__init__(str(self.words))
+
+
+def say(thing: Words | BaseException | str, language: str = ENGLISH) -> str:
+    """`thing` in `language`: Words and Messages by their key, anything else as it is."""
+    if isinstance(thing, Words):
+        return thing.say(language)
+    if isinstance(thing, Message):
+        return thing.words.say(language)
+    return str(thing)
+
+
+def _sayable(value: Any) -> bool:
+    return isinstance(value, (Words, Message))
+
+
+def language_of(accept_language: str | None) -> str:
+    """The page's language from the browser's first choice: Simplified Chinese for zh, zh-CN,
+    zh-SG and zh-Hans (as the page's labels), English otherwise."""
+    first = (accept_language or "").split(",")[0].split(";")[0].strip().lower()
+    if first == "zh" or first.startswith(("zh-cn", "zh-sg", "zh-hans")):
+        return CHINESE
+    return ENGLISH
+
+
+def columns(key: str, language: str = ENGLISH) -> list[str]:
+    """A table's column headers, as the catalogue lists them ("a|b|c")."""
+    return words(key).say(language).split("|")
