@@ -57,6 +57,13 @@ def browser(server: Server) -> Iterator[Browser]:
             browser.close()
 
 
+def set_size(page: Page, pixels: int) -> None:
+    """Width and height typed into the form, as a person sets a custom size."""
+    for field in ("#width", "#height"):
+        page.locator(f"{field} input[type=number]").fill(str(pixels))
+        page.locator(f"{field} input[type=number]").press("Enter")
+
+
 def open_page(browser: Browser, server: Server) -> Page:
     """A page in a context of its own: a separate user with a separate Gradio session."""
     page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
@@ -162,9 +169,7 @@ def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
     page.goto(server.url)
     expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
     page.locator("#prompts textarea").fill("\n".join(f"closed tab {n}" for n in range(12)))
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("512")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 512)
     page.locator("#generate").click()
     expect(page.locator("#gallery").get_by_text(re.compile(r"images 1-4 of 12"))).to_be_visible(
         timeout=60_000
@@ -215,9 +220,7 @@ def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: 
 def test_the_history_tab_lists_requests_shows_their_images_and_loads_their_settings(page: Page) -> None:
     page.locator("#prompts textarea").fill("a teal kettle")
     page.locator("#style textarea").fill("soft window light")
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("64")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 64)
     page.locator("#generate").click()
     expect(page.locator("#gallery .caption-label")).to_contain_text("a teal kettle", timeout=120_000)
     page.locator("#prompts textarea").fill("something else")
@@ -253,9 +256,7 @@ def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
     form, gallery = page.locator("#form-column").bounding_box(), page.locator("#gallery").bounding_box()
     assert form and gallery and form["x"] + form["width"] <= gallery["x"]  # side by side
     page.locator("#prompts textarea").fill("\n".join(f"a {c} vase" for c in ("red", "navy", "olive", "teal")))
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("512")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 512)
     page.locator("#prompts textarea").press("Control+Enter")
     progress = page.locator("#gallery").get_by_text(re.compile(r"images 1-4 of 4, step \d of 8"))
     expect(progress.first).to_be_visible(timeout=60_000)
@@ -304,6 +305,14 @@ def test_wide_screens_get_two_columns_and_a_phone_one(browser: Browser, server: 
         expect(page.locator("#generate")).to_be_visible()
         expect(page.locator("#seed-policy")).to_be_hidden()
         page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}.png"), full_page=True)
+        if columns == 1:  # a phone: Generate brings the results below the form into view
+            page.locator("#prompts textarea").fill("a red mug\na navy mug")
+            set_size(page, 256)
+            page.locator("#generate").click()
+            expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
+            first = page.locator("#gallery img").first.bounding_box()
+            assert first and 0 <= first["y"] < height, first
+            page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}-results.png"))
         page.context.close()
 
 
@@ -334,9 +343,7 @@ def chinese_messages(page: Page, server: Server) -> None:
     expect(page.locator("#count")).to_contain_text("第 2 行：第 5 列的 '{' 没有闭合")
     page.locator("#prompts textarea").fill("一只猫坐在窗台上\n一只狗在草地上")
     expect(page.locator("#count")).to_have_text("2 条提示词 x 1 = 2 张图片")
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("64")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 64)
     page.locator("#generate").click()
     expect(page.locator("#summary")).to_contain_text("2 张图片，用时", timeout=120_000)
     assert list(server.output_dir.rglob("001_一只猫坐在窗台上_s*.png"))
@@ -351,9 +358,7 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     page: Page, server: Server
 ) -> None:
     page.locator("#prompts textarea").fill("a brass lamp\na linen chair")
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("64")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 64)
     page.locator("#generate").click()
     expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
     page.locator("#gallery img").nth(1).click()  # the linen chair
@@ -384,9 +389,7 @@ def test_starring_two_images_gives_a_zip_of_those_two_and_history_shows_their_st
     page: Page, server: Server
 ) -> None:
     page.locator("#prompts textarea").fill("a star mug\na plain mug\na second star mug")
-    for field in ("#width", "#height"):
-        page.locator(f"{field} input[type=number]").fill("64")
-        page.locator(f"{field} input[type=number]").press("Enter")
+    set_size(page, 64)
     page.locator("#generate").click()
     expect(page.locator("#gallery .gallery-item img")).to_have_count(3, timeout=120_000)
     expect(page.locator("#download-starred")).to_be_hidden()  # nothing starred yet
@@ -420,3 +423,9 @@ def test_starring_two_images_gives_a_zip_of_those_two_and_history_shows_their_st
     expect(page.locator("#history-gallery .gallery-item img")).to_have_count(3)
     assert starred_captions(page, "#history-gallery") == ["★ a star mug", "★ a second star mug"]
     expect(page.locator("#history-download-starred")).to_be_visible()
+    page.locator("#history-gallery .gallery-item img").nth(1).click()  # starring in History too
+    expect(page.locator("#history-picked-prompt textarea")).to_have_value("a plain mug")
+    page.locator("#history-star").click()
+    expect(page.locator("#history-star")).to_contain_text("Starred")
+    assert len(starred_captions(page, "#history-gallery")) == 3
+    page.screenshot(path=str(ARTIFACTS / "history-starred.png"), full_page=True)

@@ -6,6 +6,15 @@
       document.querySelector("#generate")?.click();
     }
   });
+  // On a narrow screen the results sit below the whole form: Generate brings them into view.
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest("#generate")) return;
+    const form = document.querySelector("#form-column");
+    const results = document.querySelector("#results-column");
+    if (form && results && results.getBoundingClientRect().top >= form.getBoundingClientRect().bottom) {
+      setTimeout(() => results.scrollIntoView({ behavior: "smooth", block: "start" }), 100);
+    }
+  });
   // The tab's title follows the running job ("[7/24] Z-Image-Turbo") and says when it is done,
   // so that a job in a background tab can be watched from the tab bar.
   const base = document.title || "Z-Image-Turbo";
