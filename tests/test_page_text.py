@@ -18,6 +18,7 @@ from webui.prompts import TemplateError, parse_prompts
 from webui.request import GenerationRequest, RequestError
 from webui.settings import Settings
 from webui.ui import text
+from webui.ui.i18n import I18N
 from webui.words import _EN, _ZH, CHINESE, ENGLISH, language_of, say
 
 ALICE = Identity(user="alice")
@@ -136,3 +137,8 @@ def test_history_and_queue_rows_in_either_language(tmp_path: Path) -> None:
     waiting = views_of([(record, True, None), (behind, False, None)], 0.5)[1]
     assert waiting.describe().startswith("1 job ahead of yours, about ")
     assert waiting.describe(CHINESE).startswith("前面还有 1 个任务，约 ")
+
+
+def test_the_count_line_shown_before_anything_is_typed_is_what_the_count_says() -> None:
+    assert I18N.translations["en"]["count_empty"] == text.count_text("", 1, 10, 100)
+    assert I18N.translations["zh-CN"]["count_empty"] == text.count_text("", 1, 10, 100, CHINESE)

@@ -44,7 +44,7 @@ def form_part(s: Settings) -> Parts:
         elem_id="style",
         placeholder=t("style_placeholder"),
     )
-    c["count"] = gr.Markdown(text.count_text("", 1, s.max_prompts, s.max_images), elem_id="count")
+    c["count"] = gr.Markdown(t("count_empty"), elem_id="count")  # until the box changes
     with gr.Row():
         c["generate"] = gr.Button(t("generate"), variant="primary", elem_id="generate")
         c["stop"] = gr.Button(t("stop"), variant="stop", elem_id="stop")
@@ -54,8 +54,8 @@ def form_part(s: Settings) -> Parts:
         )
         c["seed"] = gr.Number(value=-1, precision=0, label=t("seed"), elem_id="seed")
     with gr.Row():
-        presets = [label for label, _, _ in text.PRESETS] + [text.CUSTOM]
-        c["preset"] = gr.Dropdown(presets, value=presets[0], label=t("resolution"), elem_id="resolution")
+        presets = [(label, label) for label, _, _ in text.PRESETS] + [(t("custom"), text.CUSTOM)]
+        c["preset"] = gr.Dropdown(presets, value=presets[0][1], label=t("resolution"), elem_id="resolution")
         size = {"minimum": s.min_size, "maximum": s.max_size, "value": DEFAULT_SIZE, "step": SIZE_MULTIPLE}
         c["width"] = gr.Slider(label=t("width"), elem_id="width", **size)
         c["height"] = gr.Slider(label=t("height"), elem_id="height", **size)

@@ -43,6 +43,8 @@ ENGLISH = {
     "load_settings": "Load these settings into the form",
     "use_seed": "Use this seed",
     "more_like": "More like this",
+    "count_empty": "0 prompts x 1 = **0 images**",
+    "custom": "Custom",
     "demo_banner": "**Demo model loaded.** This server runs the built-in tiny model with random weights: "
     "images are coloured noise. It is the default where no CUDA GPU is found. "
     "Set `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` where the model runs (a GPU machine) for real images.",
@@ -93,6 +95,8 @@ CHINESE = {
     "load_settings": "将这些设置载入表单",
     "use_seed": "使用此种子",
     "more_like": "更多类似的",
+    "count_empty": "0 条提示词 x 1 = **0 张图片**",
+    "custom": "自定义",
     "demo_banner": "**已载入演示模型。** 本服务器运行的是内置的随机权重小模型：生成的图片是彩色噪声。"
     "未找到 CUDA GPU 时默认使用它。在运行模型的机器（GPU 机器）上设置 `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` 即可生成真实图片。",
     "exposed_banner": "**未设登录即对网络开放。** 任何能访问本服务器的人都可以生成图片；"
