@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,19 @@ from webui.jobs.record import STOPPED, JobRecord
 from webui.request import GenerationRequest
 
 PROJECT = Path(__file__).resolve().parents[1]
+ARTIFACTS = PROJECT / "artifacts"  # screenshots of browser tests (not committed)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Headless, and quiet on a machine without internet (no update or sync traffic).
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def readme_code_blocks(language: str) -> list[str]:

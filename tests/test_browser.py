@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,21 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import PROJECT, Server, running_server, wait_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = PROJECT / "artifacts"
-# Headless, and quiet on a machine without internet (no update or sync traffic).
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, running_server, wait_for
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -37,7 +22,7 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,7 @@ def page_says(url: str, text: str) -> None:
     """A person's view: in a real browser, a prompt generated on the page shows `text`."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.helpers import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -15,6 +15,7 @@ import pytest
 from gradio_client import Client
 
 from tests.helpers import PROJECT, Server, generate
+from webui.access import Access
 from webui.settings import Settings
 from webui.ui import Page, create_demo
 from webui.ui.i18n import I18N
@@ -117,7 +118,8 @@ def test_the_page_warns_when_open_to_the_network_without_a_login(
 ) -> None:
     # The page as it would be built for that host; tests listen on loopback only.
     exposed = dataclasses.replace(settings, host=host, auth_user=user, auth_password=user and "secret")
-    page = Page(None, exposed.validate())  # type: ignore[arg-type]  # the layout needs no service
+    exposed = exposed.validate()
+    page = Page(None, exposed, Access(exposed, exposed.state_path))  # type: ignore[arg-type]  # no service needed
     config = str(create_demo(page, "demo model", True, "key").get_config_file())
     # The banner is the translated key (the browser shows it in its language) and the address.
     assert (f'"key": "exposed_banner"}} `{host}`' in config) is warned

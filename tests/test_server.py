@@ -489,3 +489,16 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     Image.new("RGB", (8, 8)).save(stranger)
     with pytest.raises(AppError, match="carries no Z-Image WebUI parameters"):
         user.predict(handle_file(str(stranger)), api_name="/reuse_png")
+
+
+def test_without_a_login_the_api_is_as_open_as_the_page_and_run_history_is_off(server: Server) -> None:
+    body = json.dumps({"prompts": "an open mug", "width": 64, "height": 64, "steps": 2}).encode()
+    request = urllib.request.Request(
+        server.url + "api/v1/jobs", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        job = json.load(response)
+        assert response.status == 202 and job["owner"] is None
+    wait_for(lambda: get_json(f"{server.url}api/v1/jobs/{job['id']}")["status"] == "done", 60, "the job")
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(server.url + "gradio_api/runs", timeout=30)

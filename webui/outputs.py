@@ -136,13 +136,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST_NAME).read_text("utf-8"))
 
 
-def replace_atomically(destination: Path, write: Callable[[BinaryIO], Any]) -> Path:
+def replace_atomically(destination: Path, write: Callable[[BinaryIO], Any], mode: int = 0o644) -> Path:
     """Write `destination` through a hidden temporary file that replaces it when complete."""
     fd, temporary = tempfile.mkstemp(prefix=f".{destination.stem}.", suffix=".tmp", dir=destination.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, destination)
     finally:
         with contextlib.suppress(FileNotFoundError):

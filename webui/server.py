@@ -9,6 +9,7 @@ next start resumes them), finished images stay on disk, and uvicorn closes the c
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import socket
@@ -22,10 +23,15 @@ from types import FrameType
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
 
+from webui.access import Access, LoginGuard
+from webui.api.common import ApiContext
+from webui.api.openai_images import invalid_openai_body, openai_router
+from webui.api.rest import create_rest_api
 from webui.engine import Engine
 from webui.jobs.recovery import delete_older_than, rebuild, recover
 from webui.jobs.runners import LocalRunner, Runner
@@ -79,7 +85,8 @@ def open_jobs(backend: Backend, settings: Settings) -> JobService:
 
 def create_app(service: JobService, backend: Backend, settings: Settings) -> FastAPI:
     """The ASGI app: `/healthz` plus the Gradio page at `/`."""
-    page = Page(service, settings)
+    access = Access(settings, settings.state_path)
+    page = Page(service, settings, access)
     demo = create_demo(page, backend.label, backend.is_demo, browser_key(settings.state_path))
     # Outputs are served from where the jobs wrote them, not copied into Gradio's cache once
     # more per request (the folder is in allowed_paths below either way).
@@ -97,6 +104,8 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
+    app.add_middleware(LoginGuard, access=access)
+    add_apis(app, ApiContext(service, access, image_url_key(settings.state_path)))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -117,7 +126,9 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
             },
         )
 
-    auth = [(settings.auth_user, settings.auth_password)] if settings.auth_user else None
+    # Checked at each login, so that people added later can log in without a restart; with no
+    # login on at start-up the page stays open (adding the first person then needs a restart).
+    auth = access.check_login if access.login_on else None
     return gr.mount_gradio_app(
         app,
         demo,
@@ -133,7 +144,25 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         js=PAGE_SCRIPT,
         i18n=I18N,
         footer_links=["api"],
+        # Gradio's run-history page keeps runs in the browser and offers to send them off the
+        # server (a Hugging Face bucket): off unless an admin turns it on.
+        run_history=settings.run_history,
     )
+
+
+def add_apis(app: FastAPI, ctx: ApiContext) -> None:
+    """REST jobs under /api/v1 and OpenAI's images route, before the page takes the rest."""
+    app.mount("/api/v1", create_rest_api(ctx))
+    app.include_router(openai_router(ctx))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid_openai_body(exc)  # the only validated route of this app is OpenAI's
+
+
+def image_url_key(state_dir: Path) -> bytes:
+    """The key that signs image URLs, derived from the installation's browser key."""
+    return hashlib.sha256(b"image urls\0" + browser_key(state_dir).encode()).digest()
 
 
 def browser_key(state_dir: Path) -> str:
@@ -147,10 +176,10 @@ def browser_key(state_dir: Path) -> str:
 
 
 def warn_if_exposed(settings: Settings) -> None:
-    if settings.exposed_without_login:
+    if settings.exposed and not Access(settings, settings.state_path).login_on:
         logger.warning(
             "Listening on %s without a login: anyone who can reach port %d can generate images. "
-            "Set %s and %s to require one.",
+            "Add people (python -m webui.users add NAME) or set %s and %s to require one.",
             settings.host,
             settings.port,
             env_name("auth_user"),

@@ -177,6 +177,11 @@ class Settings:
     auth_password: str = _setting(
         "", "Password for the login page. Prefer the environment: flags show up in `ps`."
     )
+    run_history: bool = _setting(
+        False,
+        "Gradio's run-history page (/gradio_api/runs): it keeps every run in the browser and offers "
+        "to send runs off the server. Off unless an admin turns it on.",
+    )
 
     @property
     def state_path(self) -> Path:
@@ -184,13 +189,13 @@ class Settings:
         return Path(self.state_dir).expanduser() if self.state_dir else self.output_dir.parent / "state"
 
     @property
-    def exposed_without_login(self) -> bool:
-        """Listening beyond loopback with no login: anyone who reaches the port can generate."""
+    def exposed(self) -> bool:
+        """Listening beyond loopback: without a login, anyone who reaches the port can generate."""
         try:
             loopback = ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             loopback = self.host == "localhost"
-        return not loopback and not self.auth_user
+        return not loopback
 
     @classmethod
     def from_sources(

@@ -18,6 +18,7 @@ class Identity:
 
     user: str | None = None
     client: str | None = None
+    admin: bool = False  # may stop anyone's job
 
     @property
     def key(self) -> str | None:

@@ -12,6 +12,8 @@ from webui.ui.page import Page, language
 from webui.ui.parts import QUIET, Parts
 from webui.ui.results import Results
 
+EVERYONE, MINE = "everyone", "mine"
+
 
 class History:
     """The tab's components and its handlers."""
@@ -19,7 +21,18 @@ class History:
     def __init__(self, page: Page) -> None:
         self.page = page
         gr.Markdown(t("history_intro"))
-        c: Parts = {"refresh": gr.Button(t("refresh"), size="sm", elem_id="history-refresh")}
+        with gr.Row():
+            # With a login on: everyone's jobs, or only mine.
+            c: Parts = {
+                "scope": gr.Radio(
+                    [(t("everyone"), EVERYONE), (t("mine"), MINE)],
+                    value=EVERYONE,
+                    show_label=False,
+                    visible=page.access.login_on,
+                    elem_id="history-scope",
+                ),
+                "refresh": gr.Button(t("refresh"), size="sm", elem_id="history-refresh"),
+            }
         c["table"] = gr.Dataframe(
             headers=list(text.HISTORY_COLUMNS), interactive=False, wrap=True, elem_id="history-table"
         )
@@ -30,14 +43,17 @@ class History:
 
     def wire(self, demo: gr.Blocks, tab: gr.Tab) -> None:
         c, page = self.c, self.page
-        gr.on([c["refresh"].click, tab.select, demo.load], self.rows, None, c["table"], **QUIET)
+        triggers = [c["refresh"].click, c["scope"].change, tab.select, demo.load]
+        gr.on(triggers, self.rows, c["scope"], c["table"], **QUIET)
         c["table"].select(self.choose, None, [c["chosen"], *self.results.shown], **QUIET)
         c["reuse"].click(page.reuse_history_into_form, c["chosen"], list(page.form.values()), **QUIET)
         self.results.wire()
 
-    def rows(self, request: gr.Request) -> dict:
-        """The table, its headers in the page's language."""
-        return text.table(self.page.history(request), "history_columns", language(request))
+    def rows(self, scope: str, request: gr.Request) -> dict:
+        """The table (everyone's jobs, or the person's own), its headers in the page's language."""
+        mine = scope == MINE and request.username is not None
+        rows = self.page.history(request, owner=request.username if mine else None)
+        return text.table(rows, "history_columns", language(request))
 
     def choose(self, event: gr.SelectData, request: gr.Request) -> dict:
         """A row picked: its job's images in the grid."""

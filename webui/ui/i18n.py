@@ -44,6 +44,8 @@ ENGLISH = {
     "use_seed": "Use this seed",
     "more_like": "More like this",
     "count_empty": "0 prompts x 1 = **0 images**",
+    "everyone": "Everyone's jobs",
+    "mine": "Mine",
     "custom": "Custom",
     "demo_banner": "**Demo model loaded.** This server runs the built-in tiny model with random weights: "
     "images are coloured noise. It is the default where no CUDA GPU is found. "
@@ -96,6 +98,8 @@ CHINESE = {
     "use_seed": "使用此种子",
     "more_like": "更多类似的",
     "count_empty": "0 条提示词 x 1 = **0 张图片**",
+    "everyone": "所有人的任务",
+    "mine": "我的",
     "custom": "自定义",
     "demo_banner": "**已载入演示模型。** 本服务器运行的是内置的随机权重小模型：生成的图片是彩色噪声。"
     "未找到 CUDA GPU 时默认使用它。在运行模型的机器（GPU 机器）上设置 `ZIMAGE_MODEL=Tongyi-MAI/Z-Image-Turbo` 即可生成真实图片。",

@@ -71,7 +71,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         gr.Markdown(f"## Z-Image-Turbo &nbsp; <small>{model_label}</small>")
         if is_demo:
             gr.Markdown(t("demo_banner"), elem_id="demo-banner")
-        if s.exposed_without_login:
+        if s.exposed and not page.access.login_on:
             # One translated key then the address: Gradio translates the key inside the text.
             gr.Markdown(t("exposed_banner") + f" `{s.host}`.", elem_id="exposed-banner")
         with gr.Tabs() as c["tabs"]:
@@ -134,12 +134,16 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
     # On load, first who this browser is; then its panel, and its newest unfinished job followed.
     identified = demo.load(page.identify, c["browser_id"], c["browser_id"], **QUIET)
     wire_queue(page, identified, c)
-    identified.then(
+    # Followed only when there is a job: an event on the grid for nothing could hide the status
+    # of a Generate clicked meanwhile.
+    found = gr.State(None)
+    identified.then(page.unfinished, None, found, **(QUIET | {"queue": True}))  # queued: State.change fires
+    found.change(
         page.attach,
-        None,
-        results.generated_outputs,
+        found,
+        results.shown,
         concurrency_limit=None,
         show_progress="full",
         api_visibility="private",
-    ).then(results.shape, results.c["details"], results.shaping, **QUIET)
+    )
     c["stop"].click(page.stop, api_name="stop", queue=False, show_progress="hidden")

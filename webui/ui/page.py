@@ -20,6 +20,7 @@ from typing import Any
 
 import gradio as gr
 
+from webui.access import Access
 from webui.jobs.record import FAILED, JobRecord
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity
@@ -45,8 +46,8 @@ MORE_LIKE_VARIANTS = 4  # "More like this": new variants of the picked image's p
 class Page:
     """Handlers of the page, on one job service."""
 
-    def __init__(self, service: JobService, settings: Settings) -> None:
-        self.service, self.settings = service, settings
+    def __init__(self, service: JobService, settings: Settings, access: Access) -> None:
+        self.service, self.settings, self.access = service, settings, access
         self.form: dict[str, Any] = {}  # field name -> component, set by the layout
         self.results: Any = None  # the Generate tab's Results (webui/ui/results.py), set by the layout
         self._browsers: OrderedDict[str, str] = OrderedDict()  # Gradio session -> browser id
@@ -56,7 +57,8 @@ class Page:
         if request is None:
             return Identity()
         session = request.session_hash
-        return Identity(user=request.username, client=self._browsers.get(session, session))
+        person = request.username
+        return Identity(person, self._browsers.get(session, session), self.access.is_admin(person))
 
     def identify(self, browser_id: str | None, request: gr.Request) -> str:
         """On load: this browser's id (made on its first visit) stands for the session."""
@@ -95,7 +97,8 @@ class Page:
         record = await asyncio.to_thread(self.accept, request, *form, seed_policy)
         if request is not None:
             _remember(self._following, request.session_hash, record.id)
-        return await self.follow(record.id, progress, language(request))
+        lang = language(request)
+        return self.results.generated(await self.follow(record.id, progress, lang), lang)
 
     def submit(
         self,
@@ -135,8 +138,8 @@ class Page:
         except ValueError as exc:  # RequestError and TemplateError included
             raise error(exc, request) from None
 
-    async def follow(self, job_id: str, progress: gr.Progress, lang: str = ENGLISH) -> dict:
-        """Wait for the job, showing where it waits and then its progress; its results."""
+    async def follow(self, job_id: str, progress: gr.Progress, lang: str = ENGLISH) -> JobRecord:
+        """Wait for the job, showing where it waits and then its progress; its record."""
         loop, ended = asyncio.get_running_loop(), asyncio.Event()
         self.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))  # results at once
         shown = None
@@ -160,15 +163,24 @@ class Page:
         assert record is not None
         if record.status == FAILED:
             raise gr.Error(record.error or words("job_failed").say(lang))
-        return self.results.generated(record, lang)
+        return record
 
-    async def attach(self, request: gr.Request, progress: gr.Progress = gr.Progress()) -> dict:  # noqa: B008
-        """On load: follow this person's newest unfinished job, if any."""
-        job_id = self.service.latest_unfinished(self.identity(request))
+    def unfinished(self, request: gr.Request) -> str | None:
+        """On load: this person's newest unfinished job, which the page then follows."""
+        return self.service.latest_unfinished(self.identity(request))
+
+    async def attach(
+        self,
+        job_id: str | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> dict:
+        """Follow a job found on load: its results and the grid's shape in one answer."""
         if job_id is None:
-            return dict.fromkeys(self.results.generated_outputs, gr.skip())
+            return dict.fromkeys(self.results.shown, gr.skip())
         _remember(self._following, request.session_hash, job_id)
-        return await self.follow(job_id, progress, language(request))
+        lang = language(request)
+        return self.results.show(await self.follow(job_id, progress, lang), lang)
 
     def stop(self, request: gr.Request) -> None:
         """Stop the job this page follows."""
@@ -217,10 +229,11 @@ class Page:
             if r is not None
         ]
 
-    def history(self, request: gr.Request = None) -> list[list]:
-        """The History table: jobs newest first, unfinished ones included."""
+    def history(self, request: gr.Request = None, owner: str | None = None) -> list[list]:
+        """The History table: jobs newest first (`owner`'s only, when given), unfinished ones
+        included."""
         lang = language(request)
-        return [text.history_row(job, lang) for job in self.service.store.listing(HISTORY_LIMIT)]
+        return [text.history_row(job, lang) for job in self.service.store.listing(HISTORY_LIMIT, owner=owner)]
 
     def history_request(self, job_id: str) -> tuple:
         """A past job's images (captioned) and its zip (the PNG itself for one image)."""

@@ -104,7 +104,8 @@ class Results:
         return self._shape(self.page.service.record(details[0]["job_id"]) if details else None)
 
     def show(self, record: JobRecord, lang: str = ENGLISH) -> dict:
-        """A job in this grid (History): its results, downloads and shape, nothing picked."""
+        """A job in this grid (History, or the job a page follows on load): its results,
+        downloads and shape, nothing picked."""
         return self.generated(record, lang) | self._shape(record, with_images=True)
 
     def _shape(self, record: JobRecord | None, with_images: bool = False) -> dict:

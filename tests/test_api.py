@@ -1,0 +1,322 @@
+"""The HTTP APIs on a real server with per-person logins and API keys (made with the real
+command lines): REST jobs, server-sent events, PNG URLs, Stop, limits, OpenAI's images route
+through the official `openai` package, keys refused, failed logins slowed, the README's
+examples as written."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai import AuthenticationError, BadRequestError, OpenAI
+from PIL import Image
+
+from tests.helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PROJECT,
+    Server,
+    readme_code_blocks,
+    running_server,
+    wait_for,
+)
+
+SMALL = {"width": 256, "height": 256, "steps": 2}
+LONG = {"width": 1024, "height": 1024, "images_per_prompt": 8}  # seconds of work on the demo model
+
+
+def cli(module: str, *args: str, state: Path, password: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m webui.users|webui.keys ...` as an admin types it (a password on standard input)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args, "--state-dir", str(state)],
+        cwd=PROJECT,
+        input=None if password is None else password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[dict[str, Any]]:
+    """A server with three people (dana an admin) and a key each; one job runs at a time."""
+    work = tmp_path_factory.mktemp("api")
+    state = work / "state"
+    for name, admin in (("alice", False), ("bob", False), ("dana", True)):
+        added = cli(
+            "webui.users",
+            "add",
+            name,
+            *(["--admin"] if admin else []),
+            state=state,
+            password=f"{name}-password",
+        )
+        assert added.returncode == 0, added.stderr
+    keys = {}
+    for name in ("alice", "bob", "dana"):
+        made = cli("webui.keys", "add", name, state=state)
+        assert made.returncode == 0 and made.stdout.startswith("zit_"), made.stderr
+        keys[name] = made.stdout.strip()
+    listed = cli("webui.users", "list", state=state).stdout
+    assert listed.split() == ["alice", "bob", "dana", "admin"]
+    assert (state / "users.json").stat().st_mode & 0o777 == 0o600
+    assert "alice-password" not in (state / "users.json").read_text()
+    assert keys["alice"] not in (state / "keys.json").read_text()  # only its hash is kept
+    options = {"cross_batching": "false", "queue_size": "2", "max_jobs_per_user": "2"}
+    with running_server(work, cache_dir, **options) as server:
+        yield {"server": server, "state": state, "keys": keys}
+
+
+def call(server: Server, method: str, path: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.url + path.lstrip("/"), data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            raw = response.read()
+            kind = response.headers.get("Content-Type", "")
+            return response.status, json.loads(raw) if "json" in kind else raw
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def events(server: Server, job_id: str, key: str) -> list[tuple[str, dict]]:
+    """The job's event stream, read to its end."""
+    request = urllib.request.Request(
+        f"{server.url}api/v1/jobs/{job_id}/events", headers={"Authorization": f"Bearer {key}"}
+    )
+    found, kind = [], None
+    with urllib.request.urlopen(request, timeout=120) as stream:
+        for line in stream:
+            text = line.decode().strip()
+            if text.startswith("event: "):
+                kind = text.removeprefix("event: ")
+            elif text.startswith("data: "):
+                found.append((kind, json.loads(text.removeprefix("data: "))))
+    return found
+
+
+def test_the_rest_flow_submit_follow_fetch_and_stop_another(team: dict[str, Any]) -> None:
+    server, alice = team["server"], team["keys"]["alice"]
+    status, job = call(
+        server, "POST", "/api/v1/jobs", alice, {"prompts": "a {red|navy} mug", **SMALL, "seed": 5}
+    )
+    assert status == 202 and job["status"] in ("queued", "running") and job["owner"] == "alice", job
+    stream = events(server, job["id"], alice)
+    assert stream[-1][0] == "end" and all(kind == "progress" for kind, _ in stream[:-1])
+    assert any(e["progress"]["step"] for _, e in stream[:-1])  # per-step progress came through
+    done = stream[-1][1]
+    assert done["status"] == "done" and [i["prompt"] for i in done["images"]] == ["a red mug", "a navy mug"]
+    assert [i["seed"] for i in done["images"]] == [5, 6]
+    with urllib.request.urlopen(done["images"][1]["url"], timeout=30) as png:  # signed: no key needed
+        assert Image.open(io.BytesIO(png.read())).size == (256, 256)
+    tampered = done["images"][1]["url"].replace("/images/1.png", "/images/0.png")
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(tampered, timeout=30)
+    assert call(server, "GET", f"/api/v1/jobs/{job['id']}", alice)[1]["status"] == "done"
+    # Stop another job: it ends stopped, what was finished kept; it is in the person's listing.
+    status, other = call(server, "POST", "/api/v1/jobs", alice, {"prompts": ["a long one"], **LONG})
+    wait_for(
+        lambda: call(server, "GET", f"/api/v1/jobs/{other['id']}", alice)[1]["status"] == "running",
+        60,
+        "it to run",
+    )
+    assert call(server, "DELETE", f"/api/v1/jobs/{other['id']}", alice)[0] == 200
+    wait_for(
+        lambda: call(server, "GET", f"/api/v1/jobs/{other['id']}", alice)[1]["status"] == "stopped",
+        60,
+        "stopped",
+    )
+    mine = call(server, "GET", "/api/v1/jobs", alice)[1]
+    assert [j["id"] for j in mine[:2]] == [other["id"], job["id"]] and {j["owner"] for j in mine} == {"alice"}
+
+
+def test_bad_inputs_name_the_limit_and_full_queues_answer_429(team: dict[str, Any]) -> None:
+    server, keys = team["server"], team["keys"]
+    status, error = call(server, "POST", "/api/v1/jobs", keys["bob"], {"prompts": "a mug", "width": 250})
+    assert (
+        status == 400
+        and error["error"]["message"] == "Width must be a multiple of 16 (got 250; try 240 or 256)."
+    )
+    status, error = call(
+        server, "POST", "/api/v1/jobs", keys["bob"], {"prompts": "a mug", "images_per_prompt": 999}
+    )
+    assert (
+        status == 400
+        and "Images per prompt must be a whole number from 1 to 200" in error["error"]["message"]
+    )
+    status, error = call(server, "POST", "/api/v1/jobs", keys["bob"], {"prompt": "a mug"})
+    assert status == 422 and "prompts: Field required" in error["error"]["message"]
+    # One job runs at a time; the queue holds 2 waiting, a person 2 jobs.
+    first = call(server, "POST", "/api/v1/jobs", keys["alice"], {"prompts": "one", **LONG})[1]
+    second = call(server, "POST", "/api/v1/jobs", keys["alice"], {"prompts": "two", **LONG})[1]
+    status, error = call(server, "POST", "/api/v1/jobs", keys["alice"], {"prompts": "three", **LONG})
+    assert (
+        status == 429
+        and error["error"]["code"] == "per_person_cap"
+        and "MAX_JOBS_PER_USER=2" in error["error"]["message"]
+    )
+    third = call(server, "POST", "/api/v1/jobs", keys["bob"], {"prompts": "bob's", **LONG})[1]
+    status, error = call(server, "POST", "/api/v1/jobs", keys["dana"], {"prompts": "dana's", **LONG})
+    assert status == 429 and error["error"]["code"] == "queue_full", error
+    # Only the owner or an admin stops a job.
+    status, error = call(server, "DELETE", f"/api/v1/jobs/{third['id']}", keys["alice"])
+    assert status == 403 and error["error"]["message"] == f"Job {third['id']} is not yours to stop."
+    for job in (third, second, first):
+        assert call(server, "DELETE", f"/api/v1/jobs/{job['id']}", keys["dana"])[0] == 200  # dana: admin
+    for job in (first, second, third):
+        wait_for(
+            lambda job=job: (
+                call(server, "GET", f"/api/v1/jobs/{job['id']}", keys["dana"])[1]["status"] == "stopped"
+            ),
+            60,
+            "stopped",
+        )
+
+
+def test_keys_are_needed_and_a_revoked_one_is_refused(team: dict[str, Any]) -> None:
+    server, state = team["server"], team["state"]
+    body = {"prompts": "a mug", **SMALL}
+    for key in (None, "zit_not-a-key"):
+        status, error = call(server, "POST", "/api/v1/jobs", key, body)
+        assert status == 401 and "Authorization: Bearer KEY" in error["error"]["message"]
+    carol = cli("webui.keys", "add", "carol", state=state).stdout.strip()
+    status, job = call(server, "POST", "/api/v1/jobs", carol, body)
+    assert status == 202 and job["owner"] == "carol"
+    [listed] = [
+        line for line in cli("webui.keys", "list", state=state).stdout.splitlines() if " carol " in line
+    ]
+    key_id = listed.split()[0]
+    assert carol.startswith(key_id) and cli("webui.keys", "revoke", key_id, state=state).returncode == 0
+    assert call(server, "GET", f"/api/v1/jobs/{job['id']}", carol)[0] == 401  # the server reads the change
+    assert call(server, "GET", "/api/v1/openapi.json")[1]["info"]["title"] == "Z-Image-Turbo WebUI"
+    status, page = call(server, "GET", "/api/v1/docs")
+    assert status == 200 and b"swagger-ui" in page and b"cdn" not in page.lower()
+
+
+def test_the_openai_package_generates_images_here(team: dict[str, Any]) -> None:
+    server, key = team["server"], team["keys"]["bob"]
+    client = OpenAI(base_url=server.url + "v1", api_key=key)
+    result = client.images.generate(
+        model="z-image-turbo", prompt="a red sneaker", n=2, size="256x256", extra_body={"seed": 9, "steps": 2}
+    )
+    pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
+    assert [p.size for p in pictures] == [(256, 256)] * 2 and pictures[0].tobytes() != pictures[1].tobytes()
+    linked = client.images.generate(
+        model="z-image-turbo",
+        prompt="a navy mug",
+        size="256x256",
+        response_format="url",
+        extra_body={"steps": 2},
+    )
+    [image] = linked.data
+    with urllib.request.urlopen(image.url, timeout=30) as png:
+        assert Image.open(io.BytesIO(png.read())).size == (256, 256)
+    listing = call(server, "GET", "/api/v1/jobs", key)[1]
+    assert [j["images"][0]["prompt"] for j in listing[:2]] == [
+        "a navy mug",
+        "a red sneaker",
+    ]  # jobs like any other
+    with pytest.raises(BadRequestError, match="Width must be a multiple of 16"):
+        client.images.generate(model="z-image-turbo", prompt="x", size="250x256")
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=server.url + "v1", api_key="zit_wrong").images.generate(
+            model="m", prompt="x", size="256x256"
+        )
+
+
+def test_the_readme_api_examples_run_as_written(team: dict[str, Any], tmp_path: Path) -> None:
+    server, key = team["server"], team["keys"]["dana"]
+    env = {**os.environ, "WEBUI_URL": server.url.rstrip("/"), "WEBUI_KEY": key}
+    [shell] = [b for b in readme_code_blocks("bash") if "/api/v1/jobs" in b]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", shell],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "event: end" in done.stdout and '"status": "done"' in done.stdout
+    [python] = [b for b in readme_code_blocks("python") if "OpenAI(" in b]
+    done = subprocess.run(
+        [sys.executable, "-c", python], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["sneaker-0.png", "sneaker-1.png"]
+
+
+def test_each_person_logs_in_to_the_page_and_history_shows_their_jobs_as_mine(team: dict[str, Any]) -> None:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("no chromium (./launch.sh test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    server, keys = team["server"], team["keys"]
+    for name in ("alice", "bob"):
+        job = call(server, "POST", "/api/v1/jobs", keys[name], {"prompts": f"{name}'s lamp", **SMALL})[1]
+        assert events(server, job["id"], keys[name])[-1][1]["status"] == "done"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for name in ("alice", "bob"):
+                page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+                page.goto(server.url)
+                page.get_by_label("username").fill(name)
+                page.get_by_label("password").fill(f"{name}-password")
+                page.get_by_role("button", name="Login").click()
+                expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+                page.get_by_role("tab", name="History").click()
+                table = page.locator("#history-table")
+                expect(table).to_contain_text("alice's lamp")  # everyone's, first
+                expect(table).to_contain_text("bob's lamp")
+                page.locator("#history-scope").get_by_label("Mine").check()
+                other = "bob" if name == "alice" else "alice"
+                expect(table).not_to_contain_text(f"{other}'s lamp")
+                expect(table).to_contain_text(f"{name}'s lamp")
+                rows = table.get_by_role("row")
+                owners = {
+                    rows.nth(n).get_by_role("gridcell").nth(5).inner_text() for n in range(1, rows.count())
+                }
+                assert owners == {name}, owners
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"history-mine-{name}.png"), full_page=True)
+                page.context.close()
+        finally:
+            browser.close()
+
+
+def test_failed_logins_are_logged_without_the_password_and_slowed_per_address(team: dict[str, Any]) -> None:
+    # Last in this module: it locks this address out of logging in for a while.
+    server = team["server"]
+
+    def login(name: str, password: str) -> int:
+        body = urllib.parse.urlencode({"username": name, "password": password}).encode()
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(server.url + "login", data=body), timeout=30
+            ) as r:
+                return r.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert login("alice", "alice-password") == 200
+    assert [login("alice", f"guess {n}") for n in range(5)] == [400] * 5
+    assert login("alice", "alice-password") == 429  # even the right one, for a while
+    log = server.log_text()
+    assert "Failed login for 'alice' from 127.0.0.1" in log and "guess 1" not in log
+    assert "Login refused for 127.0.0.1" in log

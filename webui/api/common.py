@@ -1,0 +1,103 @@
+"""What the HTTP APIs share: who is calling, errors as JSON in the page's words, a job as JSON,
+and image URLs that open without a key (signed per image, as object stores sign theirs)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from webui.access import Access
+from webui.jobs.record import JobRecord
+from webui.jobs.service import JobService
+from webui.jobs.views import Identity, JobView
+from webui.words import Message, words
+
+# The page's words for a refusal, by the status an API answers with.
+TOO_MANY = {"queue_full", "per_person_cap"}  # 429: try again later
+UNAVAILABLE = {"restarting_submit", "shutting_down", "stalled"}  # 503
+FORBIDDEN = {"not_yours"}  # 403
+STATUS = {"waiting": "queued"}  # the API's word for a job not yet running
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The server's parts the API routes use."""
+
+    service: JobService
+    access: Access
+    secret: bytes  # signs image URLs
+
+    def caller(self, request: Request) -> Identity:
+        """Who calls: the person of the Bearer key when a login is on (401 otherwise), else the
+        calling address (the API is then as open as the page)."""
+        if not self.access.login_on:
+            return Identity(client=f"api {request.client.host if request.client else '?'}")
+        person = self.access.person_of(request.headers.get("authorization"))
+        if person is None:
+            raise ApiError(401, words("api_key_needed"), headers={"WWW-Authenticate": "Bearer"})
+        return Identity(user=person, admin=self.access.is_admin(person))
+
+    def record(self, job_id: str) -> JobRecord:
+        record = self.service.record(job_id)
+        if record is None:
+            raise ApiError(404, words("no_job_id", job=job_id))
+        return record
+
+    def signature(self, job_id: str, index: int) -> str:
+        return hmac.new(self.secret, f"{job_id}/{index}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def image_url(self, request: Request, job_id: str, index: int) -> str:
+        path = f"/api/v1/jobs/{job_id}/images/{index}.png?sig={self.signature(job_id, index)}"
+        return str(request.base_url).rstrip("/") + path
+
+    def job_json(self, request: Request, record: JobRecord, view: JobView | None) -> dict[str, Any]:
+        """A job as the REST API shows it: status, progress, and every image made so far."""
+        live = view is not None and not view.finished
+        progress = view.progress if live and view is not None else None
+        r = record.request
+        return {
+            "id": record.id,
+            "status": STATUS.get(view.status, view.status) if live and view is not None else record.status,
+            "error": record.error,
+            "created": record.created.isoformat(),
+            "owner": record.owner,
+            "position": view.position if live and view is not None else None,
+            "progress": {
+                "images_done": record.done_count,
+                "images_total": len(record.images),
+                "step": progress.step if progress else None,
+                "steps": progress.steps if progress else r.steps,
+                "fraction": round(view.fraction, 4) if live and view is not None else 1.0,
+            },
+            "images": [
+                {
+                    "index": i.index,
+                    "prompt": record.prompt_of(i),
+                    "seed": i.seed,
+                    "width": r.width,
+                    "height": r.height,
+                    "starred": i.starred,
+                    "url": self.image_url(request, record.id, i.index),
+                }
+                for i in record.saved
+            ],
+        }
+
+
+class ApiError(HTTPException):
+    """A refusal with its words: JSON {"error": {"message", "code"}} and a status."""
+
+    def __init__(self, status: int, message: Any, headers: dict[str, str] | None = None) -> None:
+        code = getattr(message, "key", None) or getattr(getattr(message, "words", None), "key", None)
+        super().__init__(status, {"message": str(message), "code": code}, headers)
+
+
+def refusal(error: Message) -> ApiError:
+    """A request the job service refused, with the status its words call for."""
+    key = error.words.key
+    status = 429 if key in TOO_MANY else 503 if key in UNAVAILABLE else 403 if key in FORBIDDEN else 400
+    return ApiError(status, error, headers={"Retry-After": "30"} if status in (429, 503) else None)

@@ -1,0 +1,116 @@
+"""`POST /v1/images/generations` as OpenAI's images API has it, so that any tool that speaks
+OpenAI can generate here with only its base URL changed. Each call is a job like any other: in
+the queue, in History, under the same limits; the answer comes when the job ends.
+
+Fields: `prompt`, `n` (images of the prompt), `size` ("WxH"), `response_format` (`b64_json`,
+the default, or `url`), `model` (any: this server has one model), and the extras `seed`,
+`steps`, `negative_prompt`. Other OpenAI fields (quality, style, user...) are accepted and
+ignored. Errors come in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from webui.api.common import ApiContext, ApiError, refusal
+from webui.jobs.record import FAILED, STOPPED
+from webui.request import GenerationRequest
+from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS
+from webui.words import Message
+
+WAIT_POLL_S = 0.25
+SIZE = re.compile(r"(\d+)x(\d+)")
+
+
+class ImagesIn(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI's other fields: accepted, unused
+    prompt: str
+    model: str | None = None
+    n: int = 1
+    size: str = f"{DEFAULT_SIZE}x{DEFAULT_SIZE}"
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    seed: int = -1
+    steps: int = DEFAULT_STEPS
+    negative_prompt: str = ""
+
+
+def openai_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/images/generations")
+    async def generations(body: ImagesIn, request: Request) -> JSONResponse:
+        try:
+            who = ctx.caller(request)
+            size = SIZE.fullmatch(body.size.strip())
+            if size is None:
+                raise ApiError(400, f"size must be WIDTHxHEIGHT, such as 1024x1024 (got {body.size!r}).")
+            job = GenerationRequest(
+                prompts=[body.prompt],
+                images_per_prompt=body.n,
+                seed=body.seed,
+                width=int(size[1]),
+                height=int(size[2]),
+                steps=body.steps,
+                negative_prompt=body.negative_prompt,
+            )
+            record = await asyncio.to_thread(ctx.service.submit, job, who)
+        except Message as exc:
+            return _openai_error(refusal(exc))
+        except ApiError as exc:
+            return _openai_error(exc)
+        ended = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ctx.service.on_end(record.id, lambda: loop.call_soon_threadsafe(ended.set))
+        while not ended.is_set() and not await request.is_disconnected():
+            view = ctx.service.view(record.id)
+            if view is None or view.finished:
+                break
+            await asyncio.sleep(WAIT_POLL_S)
+        record = ctx.record(record.id)
+        if record.status in (FAILED, STOPPED) and not record.saved:
+            message = record.error or f"Job {record.id} was stopped before any image was made."
+            return _openai_error(ApiError(500 if record.status == FAILED else 409, message))
+        data = [_image(ctx, request, record, i.index, body.response_format) for i in record.saved]
+        return JSONResponse({"created": int(record.created.timestamp()), "data": data})
+
+    return router
+
+
+def _image(ctx: ApiContext, request: Request, record: Any, index: int, kind: str) -> dict[str, str]:
+    image = record.images[index]
+    entry = {"revised_prompt": record.prompt_of(image)}
+    if kind == "url":
+        return entry | {"url": ctx.image_url(request, record.id, index)}
+    return entry | {"b64_json": base64.b64encode(record.path_of(image).read_bytes()).decode()}
+
+
+def _openai_error(exc: ApiError) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+    kind = {401: "authentication_error", 429: "rate_limit_error", 503: "server_error"}.get(
+        exc.status_code, "invalid_request_error"
+    )
+    body = {"error": {"message": detail["message"], "type": kind, "param": None, "code": detail.get("code")}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def invalid_openai_body(exc: RequestValidationError) -> JSONResponse:
+    """A body that is not an images request, in OpenAI's error shape (400, as OpenAI answers)."""
+    first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid"}
+    param = ".".join(map(str, first["loc"][1:])) or None
+    body = {
+        "error": {
+            "message": f"{param}: {first['msg']}",
+            "type": "invalid_request_error",
+            "param": param,
+            "code": None,
+        }
+    }
+    return JSONResponse(body, status_code=400)

@@ -1,0 +1,176 @@
+"""The REST API under /api/v1: jobs on the same service, queue, limits and History as the page.
+
+POST   /api/v1/jobs                   submit: 202 with the job's id, status and place, at once
+GET    /api/v1/jobs                   your jobs, newest first
+GET    /api/v1/jobs/{id}              status, progress, images (each with a PNG URL)
+GET    /api/v1/jobs/{id}/events       server-sent events: progress, then the end
+DELETE /api/v1/jobs/{id}              Stop (finished images are kept)
+GET    /api/v1/jobs/{id}/images/{n}.png
+GET    /api/v1/openapi.json, /api/v1/docs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from webui.api.common import ApiContext, ApiError, refusal
+from webui.jobs.record import SAVED
+from webui.jobs.views import Identity
+from webui.prompts import parse_prompts
+from webui.request import GenerationRequest
+from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_PER_IMAGE
+from webui.words import Message
+
+EVENT_POLL_S = 0.25  # how often an event stream looks at its job: memory reads
+JOBS_LISTED = 50
+
+
+class JobIn(BaseModel):
+    """A job: the page's form as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[str] | str = Field(
+        description="One prompt per item, or one string of lines; templates ({red|navy}) expand."
+    )
+    images_per_prompt: int = 1
+    seed: int = Field(-1, description="-1: a random base seed")
+    seed_policy: str = Field(SEED_PER_IMAGE, description="per-image (seed + k) or per-variant (seed + j)")
+    width: int = DEFAULT_SIZE
+    height: int = DEFAULT_SIZE
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
+    negative_prompt: str = ""
+    style: str = Field("", description="appended to every prompt")
+
+    def request(self, max_prompts: int) -> GenerationRequest:
+        """The generation request; Message names a bad template or too many prompts."""
+        lines = self.prompts if isinstance(self.prompts, str) else "\n".join(self.prompts)
+        values = self.model_dump(exclude={"prompts"})
+        return GenerationRequest(prompts=parse_prompts(lines, limit=max_prompts), **values)
+
+
+def create_rest_api(ctx: ApiContext) -> FastAPI:
+    api = FastAPI(
+        title="Z-Image-Turbo WebUI",
+        version="1",
+        description="Jobs on the team's queue: submit, follow, fetch, stop. With a login on, send "
+        "`Authorization: Bearer KEY` (python -m webui.keys add NAME).",
+        docs_url=None,  # served below, from the installed bundle rather than a CDN
+        redoc_url=None,
+    )
+    api.mount("/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="static")
+    caller = Depends(ctx.caller)  # who calls: 401 without a key when a login is on
+    _error_bodies(api)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="Z-Image-Turbo WebUI API",
+            swagger_js_url=f"{root}/static/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon-32x32.png",
+        )
+
+    @api.post("/jobs", status_code=202)
+    async def submit(job: JobIn, request: Request, who: Identity = caller) -> dict[str, Any]:
+        """Queue a job and answer at once."""
+        notice = ctx.service.runner.notice()
+        if notice:  # no worker can take work (distributed mode): say so rather than wait silently
+            raise ApiError(503, notice, headers={"Retry-After": "30"})
+        try:
+            generation = job.request(ctx.service.settings.max_prompts)
+            record = await asyncio.to_thread(ctx.service.submit, generation, who)
+        except Message as exc:
+            raise refusal(exc) from None
+        return ctx.job_json(request, record, ctx.service.view(record.id))
+
+    @api.get("/jobs")
+    async def jobs(
+        request: Request, who: Identity = caller, limit: int = Query(JOBS_LISTED, ge=1, le=500)
+    ) -> list[dict]:
+        """Your jobs, newest first (everyone's when no login is on)."""
+        listing = ctx.service.store.listing(limit, owner=who.user)
+        records = [ctx.service.record(job.id) for job in listing]
+        return [ctx.job_json(request, r, ctx.service.view(r.id)) for r in records if r is not None]
+
+    @api.get("/jobs/{job_id}")
+    async def job(job_id: str, request: Request, who: Identity = caller) -> dict[str, Any]:
+        record = ctx.record(job_id)
+        return ctx.job_json(request, record, ctx.service.view(job_id))
+
+    @api.get("/jobs/{job_id}/events")
+    async def events(job_id: str, request: Request, who: Identity = caller) -> StreamingResponse:
+        """`progress` events while the job waits and runs, then one `end` event with the job."""
+        ctx.record(job_id)  # 404 before the stream starts
+        return StreamingResponse(_events(ctx, request, job_id), media_type="text/event-stream")
+
+    @api.delete("/jobs/{job_id}")
+    async def stop(job_id: str, request: Request, who: Identity = caller) -> dict[str, Any]:
+        """Stop at the next step; the images finished by then are kept."""
+        record = ctx.record(job_id)
+        try:
+            ctx.service.stop(job_id, who)
+        except Message as exc:
+            raise refusal(exc) from None
+        return ctx.job_json(request, record, ctx.service.view(job_id))
+
+    @api.get("/jobs/{job_id}/images/{index}.png", response_class=FileResponse)
+    async def image(job_id: str, index: int, request: Request, sig: str = "") -> FileResponse:
+        """One PNG: with the key, or with the `sig` its URL carries."""
+        if not hmac.compare_digest(sig, ctx.signature(job_id, index)):
+            ctx.caller(request)
+        record = ctx.record(job_id)
+        if not 0 <= index < len(record.images) or record.images[index].state != SAVED:
+            raise ApiError(404, f"Job {job_id} has no saved image {index}.")
+        path: Path = record.path_of(record.images[index])
+        return FileResponse(path, media_type="image/png", filename=path.name)
+
+    return api
+
+
+async def _events(ctx: ApiContext, request: Request, job_id: str) -> AsyncIterator[str]:
+    sent = None
+    while not await request.is_disconnected():
+        record, view = ctx.service.record(job_id), ctx.service.view(job_id)
+        if record is None or view is None:
+            return
+        body = ctx.job_json(request, record, view)
+        if view.finished:
+            yield f"event: end\ndata: {json.dumps(body)}\n\n"
+            return
+        now = json.dumps({k: body[k] for k in ("status", "position", "progress")})
+        if now != sent:
+            yield f"event: progress\ndata: {now}\n\n"
+            sent = now
+        await asyncio.sleep(EVENT_POLL_S)
+
+
+def _error_bodies(api: FastAPI) -> None:
+    """Every error as {"error": {"message": ..., "code": ...}}: a script reads one shape."""
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail), "code": None}
+        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        message = "The request does not match the job schema (see /api/v1/docs): " + "; ".join(problems)
+        return JSONResponse({"error": {"message": message, "code": "invalid"}}, status_code=422)

@@ -1,0 +1,107 @@
+"""API keys: a key stands for a person (their jobs, their limits) when a script calls the
+HTTP API. Only a SHA-256 hash of each key is kept, in `keys.json` under the state folder
+(mode 600); a key is random enough (256 bits) that a fast hash is as safe as a slow one.
+
+    python -m webui.keys add NAME     # prints the new key once
+    python -m webui.keys list         # key ids, people, when made
+    python -m webui.keys revoke ID    # the id `list` shows (the key's first characters)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import secrets
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from webui.records import RecordFile
+from webui.settings import SettingsError
+from webui.users import NAME, state_dir
+
+KEYS_FILE = "keys.json"
+PREFIX = "zit_"  # so that a leaked key is recognisable as ours
+ID_LENGTH = len(PREFIX) + 8  # the key's first characters name it in lists and logs
+
+
+@dataclass(frozen=True)
+class Key:
+    id: str
+    person: str
+    created: str
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Keys:
+    def __init__(self, state_dir: Path) -> None:
+        self.file = RecordFile(state_dir / KEYS_FILE)
+
+    def add(self, person: str) -> str:
+        """A new key for `person`: returned once, kept only as a hash."""
+        if not NAME.fullmatch(person):
+            raise ValueError(f"{person!r} cannot be a person's name (letters, digits, '.', '_', '@', '-').")
+        key = PREFIX + secrets.token_urlsafe(32)
+        records = self.file.read()
+        records[_hash(key)] = {"id": key[:ID_LENGTH], "person": person, "created": _now()}
+        self.file.write(records)
+        return key
+
+    def list(self) -> list[Key]:
+        found = [Key(r["id"], r["person"], r["created"]) for r in self.file.read().values()]
+        return sorted(found, key=lambda k: (k.person, k.created))
+
+    def revoke(self, key_id: str) -> int:
+        """Revoke the keys whose id is `key_id`; how many."""
+        records = self.file.read()
+        kept = {h: r for h, r in records.items() if r["id"] != key_id}
+        if len(kept) != len(records):
+            self.file.write(kept)
+        return len(records) - len(kept)
+
+    def person(self, key: str) -> str | None:
+        """Whose key this is, or None (unknown or revoked)."""
+        record = self.file.read().get(_hash(key))
+        return None if record is None else record["person"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webui.keys", description="API keys.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("add", help="a new key for a person, printed once").add_argument("name")
+    commands.add_parser("list", help="key ids, people, when made")
+    commands.add_parser("revoke", help="revoke a key by its id").add_argument("id")
+    for command in commands.choices.values():  # after the command, as people type it
+        command.add_argument(
+            "--state-dir", help="the server's state folder (default: as the server finds it)"
+        )
+    args = parser.parse_args(argv)
+    try:
+        keys = Keys(state_dir(args.state_dir))
+        if args.command == "add":
+            print(keys.add(args.name))
+            print(f"The key above is for {args.name}; it is shown only this once.", file=sys.stderr)
+        elif args.command == "list":
+            for key in keys.list():
+                print(f"{key.id}  {key.person}  {key.created}")
+        elif keys.revoke(args.id):
+            print(f"Revoked {args.id}.")
+        else:
+            print(f"No key {args.id}.", file=sys.stderr)
+            return 1
+    except (ValueError, SettingsError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
