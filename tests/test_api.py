@@ -49,6 +49,22 @@ def cli(module: str, *args: str, state: Path, password: str | None = None) -> su
     )
 
 
+def test_the_people_command_line_adds_lists_and_removes_with_clear_refusals(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert cli("webui.users", "add", "erin", state=state, password="erin's long password").returncode == 0
+    again = cli("webui.users", "add", "erin", state=state, password="another long password")
+    assert again.returncode == 2 and "erin exists already" in again.stderr
+    short = cli("webui.users", "add", "fred", state=state, password="short")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    odd = cli("webui.users", "add", "../root", state=state, password="a long password")
+    assert odd.returncode == 2 and "cannot be a user name" in odd.stderr
+    assert cli("webui.users", "list", state=state).stdout.split() == ["erin"]
+    assert cli("webui.users", "remove", "erin", state=state).returncode == 0
+    assert cli("webui.users", "remove", "erin", state=state).returncode == 1
+    assert cli("webui.users", "list", state=state).stdout == ""
+    assert cli("webui.keys", "revoke", "zit_nothing", state=state).returncode == 1
+
+
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[dict[str, Any]]:
     """A server with three people (dana an admin) and a key each; one job runs at a time."""
@@ -113,7 +129,11 @@ def events(server: Server, job_id: str, key: str) -> list[tuple[str, dict]]:
 def test_the_rest_flow_submit_follow_fetch_and_stop_another(team: dict[str, Any]) -> None:
     server, alice = team["server"], team["keys"]["alice"]
     status, job = call(
-        server, "POST", "/api/v1/jobs", alice, {"prompts": "a {red|navy} mug", **SMALL, "seed": 5}
+        server,
+        "POST",
+        "/api/v1/jobs",
+        alice,
+        {"prompts": "a {red|navy} mug", "width": 512, "height": 512, "seed": 5},
     )
     assert status == 202 and job["status"] in ("queued", "running") and job["owner"] == "alice", job
     stream = events(server, job["id"], alice)
@@ -123,7 +143,7 @@ def test_the_rest_flow_submit_follow_fetch_and_stop_another(team: dict[str, Any]
     assert done["status"] == "done" and [i["prompt"] for i in done["images"]] == ["a red mug", "a navy mug"]
     assert [i["seed"] for i in done["images"]] == [5, 6]
     with urllib.request.urlopen(done["images"][1]["url"], timeout=30) as png:  # signed: no key needed
-        assert Image.open(io.BytesIO(png.read())).size == (256, 256)
+        assert Image.open(io.BytesIO(png.read())).size == (512, 512)
     tampered = done["images"][1]["url"].replace("/images/1.png", "/images/0.png")
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(tampered, timeout=30)
@@ -280,6 +300,7 @@ def test_each_person_logs_in_to_the_page_and_history_shows_their_jobs_as_mine(te
                 page.get_by_label("password").fill(f"{name}-password")
                 page.get_by_role("button", name="Login").click()
                 expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+                expect(page.locator("#signed-in")).to_contain_text(f"Signed in as {name}")
                 page.get_by_role("tab", name="History").click()
                 table = page.locator("#history-table")
                 expect(table).to_contain_text("alice's lamp")  # everyone's, first

@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -229,6 +231,15 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
         assert status["status"] in ("waiting", "running") and status["images_done"] == 0
         assert "No GPU worker is online for demo model (bf16)" in status["notice"]
         page_says(web.url, "No GPU worker is online for demo model (bf16)")
+        # The HTTP API says so at once: 503, with the same words.
+        body = json.dumps({"prompts": "a cup", "width": 64, "height": 64}).encode()
+        api = urllib.request.Request(
+            web.url + "api/v1/jobs", data=body, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(api, timeout=30)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"]
+        assert "No GPU worker is online for demo model (bf16)" in json.load(refused.value)["error"]["message"]
 
         # A bf16 worker comes, takes the task, and its pipeline call hangs: it exits 70 for
         # Supervisor to start a fresh one; the job does not fail (its task waits for the next).

@@ -131,6 +131,7 @@ def test_history_and_queue_rows_in_either_language(tmp_path: Path) -> None:
     assert mine[1:4] == ["running", "alice (you)", "a red mug (+1 more)"] and mine[6] == "■ Stop"
     theirs = text.queue_row(view, Identity(user="bob"), CHINESE)
     assert theirs[1:3] == ["运行中", "alice"] and theirs[6] == ""
+    assert text.queue_row(view, Identity(user="dana", admin=True))[6] == "■ Stop"  # an admin stops any
     assert text.table([mine], "queue_columns", CHINESE)["headers"][:3] == ["#", "状态", "提交者"]
     behind = finished_job(tmp_path)
     behind.status = "queued"

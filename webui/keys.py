@@ -19,7 +19,7 @@ from pathlib import Path
 
 from webui.records import RecordFile
 from webui.settings import SettingsError
-from webui.users import NAME, state_dir
+from webui.users import NAME, parse_with_state_dir, state_dir
 
 KEYS_FILE = "keys.json"
 PREFIX = "zit_"  # so that a leaked key is recognisable as ours
@@ -79,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("add", help="a new key for a person, printed once").add_argument("name")
     commands.add_parser("list", help="key ids, people, when made")
     commands.add_parser("revoke", help="revoke a key by its id").add_argument("id")
-    for command in commands.choices.values():  # after the command, as people type it
-        command.add_argument(
-            "--state-dir", help="the server's state folder (default: as the server finds it)"
-        )
-    args = parser.parse_args(argv)
+    args = parse_with_state_dir(parser, commands, argv)
     try:
         keys = Keys(state_dir(args.state_dir))
         if args.command == "add":

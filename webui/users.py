@@ -107,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="the people, admins marked")
     remove = commands.add_parser("remove", help="remove a person")
     remove.add_argument("name")
-    for command in commands.choices.values():  # after the command, as people type it
-        command.add_argument(
-            "--state-dir", help="the server's state folder (default: as the server finds it)"
-        )
-    args = parser.parse_args(argv)
+    args = parse_with_state_dir(parser, commands, argv)
     try:
         users = Users(state_dir(args.state_dir))
         if args.command == "add":
@@ -129,6 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     return 0
+
+
+def parse_with_state_dir(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction, argv: list[str] | None
+) -> argparse.Namespace:
+    """The command line, each command taking --state-dir after it (as people type it)."""
+    for command in commands.choices.values():
+        command.add_argument(
+            "--state-dir", help="the server's state folder (default: as the server finds it)"
+        )
+    return parser.parse_args(argv)
 
 
 def state_dir(given: str | None) -> Path:

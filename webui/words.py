@@ -75,6 +75,8 @@ _EN: dict[str, Template] = {
     "({setting}={cap}). Wait for one to finish, or stop one.",
     "not_yours": "Job {job} is not yours to stop.",
     "plain": "{text}",  # words from elsewhere (an engine's failure), as they are
+    "signed_in": "Signed in as **{name}**{admin} · [Log out](logout)",
+    "admin_mark": " (admin)",
     "api_key_needed": "An API key is needed: send the header `Authorization: Bearer KEY` "
     "(an admin makes one with python -m webui.keys add NAME).",
     "shutting_down": "The server is shutting down; try again in a minute.",
@@ -170,6 +172,8 @@ _ZH: dict[str, Template] = {
     "请等待其中一个完成，或停止一个。",
     "not_yours": "任务 {job} 不是你的，不能停止。",
     "plain": "{text}",
+    "signed_in": "已登录：**{name}**{admin} · [退出登录](logout)",
+    "admin_mark": "（管理员）",
     "api_key_needed": "需要 API 密钥：请发送请求头 `Authorization: Bearer KEY`（管理员可用 python -m webui.keys add NAME 生成）。",
     "shutting_down": "服务器正在关闭；请一分钟后再试。",
     "stalled": "GPU 停止了进展；服务器正在恢复或重启。请一分钟后再试。",

@@ -19,8 +19,8 @@ from webui.settings import (
 )
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page, language
-from webui.ui.parts import QUIET, Parts
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts, language
 
 
 def form_part(s: Settings) -> Parts:

@@ -8,8 +8,8 @@ import gradio as gr
 
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page, language
-from webui.ui.parts import QUIET, Parts
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts, language
 from webui.ui.results import Results
 
 EVERYONE, MINE = "everyone", "mine"

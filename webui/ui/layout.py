@@ -71,6 +71,9 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         gr.Markdown(f"## Z-Image-Turbo &nbsp; <small>{model_label}</small>")
         if is_demo:
             gr.Markdown(t("demo_banner"), elem_id="demo-banner")
+        if page.access.login_on:  # who is signed in, and the way out
+            signed_in = gr.Markdown(elem_id="signed-in")
+            demo.load(page.signed_in, None, signed_in, **QUIET)
         if s.exposed and not page.access.login_on:
             # One translated key then the address: Gradio translates the key inside the text.
             gr.Markdown(t("exposed_banner") + f" `{s.host}`.", elem_id="exposed-banner")

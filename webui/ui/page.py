@@ -29,7 +29,8 @@ from webui.prompts import prompts_from_file
 from webui.request import GenerationRequest, RequestError
 from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
-from webui.words import ENGLISH, Words, language_of, say, words
+from webui.ui.parts import error, language
+from webui.words import ENGLISH, words
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,12 @@ class Page:
         session = request.session_hash
         person = request.username
         return Identity(person, self._browsers.get(session, session), self.access.is_admin(person))
+
+    def signed_in(self, request: gr.Request) -> str:
+        """The line naming who is signed in, with a link to log out."""
+        name = request.username or "?"
+        admin = words("admin_mark").say(language(request)) if self.access.is_admin(name) else ""
+        return words("signed_in", name=name, admin=admin).say(language(request))
 
     def identify(self, browser_id: str | None, request: gr.Request) -> str:
         """On load: this browser's id (made on its first visit) stands for the session."""
@@ -195,20 +202,6 @@ class Page:
         except RequestError as exc:
             raise error(exc, request) from None
 
-    def stop_from_queue(self, event: gr.SelectData, request: gr.Request) -> None:
-        """A click on the Stop cell of one of your jobs in the Queue panel."""
-        if event.index[1] == text.STOP_COLUMN and event.value:
-            job_id = event.row_value[-1]
-            if self.stop_job(job_id, request):
-                gr.Info(words("stopping_job", job=job_id).say(language(request)))
-
-    async def queue_rows(self, request: gr.Request) -> dict[str, Any]:
-        """The Queue panel: running and waiting jobs, yours marked and stoppable."""
-        who, lang = self.identity(request), language(request)
-        return text.table(
-            [text.queue_row(view, who, lang) for view in self.service.views()], "queue_columns", lang
-        )
-
     def job(self, job_id: str, request: gr.Request) -> dict[str, Any]:
         """One job by id, for scripts: status, progress, position, images so far."""
         record = self.service.record(job_id)
@@ -306,13 +299,3 @@ def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None
     sessions.move_to_end(session)
     while len(sessions) > SESSIONS_KEPT:
         sessions.popitem(last=False)
-
-
-def language(request: gr.Request | None) -> str:
-    """The language of the page asking: its browser's first choice (English for scripts)."""
-    return language_of(request.headers.get("accept-language") if request is not None else None)
-
-
-def error(thing: Words | BaseException, request: gr.Request | None) -> gr.Error:
-    """A message for the page that asked, in its language."""
-    return gr.Error(say(thing, language(request)))

@@ -3,12 +3,15 @@ on the Stop cell of one of yours stops it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from webui.ui import text
 from webui.ui.i18n import t
 from webui.ui.page import Page
-from webui.ui.parts import QUIET, Parts
+from webui.ui.parts import QUIET, Parts, language
+from webui.words import words
 
 REFRESH_S = 1.5  # the panel's timer: one light request per page
 
@@ -27,6 +30,19 @@ def queue_part() -> Parts:
 
 def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
     """Filled once the page knows who it is (`loaded`), then on every tick."""
-    loaded.then(page.queue_rows, None, c["queue_table"], **QUIET)
-    gr.Timer(REFRESH_S).tick(page.queue_rows, None, c["queue_table"], **QUIET)
-    c["queue_table"].select(page.stop_from_queue, None, None, **QUIET)
+
+    async def rows(request: gr.Request) -> dict[str, Any]:
+        """Running and waiting jobs, yours marked and stoppable (an admin's: all)."""
+        who, lang = page.identity(request), language(request)
+        return text.table([text.queue_row(v, who, lang) for v in page.service.views()], "queue_columns", lang)
+
+    def stop_clicked(event: gr.SelectData, request: gr.Request) -> None:
+        """A click on the Stop cell of a job."""
+        if event.index[1] == text.STOP_COLUMN and event.value:
+            job_id = event.row_value[-1]
+            if page.stop_job(job_id, request):
+                gr.Info(words("stopping_job", job=job_id).say(language(request)))
+
+    loaded.then(rows, None, c["queue_table"], **QUIET)
+    gr.Timer(REFRESH_S).tick(rows, None, c["queue_table"], **QUIET)
+    c["queue_table"].select(stop_clicked, None, None, **QUIET)

@@ -16,8 +16,8 @@ from webui.jobs.record import JobRecord
 from webui.request import RequestError
 from webui.ui import text
 from webui.ui.i18n import t
-from webui.ui.page import Page, error
-from webui.ui.parts import QUIET, Parts
+from webui.ui.page import Page
+from webui.ui.parts import QUIET, Parts, error
 from webui.words import ENGLISH
 
 MAX_GRID_COLUMNS = 8  # more variants than this wrap onto further rows of the grid

@@ -234,7 +234,7 @@ def queue_row(view: JobView, who: Identity, language: str = ENGLISH) -> list:
         view.first_prompt + _more(view.prompt_count, language),
         words("of", done=view.images_done, total=view.images_total).say(language),
         "" if view.eta_done_s is None else about(view.eta_done_s, language),
-        words("stop_cell").say(language) if mine else "",
+        words("stop_cell").say(language) if mine or who.admin else "",  # admins stop anyone's
         view.id,
     ]
 
