@@ -49,6 +49,13 @@ def set_size(page: Page, pixels: int) -> None:
         page.locator(f"{field} input[type=number]").press("Enter")
 
 
+def generate_small(page: Page, prompts: str) -> None:
+    """Prompts typed, 64x64 images asked for, Generate clicked."""
+    page.locator("#prompts textarea").fill(prompts)
+    set_size(page, 64)
+    page.locator("#generate").click()
+
+
 def open_page(browser: Browser, server: Server) -> Page:
     """A page in a context of its own: a separate user with a separate Gradio session."""
     page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
@@ -342,9 +349,7 @@ def chinese_messages(page: Page, server: Server) -> None:
 def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_variants(
     page: Page, server: Server
 ) -> None:
-    page.locator("#prompts textarea").fill("a brass lamp\na linen chair")
-    set_size(page, 64)
-    page.locator("#generate").click()
+    generate_small(page, "a brass lamp\na linen chair")
     expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
     page.locator("#gallery img").nth(1).click()  # the linen chair
     expect(page.locator("#picked-prompt textarea")).to_have_value("a linen chair")
@@ -373,9 +378,7 @@ def starred_captions(page: Page, gallery: str) -> list[str]:
 def test_starring_two_images_gives_a_zip_of_those_two_and_history_shows_their_stars(
     page: Page, server: Server
 ) -> None:
-    page.locator("#prompts textarea").fill("a star mug\na plain mug\na second star mug")
-    set_size(page, 64)
-    page.locator("#generate").click()
+    generate_small(page, "a star mug\na plain mug\na second star mug")
     expect(page.locator("#gallery .gallery-item img")).to_have_count(3, timeout=120_000)
     expect(page.locator("#download-starred")).to_be_hidden()  # nothing starred yet
     page.locator("#gallery .gallery-item img").nth(0).click()  # opens it large, thumbnails below
