@@ -13,6 +13,7 @@ import torch
 
 from tests.helpers import Result, make
 from webui.engine import Engine, Progress, RequestError
+from webui.lane.calls import PipelineCalls, to_pixels
 from webui.loading import LoadedModel
 from webui.request import GenerationRequest
 
@@ -258,3 +259,16 @@ def test_out_of_memory_for_one_image_fails_the_request_with_advice_and_the_next_
     finally:
         handle.remove()
     assert len(make(engine, GenerationRequest(["a red sneaker"], seed=1, **SMALL)).images) == 1
+
+
+def test_the_gpu_way_of_decoding_gives_the_cpu_ways_pixels(demo_model) -> None:
+    # The device-side decode (one batched decode, pixels made where the VAE runs) forced on the
+    # CPU, against the CPU's way (one image at a time, pixels made later by the saver).
+    calls = PipelineCalls(demo_model)
+    latents = torch.randn(3, 16, 16, 16, generator=torch.Generator().manual_seed(3))
+    on_device = calls.decode(latents, on_device=True)
+    by_saver = [to_pixels(decoded) for decoded in calls.decode(latents, on_device=False)]
+    assert [p.shape for p in on_device] == [(128, 128, 3)] * 3 and on_device[0].dtype == torch.uint8
+    for gpu_way, cpu_way in zip(on_device, by_saver, strict=True):
+        assert (gpu_way.int() - cpu_way.int()).abs().max() <= 1  # within 1/255
+    assert (on_device[0].int() - on_device[1].int()).abs().max() > 1  # different latents, different pixels

@@ -104,15 +104,18 @@ class PipelineCalls:
         return result
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> list[torch.Tensor]:
+    def decode(self, latents: torch.Tensor, on_device: bool | None = None) -> list[torch.Tensor]:
         """VAE output per image: uint8 HWC pixels on a GPU; on the CPU, the float decoder output.
 
         On a GPU the conversion to pixels is GPU work and shrinks the copy to the CPU fourfold.
         On the CPU it is CPU work either way, so it moves to the saver threads, off the lane.
+        `on_device` forces one way or the other (tests run the GPU way on the CPU).
         """
         vae = self.model.pipe.vae
         latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
-        if self.model.device.type == "cpu":
+        if on_device is None:
+            on_device = self.model.device.type != "cpu"
+        if not on_device:
             # Measured on the demo model: one at a time beats one batched decode on CPU.
             return [vae.decode(z[None], return_dict=False)[0][0] for z in latents]
         return list(to_pixels(vae.decode(latents, return_dict=False)[0]).cpu())
