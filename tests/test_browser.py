@@ -8,6 +8,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -367,7 +368,13 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     [remade] = server.output_dir.rglob("001_a-linen-chair_s*.png")  # the new job's one image
     with Image.open(remade) as new, Image.open(picked) as old:
         assert remade.name.split("_s")[1] == picked.name.split("_s")[1]  # the same seed
-        assert new.tobytes() == old.tobytes()  # the same pixels
+        # The same picture: made in a call of one image instead of two, a rare value may round
+        # the other way (seen: one channel of one pixel in 12,288, by 1/255).
+        difference = np.abs(np.asarray(new, dtype=int) - np.asarray(old, dtype=int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.001, (
+            difference.max(),
+            (difference > 0).mean(),
+        )
 
 
 def starred_captions(page: Page, gallery: str) -> list[str]:
