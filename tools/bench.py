@@ -64,7 +64,7 @@ class LatencyPipeline:
         # output_type="latent" returns finished images in [-1, 1]; "decoding" passes them on.
         self.vae = SimpleNamespace(
             dtype=torch.float32,
-            config=SimpleNamespace(scaling_factor=1.0, shift_factor=0.0),
+            config=SimpleNamespace(scaling_factor=1.0, shift_factor=0.0, block_out_channels=[0] * 4),
             decode=lambda images, return_dict=False: (images,),
         )
 
@@ -98,9 +98,9 @@ class LatencyPipeline:
 
 
 def build_model(args: argparse.Namespace, settings: Settings) -> LoadedModel:
+    if args.model != "latency":  # demo, or full-random (python -m webui.bench runs that)
+        return load_model(replace(settings, model=args.model))
     demo = load_model(replace(settings, model="demo"))
-    if args.model == "demo":
-        return demo
     pipe = LatencyPipeline(args.a, args.b, demo.pipe.tokenizer)
     return LoadedModel(
         pipe,
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return workers_main(argv)
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=["demo", "latency"], default="demo")
+    parser.add_argument("--model", choices=["demo", "latency", "full-random"], default="demo")
     parser.add_argument("--a", type=float, default=0.05, help="latency model: seconds per call")
     parser.add_argument("--b", type=float, default=0.8, help="latency model: seconds per image")
     parser.add_argument("--size", type=int, default=256, help="width and height (default 256)")

@@ -37,12 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from webui.log import configure_logging
     from webui.preflight import ModelLoadError, PortInUseError, check_port_free, local_model_folder
+    from webui.settings import FULL_RANDOM
 
     configure_logging(settings.log_level)
     try:
         # Before the heavy imports: a typo, a taken port or a wrong folder fails in a blink.
         check_port_free(settings.host, settings.port)
-        if settings.model not in ("auto", "demo"):
+        if settings.model not in ("auto", "demo", FULL_RANDOM):
             local_model_folder(settings.model)
         from webui.server import serve
 

@@ -23,7 +23,7 @@ from PIL import Image
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
 from webui.loading import LoadedModel
 from webui.request import GenerationRequest, RequestError, cannot_save
-from webui.settings import Settings
+from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS, Settings
 from webui.validation import Validator
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,18 @@ class Engine:
         self.settings = settings
         s = settings
         self.lane = Lane(
-            model, s.max_batch_size, s.cross_batching, s.attention_backend, s.stall_timeout, on_stuck
+            model,
+            s.max_batch_size,
+            s.cross_batching,
+            s.attention_backend,
+            s.stall_timeout,
+            on_stuck,
+            s.vae_tiling_above,
         )
         self.validator = Validator(model.pipe.tokenizer, settings)
+        if s.compile:  # before any request: the first user must not wait for the compiler
+            seconds = self.lane.calls.warm_up(DEFAULT_SIZE, DEFAULT_SIZE, DEFAULT_STEPS)
+            logger.info("Warmed up the compiled transformer in %.1f s (%s)", seconds, model.label)
         self._active = 0  # runs inside run(), guarded by _count_lock
         self._count_lock = threading.Lock()
 

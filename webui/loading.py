@@ -17,13 +17,16 @@ import torch
 from diffusers import ZImagePipeline
 from transformers import AutoTokenizer
 
+from webui import speed
 from webui.demo_model import DEMO_LABEL, ensure_demo_model
+from webui.full_model import build_components
 from webui.preflight import ModelLoadError, local_model_folder
-from webui.settings import HUB_MODEL_ID, Settings, env_name
+from webui.settings import FULL_RANDOM, HUB_MODEL_ID, Settings, env_name
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+FULL_RANDOM_LABEL = "full-size random model"
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,10 @@ def load_tokenizer(settings: Settings) -> tuple[Any, str, str, bool]:
     cuda_available = torch.cuda.is_available()
     name = resolve_model_name(settings, cuda_available)
     dtype = dtype_name(resolve_dtype(settings, resolve_device(settings, cuda_available)))
-    if name == "demo":
+    if name in ("demo", FULL_RANDOM):
         return (
             AutoTokenizer.from_pretrained(ensure_demo_model(settings.cache_dir) / "tokenizer"),
-            DEMO_LABEL,
+            FULL_RANDOM_LABEL if name == FULL_RANDOM else DEMO_LABEL,
             dtype,
             True,
         )
@@ -96,44 +99,35 @@ def load_model(settings: Settings) -> LoadedModel:
     name = resolve_model_name(settings, cuda_available)
     device = resolve_device(settings, cuda_available)
     dtype = resolve_dtype(settings, device)
-    is_demo = name == "demo"
-    label = DEMO_LABEL if is_demo else name
+    is_demo = name in ("demo", FULL_RANDOM)  # images are noise
     started = time.monotonic()
-
+    if name == FULL_RANDOM:  # made where it will run; with CPU offload, in CPU memory
+        where = torch.device("cpu") if settings.cpu_offload else device
+        pipe, folder, label = full_random_pipeline(settings, where, dtype), "memory", FULL_RANDOM_LABEL
+    else:
+        folder = ensure_demo_model(settings.cache_dir) if is_demo else _locate_weights(name)
+        pipe, label = _from_folder(folder, dtype), DEMO_LABEL if is_demo else name
     if is_demo:
-        folder = ensure_demo_model(settings.cache_dir)
         logger.warning(
-            "Using the built-in demo model (tiny, random weights: images are noise). "
-            "Set %s to %s or a local folder for real images.",
+            "Using the %s, random weights: images are noise). Set %s to %s or a local folder "
+            "for real images.",
+            "built-in demo model (tiny" if name == "demo" else f"{label} (full size",
             env_name("model"),
             HUB_MODEL_ID,
         )
-    else:
-        folder = _locate_weights(name)
-
-    try:
-        pipe = ZImagePipeline.from_pretrained(folder, dtype=dtype)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not load a ZImagePipeline from {folder} ({type(exc).__name__}: {exc}). "
-            f"Check that the folder holds the complete diffusers layout of {HUB_MODEL_ID}, "
-            f"or set {env_name('model')}=demo."
-        ) from exc
 
     if settings.attention_backend != "default":
-        try:
-            pipe.transformer.set_attention_backend(settings.attention_backend)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Attention backend {settings.attention_backend!r} is not usable here: {exc}. "
-                f"Set {env_name('attention_backend')}=default (PyTorch SDPA)."
-            ) from exc
+        speed.set_attention_backend(pipe.transformer, settings.attention_backend)
+    if device.type == "cuda":
+        speed.allow_tf32(settings.tf32)
     if settings.cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
+    if settings.quantize == "fp8":
+        speed.quantize_fp8(pipe.transformer, device)
     if settings.compile:
-        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        speed.compile_transformer(pipe.transformer)
     pipe.set_progress_bar_config(disable=True)  # progress is reported through callbacks
 
     logger.info(
@@ -146,6 +140,28 @@ def load_model(settings: Settings) -> LoadedModel:
         " with CPU offload" if settings.cpu_offload else "",
     )
     return LoadedModel(pipe, str(folder), label, is_demo, device, dtype)
+
+
+def _from_folder(folder: Path, dtype: torch.dtype) -> ZImagePipeline:
+    try:
+        return ZImagePipeline.from_pretrained(folder, dtype=dtype)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load a ZImagePipeline from {folder} ({type(exc).__name__}: {exc}). "
+            f"Check that the folder holds the complete diffusers layout of {HUB_MODEL_ID}, "
+            f"or set {env_name('model')}=demo."
+        ) from exc
+
+
+def full_random_pipeline(settings: Settings, device: torch.device, dtype: torch.dtype) -> ZImagePipeline:
+    """The real architecture at full size, random weights made on `device` (no download), with
+    the demo model's tokenizer and the real scheduler: what the benchmark times."""
+    demo = ZImagePipeline.from_pretrained(
+        ensure_demo_model(settings.cache_dir), transformer=None, text_encoder=None, vae=None
+    )
+    return ZImagePipeline(
+        scheduler=demo.scheduler, tokenizer=demo.tokenizer, **build_components(device, dtype)
+    )
 
 
 def _locate_weights(name: str) -> Path:

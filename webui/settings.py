@@ -23,6 +23,7 @@ ENV_PREFIX = "ZIMAGE_"
 
 # Request defaults and hard limits of the model, in one place.
 HUB_MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
+FULL_RANDOM = "full-random"  # the real architecture at full size with random weights (benchmarks)
 DEFAULT_STEPS = 8  # 8 transformer forwards since diffusers 0.39's schedule; not the card's 9
 DEFAULT_GUIDANCE = 0.0  # Turbo is distilled without CFG; > 0 doubles the work
 DEFAULT_SIZE = 1024
@@ -39,6 +40,7 @@ SEED_POLICIES = (SEED_PER_IMAGE, SEED_PER_VARIANT)
 RANDOM_SEED_RANGE = 2**32  # seed -1 draws a base seed below this: short enough to read back
 
 DTYPES = ("auto", "bf16", "fp32")
+QUANTIZE = ("none", "fp8")
 ATTENTION_BACKENDS = (
     "default",
     "native",
@@ -76,7 +78,8 @@ class Settings:
         "auto",
         f"`{HUB_MODEL_ID}` (or another hub id), a local folder in diffusers layout, or `demo` "
         "for the built-in tiny model. `auto`: the hub model when a CUDA GPU is present, "
-        "else `demo`.",
+        f"else `demo`. `{FULL_RANDOM}`: the real architecture with random weights made on the "
+        "device, for benchmarks without a download.",
     )
     device: str = _setting("auto", "`auto`, `cpu`, `cuda` or `cuda:N`. `auto`: `cuda` when available.")
     dtype: str = _setting(
@@ -96,8 +99,24 @@ class Settings:
     )
     compile: bool = _setting(
         False,
-        "Compile the transformer's repeated blocks with torch.compile; the first "
-        "request of each new batch shape is slow.",
+        "Compile the transformer's repeated blocks with torch.compile. Start-up then warms it "
+        "up with calls of 1 and 2 images at 1024x1024 (the compiling happens there), after "
+        "which other batch sizes, prompt lengths and image sizes run without compiling again.",
+    )
+    quantize: str = _setting(
+        "none",
+        "`none` or `fp8`: the transformer's linear layers in float8 with dynamic activation "
+        "scales (torchao; Hopper or Ada GPUs). `python -m webui.bench` measures its speed and "
+        "how far the pixels move.",
+    )
+    tf32: bool = _setting(
+        True, "Allow TF32 for float32 matrix products and convolutions on the GPU (no effect on bf16)."
+    )
+    vae_tiling_above: float = _setting(
+        1.5,
+        "Images larger than this many megapixels are decoded in overlapping 1024-pixel tiles, "
+        "one image at a time (2048x2048 is 4.2), so that decoding needs no more memory than a "
+        "1024x1024 image does. 0: always.",
     )
     max_batch_size: int = _setting(
         4, "Most images in one pipeline call (one forward); larger requests run as several calls."
@@ -283,6 +302,14 @@ class Settings:
                 f"{_names('cpu_offload')} needs a CUDA device; unset it or set "
                 f"{_names('device')} to auto or cuda."
             )
+        if self.quantize not in QUANTIZE:
+            raise SettingsError(
+                f"{_names('quantize')} must be one of {', '.join(QUANTIZE)} (got {self.quantize!r})."
+            )
+        if self.vae_tiling_above < 0:
+            raise SettingsError(
+                f"{_names('vae_tiling_above')} must be 0 or more (got {self.vae_tiling_above})."
+            )
         if not self.model.strip():
             raise SettingsError(f"{_names('model')} is empty; use auto, demo, a hub id or a folder.")
 
@@ -369,6 +396,11 @@ def _convert(name: str, kind: type, raw: str) -> Any:
             return int(text)
         except ValueError:
             raise SettingsError(f"{_names(name)} must be a whole number (got {raw!r}).") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{_names(name)} must be a number (got {raw!r}).") from None
     if issubclass(kind, Path):
         if not text:
             raise SettingsError(f"{_names(name)} is empty; give a folder path.")

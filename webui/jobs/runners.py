@@ -108,5 +108,10 @@ class LocalRunner:
             "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
             # Seconds the running pipeline call has gone without finishing a step.
             "call_quiet_s": round(engine.call_quiet_s, 1),
-            "calls": {"count": stats.calls, "images": stats.images, "busy_s": round(stats.busy_s, 3)},
+            "calls": {
+                "count": stats.calls,
+                "images": stats.images,
+                "busy_s": round(stats.busy_s, 3),
+                "idle_gap": stats.gap_summary(),
+            },
         }

@@ -2,13 +2,15 @@
 
 Around the transformer only what must be serial runs here: each unique prompt text is
 encoded once (recent ones are cached), and latents are decoded by us (on a GPU straight to
-uint8 pixels; on the CPU one image at a time, where that is faster). Converting CPU output to
-pixels, PNG encoding and saving happen elsewhere, while the next call runs.
+uint8 pixels; on the CPU one image at a time, where that is faster; images above a size in
+overlapping tiles, one at a time, so that 2048x2048 fits on a 24 GB card). Converting CPU
+output to pixels, PNG encoding and saving happen elsewhere, while the next call runs.
 """
 
 from __future__ import annotations
 
 import gc
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from webui.loading import LoadedModel
 from webui.settings import MODEL_MAX_TOKENS
 
 EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
+TILE_PIXELS = 1024  # side of a VAE decode tile: one tile costs what a 1024x1024 image costs
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,29 @@ class CallShape:
 StepCallback = Callable[[int], bool]
 
 
+@dataclass(frozen=True)
+class CallTiming:
+    """time.monotonic() marks of the last call: what the lane measures GPU idle gaps with."""
+
+    entered: float  # run() called
+    denoising: float  # prompts encoded: the pipeline gets its inputs
+    ended: float  # pixels (or the float decoder output) on the host
+
+
 class PipelineCalls:
     """Makes pipeline calls on one loaded model. Not thread-safe: the lane's thread only."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, tiling_above_mp: float = 1.5) -> None:
+        """Images above `tiling_above_mp` megapixels are decoded in tiles, one at a time."""
         self.model = model
+        self.tiling_above = tiling_above_mp * 1e6
+        self.last: CallTiming | None = None
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        vae = model.pipe.vae
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        # diffusers sizes tiles from the VAE's sample_size (tiny in the demo): set ours, for both.
+        vae.tile_sample_min_size = TILE_PIXELS
+        vae.tile_latent_min_size = TILE_PIXELS // self.vae_scale
 
     def run(
         self, prompts: Sequence[str], seeds: Sequence[int], shape: CallShape, on_step: StepCallback
@@ -55,8 +75,10 @@ class PipelineCalls:
         """One call: per image, uint8 HWC pixels (GPU) or the float decoder output (CPU);
         None if `on_step` stopped it."""
         pipe, device = self.model.pipe, self.model.device
+        entered = time.monotonic()
         embeds = self.embed(list(prompts))
         negative = self.embed([shape.negative_prompt] * len(prompts)) if shape.guidance_scale > 0 else None
+        denoising = time.monotonic()
         generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         interrupted = False
 
@@ -79,9 +101,23 @@ class PipelineCalls:
             callback_on_step_end=step_end,
             output_type="latent",
         )
-        if interrupted:
-            return None  # partly denoised: nothing to decode
-        return self.decode(output.images)
+        images = None if interrupted else self.decode(output.images)  # partly denoised: nothing to decode
+        self.last = CallTiming(entered, denoising, time.monotonic())
+        return images
+
+    def warm_up(self, width: int, height: int, steps: int) -> float:
+        """Calls of 1 and of 2 images, so that a compiled transformer has compiled before the
+        first request. Seconds taken.
+
+        torch.compile gives a batch of 1 a graph of its own; from the second shape on it
+        compiles one graph with dynamic sizes, which then serves every batch size and caption
+        length without compiling again (tests/test_speed.py counts the graphs).
+        """
+        started = time.monotonic()
+        shape = CallShape(width, height, steps, 0.0, "")
+        for count in (1, 2):
+            self.run([f"warm-up {n}" for n in range(count)], list(range(count)), shape, lambda _: False)
+        return time.monotonic() - started
 
     def embed(self, prompts: list[str]) -> list[torch.Tensor]:
         """Text-encoder output per prompt; each unique text encoded once, recent ones cached."""
@@ -113,6 +149,9 @@ class PipelineCalls:
         """
         vae = self.model.pipe.vae
         latents = latents.to(vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+        pixels = latents.shape[-1] * latents.shape[-2] * self.vae_scale**2
+        # Large images: overlapping tiles (blended, no seams) and one image at a time.
+        vae.use_tiling = vae.use_slicing = pixels > self.tiling_above
         if on_device is None:
             on_device = self.model.device.type != "cpu"
         if not on_device:

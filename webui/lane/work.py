@@ -15,6 +15,7 @@ from webui.lane.calls import CallShape
 
 CAPTION_MULTIPLE = 32  # captions pad to multiples of this many tokens
 RECENT_CALLS = 16  # calls the speed estimate looks back on
+RECENT_GAPS = 64  # gaps between calls the idle-gap figures look back on
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,25 @@ class CallStats:
     images: int = 0
     busy_s: float = 0.0  # inside pipeline calls
     recent: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=RECENT_CALLS))  # (units, s)
+    # Between two calls while work waited: (seconds of our own Python from the end of one call to
+    # the next call's start, seconds encoding the next call's new prompts). Nothing else of the
+    # GPU's runs then: PNG encoding and saving are on the saver threads.
+    gaps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))
+
+    def gap_summary(self) -> dict[str, float | int]:
+        """Recent idle gaps between back-to-back calls, in milliseconds (median and worst)."""
+        if not self.gaps:
+            return {"n": 0}
+        between, encode = sorted(g for g, _ in self.gaps), sorted(e for _, e in self.gaps)
+        total = sorted(g + e for g, e in self.gaps)
+        ms = lambda values, q: round(1000 * values[int(q * (len(values) - 1))], 2)  # noqa: E731
+        return {
+            "n": len(total),
+            "p50_ms": ms(total, 0.5),
+            "max_ms": ms(total, 1.0),
+            "between_calls_p50_ms": ms(between, 0.5),
+            "prompt_encoding_p50_ms": ms(encode, 0.5),
+        }
 
     def seconds_per_unit(self) -> float | None:
         """Recent seconds per unit of work (pixels x steps of one image); None before any call."""

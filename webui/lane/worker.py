@@ -50,6 +50,7 @@ class Lane:
         attention_backend: str,
         stall_timeout_s: float = 300.0,
         on_stuck: Callable[[], None] | None = None,
+        vae_tiling_above: float = 1.5,
     ) -> None:
         self.model = model
         self.stall_timeout_s, self.on_stuck = stall_timeout_s, on_stuck
@@ -57,7 +58,8 @@ class Lane:
         self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
         self.cross_batching = cross_batching
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
-        self.calls = PipelineCalls(model)
+        self.calls = PipelineCalls(model, vae_tiling_above)
+        self._backlog_since: float | None = None  # the last call's end, if work was waiting then
         self.stats = CallStats()
         self.closing = False
         self.stalled = False  # a call stalled: jobs are refused until it comes back
@@ -143,6 +145,8 @@ class Lane:
             finally:
                 with self._wake:
                     self._beat = None
+                    last, waiting = self.calls.last, any(job.pending for job in self._jobs)
+                    self._backlog_since = last.ended if last and waiting else None
 
     def _next_batch(self) -> list[tuple[Job, WorkItem]]:
         waiting = [Waiting(job.key, [item.caption_bucket for item in job.pending]) for job in self._jobs]
@@ -199,6 +203,9 @@ class Lane:
         stats = self.stats
         stats.calls += 1
         stats.busy_s += seconds
+        timing, since = self.calls.last, self._backlog_since
+        if timing is not None and since is not None and timing.entered >= since:
+            stats.gaps.append((timing.entered - since, timing.denoising - timing.entered))
         if complete:  # a stopped call's time says nothing about speed
             stats.images += len(batch)
             stats.recent.append((len(batch) * batch[0][0].shape.units, seconds))
