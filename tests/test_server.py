@@ -211,7 +211,7 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
         "call_quiet_s": 0.0,
         "calls": None,
     }
-    assert set(idle["calls"]) == {"count", "images", "busy_s"}
+    assert set(idle["calls"]) == {"count", "images", "busy_s", "idle_gap"}
     user = client(server)
     job = user.submit(**LONG, api_name="/generate")
     try:

@@ -65,6 +65,9 @@ class Engine:
             s.stall_timeout,
             on_stuck,
             s.vae_tiling_above,
+            # Prompts encoded ahead on a CUDA stream of their own; not with CPU offload, whose
+            # hooks move whole models on and off the GPU around each call.
+            prefetch=model.device.type == "cuda" and not s.cpu_offload,
         )
         self.validator = Validator(model.pipe.tokenizer, settings)
         if s.compile:  # before any request: the first user must not wait for the compiler

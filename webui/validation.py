@@ -6,6 +6,7 @@ model, validates with it alone (webui/distributed/).
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -22,7 +23,9 @@ class Validator:
     """Token counts and request limits, from the model's tokenizer."""
 
     def __init__(self, tokenizer: Any, settings: Settings) -> None:
-        self.tokenizer, self.settings = tokenizer, settings
+        # A copy of its own: the text encoder's calls set padding and truncation on the shared
+        # one, and a fast tokenizer changed by one thread fails in another ("Already borrowed").
+        self.tokenizer, self.settings = copy.deepcopy(tokenizer), settings
         self._lock = threading.Lock()
         self._token_counts: OrderedDict[str, int] = OrderedDict()
 

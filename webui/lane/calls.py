@@ -10,6 +10,7 @@ output to pixels, PNG encoding and saving happen elsewhere, while the next call 
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -55,7 +56,8 @@ class CallTiming:
 
 
 class PipelineCalls:
-    """Makes pipeline calls on one loaded model. Not thread-safe: the lane's thread only."""
+    """Makes pipeline calls on one loaded model: run() on the lane's thread only; prefetch()
+    may run on one other thread meanwhile."""
 
     def __init__(self, model: LoadedModel, tiling_above_mp: float = 1.5) -> None:
         """Images above `tiling_above_mp` megapixels are decoded in tiles, one at a time."""
@@ -63,6 +65,9 @@ class PipelineCalls:
         self.tiling_above = tiling_above_mp * 1e6
         self.last: CallTiming | None = None
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()  # the cache and the text encoder: lane and prefetch threads
+        cuda = model.device.type == "cuda"
+        self._stream = torch.cuda.Stream(model.device) if cuda else None
         vae = model.pipe.vae
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         # diffusers sizes tiles from the VAE's sample_size (tiny in the demo): set ours, for both.
@@ -121,23 +126,45 @@ class PipelineCalls:
 
     def embed(self, prompts: list[str]) -> list[torch.Tensor]:
         """Text-encoder output per prompt; each unique text encoded once, recent ones cached."""
+        with self._lock:
+            self._encode_missing(prompts)
+            for text in prompts:
+                self._embeddings.move_to_end(text)
+            result = [self._embeddings[p] for p in prompts]
+            while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
+                self._embeddings.popitem(last=False)
+            return result
+
+    def prefetch(self, prompts: list[str]) -> None:
+        """Encode the prompts of a coming call ahead, from another thread while a call runs.
+
+        On a GPU the encoder runs on a CUDA stream of its own, so its work overlaps the running
+        call instead of queueing behind it, and is finished before the embeddings are cached.
+        """
+        with self._lock:
+            if self._stream is None:
+                self._encode_missing(prompts)
+                return
+            with torch.cuda.stream(self._stream):
+                encoded = self._encode_missing(prompts)
+            self._stream.synchronize()
+            for embedding in encoded:  # used on the lane's stream: not freed while it still reads
+                embedding.record_stream(torch.cuda.default_stream(self.model.device))
+
+    @torch.no_grad()  # encode_prompt records autograd history otherwise, kept alive by the cache
+    def _encode_missing(self, prompts: list[str]) -> list[torch.Tensor]:
         missing = list(dict.fromkeys(p for p in prompts if p not in self._embeddings))
-        if missing:
-            # A fresh list: _encode_prompt overwrites its argument with templated text.
-            encoded, _ = self.model.pipe.encode_prompt(
-                prompt=list(missing),
-                device=self.model.device,
-                do_classifier_free_guidance=False,
-                max_sequence_length=MODEL_MAX_TOKENS,
-            )
-            for text, embedding in zip(missing, encoded, strict=True):
-                self._embeddings[text] = embedding
-        for text in prompts:
-            self._embeddings.move_to_end(text)
-        result = [self._embeddings[p] for p in prompts]
-        while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
-            self._embeddings.popitem(last=False)
-        return result
+        if not missing:
+            return []
+        # A fresh list: _encode_prompt overwrites its argument with templated text.
+        encoded, _ = self.model.pipe.encode_prompt(
+            prompt=list(missing),
+            device=self.model.device,
+            do_classifier_free_guidance=False,
+            max_sequence_length=MODEL_MAX_TOKENS,
+        )
+        self._embeddings.update(zip(missing, encoded, strict=True))
+        return encoded
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, on_device: bool | None = None) -> list[torch.Tensor]:

@@ -5,7 +5,9 @@ packing policy (packing.py) which images go in, so a short job that arrives behi
 long one gets into the very next call. Every image has its own generator, so its pixels do
 not depend on the company it ran in. The torch work of a call is calls.py; turning
 CPU output into pixels, PNG encoding and saving run on saver threads while the next call
-runs. A watchdog (watchdog.py) fails the lane's jobs when a call stalls.
+runs. A watchdog (watchdog.py) fails the lane's jobs when a call stalls. On a GPU, a second
+thread encodes the prompts of the next call while a call runs, so that the next call starts
+with its embeddings ready (calls.py's prefetch).
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ class Lane:
         stall_timeout_s: float = 300.0,
         on_stuck: Callable[[], None] | None = None,
         vae_tiling_above: float = 1.5,
+        prefetch: bool = False,
     ) -> None:
+        """`prefetch`: encode the next call's prompts on a thread of its own while a call runs."""
         self.model = model
+        self.prefetch = prefetch
         self.stall_timeout_s, self.on_stuck = stall_timeout_s, on_stuck
         self.max_batch_size = max_batch_size
         self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
@@ -60,6 +65,7 @@ class Lane:
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
         self.calls = PipelineCalls(model, vae_tiling_above)
         self._backlog_since: float | None = None  # the last call's end, if work was waiting then
+        self._prefetch_wanted = threading.Event()
         self.stats = CallStats()
         self.closing = False
         self.stalled = False  # a call stalled: jobs are refused until it comes back
@@ -86,8 +92,11 @@ class Lane:
                 self._thread = threading.Thread(target=self._work, name="gpu-lane", daemon=True)
                 self._thread.start()
                 start_watchdog(self, self.stall_timeout_s, self.on_stuck)
+                if self.prefetch:
+                    threading.Thread(target=self._prefetch, name="prompt-encoder", daemon=True).start()
             self._jobs.append(job)
             self._wake.notify()
+        self._prefetch_wanted.set()  # it may go into the next call
 
     def withdraw(self, job: Job) -> None:
         """Stop giving `job` work; its images in a running call are dropped when it ends."""
@@ -103,6 +112,7 @@ class Lane:
                 job.cancel.set()
                 job.pending.clear()
             self._wake.notify()
+        self._prefetch_wanted.set()  # the encoder thread ends
 
     def beat(self) -> None:
         """A step finished: the running call is alive."""
@@ -140,6 +150,7 @@ class Lane:
                     job.in_flight += 1
                 self._beat = time.monotonic()
                 self.calls_started += 1
+            self._prefetch_wanted.set()  # this call is under way: the next one's prompts
             try:
                 self._run(batch)
             finally:
@@ -148,13 +159,30 @@ class Lane:
                     last, waiting = self.calls.last, any(job.pending for job in self._jobs)
                     self._backlog_since = last.ended if last and waiting else None
 
-    def _next_batch(self) -> list[tuple[Job, WorkItem]]:
+    def _next_batch(self, take: bool = True) -> list[tuple[Job, WorkItem]]:
+        """The next call's images (under _wake), taken out of their jobs unless `take` is False."""
         waiting = [Waiting(job.key, [item.caption_bucket for item in job.pending]) for job in self._jobs]
         picks = next_call(waiting, self.call_limit, self.cross_batching, self.one_bucket)
         batch = [(self._jobs[n], self._jobs[n].pending[i]) for n, i in picks]
-        for job, item in batch:
+        for job, item in batch if take else ():
             job.pending.remove(item)
         return batch
+
+    def _prefetch(self) -> None:
+        """The encoder thread: whenever a call starts or a job arrives, the prompts of the call
+        that would come next are encoded (a no-op for those already cached)."""
+        while True:
+            self._prefetch_wanted.wait()
+            self._prefetch_wanted.clear()
+            with self._wake:
+                if self.closing:
+                    return
+                prompts = [item.prompt for _, item in self._next_batch(take=False)]
+            if prompts:
+                try:
+                    self.calls.prefetch(prompts)
+                except Exception:  # the lane encodes them itself, and reports what fails then
+                    logger.exception("Encoding the next call's prompts ahead failed")
 
     def _run(self, batch: list[tuple[Job, WorkItem]]) -> None:
         shares = Counter(job for job, _ in batch)  # images per job in this call, in batch order
