@@ -307,6 +307,7 @@ def call_stats(before: dict[str, float], after: dict[str, float], wall_s: float)
         "calls": calls,
         "images_per_call": round(images / max(1, calls), 2),
         "pipeline_busy_fraction": round((after["busy_s"] - before["busy_s"]) / wall_s, 3),
+        "idle_gap": after.get("idle_gap"),  # the server's recent gaps between back-to-back calls
     }
 
 

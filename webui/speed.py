@@ -16,6 +16,8 @@ from webui.settings import env_name
 
 # Float8 matrix units: Ada (8.9) and Hopper (9.0) and newer.
 FP8_CAPABILITY = (8, 9)
+# The transformer's repeated blocks (ZImageTransformer2DModel): nearly all of its work.
+BLOCKS = ("layers.", "noise_refiner.", "context_refiner.")
 
 
 def set_attention_backend(transformer: Any, name: str) -> None:
@@ -36,14 +38,20 @@ def allow_tf32(enabled: bool) -> None:
 
 
 def quantize_fp8(transformer: Any, device: torch.device) -> None:
-    """The transformer's linear layers in float8, activations scaled per row at run time
-    (torchao's dynamic float8 quantization). Needs torchao and an Ada or Hopper GPU."""
+    """The linear layers of the transformer's repeated blocks in float8, weights and activations
+    scaled per row, the activations' scales found at run time (torchao's dynamic float8
+    quantization). The small embedders and the final layer stay bf16. Needs torchao and an Ada
+    or Hopper GPU."""
     problem = fp8_problem(device)
     if problem:
         raise ModelLoadError(f"{env_name('quantize')}=fp8: {problem}. Set {env_name('quantize')}=none.")
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    quantize_(
+        transformer,
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        filter_fn=lambda module, name: isinstance(module, torch.nn.Linear) and name.startswith(BLOCKS),
+    )
 
 
 def fp8_problem(device: torch.device) -> str | None:
