@@ -14,7 +14,7 @@ from webui.access import Access
 from webui.jobs.record import JobRecord
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity, JobView
-from webui.words import Message, words
+from webui.words import Message, Words, words
 
 # The page's words for a refusal, by the status an API answers with.
 TOO_MANY = {"queue_full", "per_person_cap"}  # 429: try again later
@@ -92,7 +92,8 @@ class ApiError(HTTPException):
     """A refusal with its words: JSON {"error": {"message", "code"}} and a status."""
 
     def __init__(self, status: int, message: Any, headers: dict[str, str] | None = None) -> None:
-        code = getattr(message, "key", None) or getattr(getattr(message, "words", None), "key", None)
+        words_of = message.words if isinstance(message, Message) else message
+        code = words_of.key if isinstance(words_of, Words) else None
         super().__init__(status, {"message": str(message), "code": code}, headers)
 
 

@@ -105,9 +105,8 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         request: Request, who: Identity = caller, limit: int = Query(JOBS_LISTED, ge=1, le=500)
     ) -> list[dict]:
         """Your jobs, newest first (everyone's when no login is on)."""
-        listing = ctx.service.store.listing(limit, owner=who.user)
-        records = [ctx.service.record(job.id) for job in listing]
-        return [ctx.job_json(request, r, ctx.service.view(r.id)) for r in records if r is not None]
+        records = ctx.service.records(limit, owner=who.user)
+        return [ctx.job_json(request, r, ctx.service.view(r.id)) for r in records]
 
     @api.get("/jobs/{job_id}")
     async def job(job_id: str, request: Request, who: Identity = caller) -> dict[str, Any]:

@@ -184,6 +184,11 @@ class JobService:
             live = self._live.get(job_id)
         return live.record if live is not None else self.store.get(job_id)
 
+    def records(self, limit: int, owner: str | None = None) -> list[JobRecord]:
+        """The newest `limit` jobs (`owner`'s only, when given), as their current records."""
+        found = (self.record(job.id) for job in self.store.listing(limit, owner=owner))
+        return [record for record in found if record is not None]
+
     def counts(self) -> tuple[int, int]:
         """Jobs waiting, and jobs running."""
         with self._lock:

@@ -213,13 +213,9 @@ class Page:
         """Recent jobs, newest first, the unfinished ones included: yours when a login is on,
         everyone's otherwise (as History shows them), each marked `yours` or not."""
         who = self.identity(request)
-        found = (
-            self.service.record(job.id) for job in self.service.store.listing(JOBS_LISTED, owner=who.user)
-        )
         return [
             {**text.job_status(r, self.service.view(r.id) if r.unfinished else None), "yours": who.owns(r)}
-            for r in found
-            if r is not None
+            for r in self.service.records(JOBS_LISTED, owner=who.user)
         ]
 
     def history(self, request: gr.Request = None, owner: str | None = None) -> list[list]:

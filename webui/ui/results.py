@@ -93,11 +93,10 @@ class Results:
     def shown(self) -> list:
         return self.of(*GENERATED, "starred", "picked", "pick_panel")
 
-    def generated(self, record: JobRecord, lang: str = ENGLISH) -> dict:
-        """/generate's answer: the job's results by component."""
-        return {
-            self.c[name]: value for name, value in text.outputs(record, lang).items() if name in GENERATED
-        }
+    def generated(self, record: JobRecord, lang: str = ENGLISH, values: dict | None = None) -> dict:
+        """/generate's answer: the job's results by component (`values`: text.outputs's, if made)."""
+        values = text.outputs(record, lang) if values is None else values
+        return {self.c[name]: value for name, value in values.items() if name in GENERATED}
 
     def shape(self, details: list[dict] | None) -> dict:
         """After a job's results arrive: the grid's shape, the starred download, nothing picked."""
@@ -106,18 +105,19 @@ class Results:
     def show(self, record: JobRecord, lang: str = ENGLISH) -> dict:
         """A job in this grid (History, or the job a page follows on load): its results,
         downloads and shape, nothing picked."""
-        return self.generated(record, lang) | self._shape(record, with_images=True)
+        values = text.outputs(record, lang)
+        return self.generated(record, lang, values) | self._shape(record, images=values["gallery"])
 
-    def _shape(self, record: JobRecord | None, with_images: bool = False) -> dict:
+    def _shape(self, record: JobRecord | None, images: list | None = None) -> dict:
+        """The grid's columns (and `images`, when given), the starred download, nothing picked."""
         c = self.c
         gallery = starred = gr.skip()
         if record is not None:
             columns = _columns(record.request.images_per_prompt)
-            images = text.outputs(record)["gallery"] if with_images else None
             gallery = (
-                gr.Gallery(images, columns=columns, selected_index=None)
-                if with_images
-                else gr.Gallery(columns=columns)
+                gr.Gallery(columns=columns)
+                if images is None
+                else gr.Gallery(images, columns=columns, selected_index=None)
             )
             starred = self._starred_button(record)
         return {
