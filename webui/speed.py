@@ -1,7 +1,7 @@
 """The speed options of a loaded pipeline: attention backend, TF32, FP8 weights, compile.
 
 Each is a setting (webui/settings.py) and each fails with a ModelLoadError that names the
-setting to change. The full-size benchmark (webui/bench.py) measures them one by one.
+setting to change. The full-size benchmark (webui/bench/) measures them one by one.
 """
 
 from __future__ import annotations

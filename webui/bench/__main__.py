@@ -1,0 +1,170 @@
+"""The full-size benchmark: the real architecture with random weights, no download.
+
+    python -m webui.bench --model full-random                   (on a GPU: the whole report)
+    python -m webui.bench --model full-random --describe --json (anywhere: parameter counts)
+
+It builds Z-Image-Turbo's transformer, text encoder and VAE at full size with random bf16
+weights made on the GPU (webui/full_model.py), with the demo tokenizer, and times them through
+the same pipeline class and our lane, at 1024x1024 unless told otherwise:
+  1. each attention backend that loads: per-image seconds for calls of 1, 2 and 4 images (the
+     first call of each apart), peak GPU memory, images made and images blank (random
+     weights may give NaN: the work is timed whatever the pixels);
+  2. the fastest backend compiled (ZIMAGE_COMPILE): first-call seconds apart, then the same
+     figures, and the graphs compiled;
+  3. FP8 (ZIMAGE_QUANTIZE=fp8) on top, where torchao and the GPU allow: speed, and how far the
+     pixels move from the same images in bf16;
+  4. the idle gap between back-to-back calls (jobs of several calls);
+  5. the served/engine ratio through the real web server with 8 users (tools/bench.py, run
+     with the fastest settings found).
+It prints a table and writes a JSON report. `--model demo --device cpu` runs the same code
+small, which is what the tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from webui.bench.steps import BACKENDS, Bench, fastest, served
+from webui.full_model import parameter_counts
+from webui.loading import load_model
+from webui.preflight import ModelLoadError
+from webui.settings import FULL_RANDOM, Settings
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.from_sources(
+        [], {**os.environ, "ZIMAGE_MODEL": args.model, "ZIMAGE_DEVICE": args.device}
+    )
+    # Compile and FP8 are measured as steps of their own, whatever the environment says.
+    settings = replace(
+        settings, min_size=16, max_batch_size=max(args.batches), compile=False, quantize="none"
+    )
+    settings = settings.validate()
+    started = time.perf_counter()
+    model = load_model(settings)
+    report: dict[str, Any] = {
+        "model": model.label,
+        "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "cpu",
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "size": args.size,
+        "steps": 8,
+        "load_s": round(time.perf_counter() - started, 1),
+        "parameters": {n: sum(p.numel() for p in getattr(model.pipe, n).parameters()) for n in PARTS},
+    }
+    bench, largest = Bench(model, settings, args), max(args.batches)
+    report["eager"] = bench.backends()
+    best = fastest(report["eager"], largest)
+    if best is None:
+        raise SystemExit("No attention backend ran; see the errors in the report.")
+    backend, eager_s = best
+    report["fastest_eager_backend"] = backend
+    compile_wins = False
+    if args.compile:
+        report["compiled"] = bench.compiled(backend)
+        compiled_s = report["compiled"]["batches"][str(largest)]["per_image_s"]
+        compile_wins = compiled_s < eager_s
+    report["idle_gap"] = bench.idle_gap(backend)
+    report["fp8"] = bench.fp8(backend) if args.fp8 else {"skipped": "--no-fp8"}
+    report["recommended"] = {"ZIMAGE_ATTENTION_BACKEND": backend, "ZIMAGE_COMPILE": compile_wins}
+    del bench, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if args.users:
+        report["served"] = served(args, backend, compile_wins)
+    return report
+
+
+PARTS = ("transformer", "text_encoder", "vae")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    size = f"{report['size']}x{report['size']}"
+    print(f"\n{report['model']} on {report['device']}, {size}, {report['steps']} steps")
+    print(f"{'':<28}{'images/call':>12}{'s/image':>10}{'first call s':>14}{'peak GiB':>10}{'made/blank':>12}")
+    rows = [(f"eager {r['backend']}", r) for r in report["eager"]]
+    if "compiled" in report:
+        rows.append((f"compiled {report['compiled']['backend']}", report["compiled"]))
+    if "batches" in report["fp8"]:
+        rows.append(("fp8 (compiled)" if "compiled" in report else "fp8", report["fp8"]))
+    for name, row in rows:
+        if "error" in row:
+            print(f"{name:<28}  not run: {row['error'][:80]}")
+            continue
+        for batch, b in row["batches"].items():
+            memory = "-" if b["peak_memory_gib"] is None else b["peak_memory_gib"]
+            made = f"{b['images_made']}/{b['images_blank']}"
+            print(f"{name:<28}{batch:>12}{b['per_image_s']:>10}{b['first_call_s']:>14}{memory:>10}{made:>12}")
+    print(f"idle gap between calls: {report['idle_gap']}")
+    print(f"fp8: {report['fp8'].get('skipped') or report['fp8'].get('pixels_moved_mean_of_255')}")
+    served = report.get("served")
+    if served:
+        print(f"served: {served.get('ratios') or served.get('error')}; idle gap {served.get('idle_gap')}")
+    print(f"recommended: {report['recommended']}")
+
+
+def numbers(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m webui.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model", choices=[FULL_RANDOM, "demo"], required=True, help="full-random: full size, random weights"
+    )
+    parser.add_argument("--describe", action="store_true", help="parameter counts only, on the meta device")
+    parser.add_argument(
+        "--json", nargs="?", const="-", help="--describe: one JSON line; else the report (bench-full.json)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu")
+    parser.add_argument("--size", type=int, default=1024, help="width and height (default 1024)")
+    parser.add_argument("--batches", type=numbers, default=[1, 2, 4], help="images per call (default 1,2,4)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per batch size (default 3)")
+    parser.add_argument(
+        "--backends",
+        type=lambda text: text.split(","),
+        default=BACKENDS.split(","),
+        help=f"comma-separated ({BACKENDS})",
+    )
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled step")
+    parser.add_argument("--no-fp8", dest="fp8", action="store_false", help="skip the FP8 step")
+    parser.add_argument(
+        "--users", type=int, default=8, help="served: concurrent users (default 8; 0 skips it)"
+    )
+    parser.add_argument("--served-images", type=int, default=16, help="served: images per measurement")
+    parser.add_argument("--port", type=int, default=7899, help="served: the web server's port (loopback)")
+    args = parser.parse_args(argv)
+    if args.describe:
+        counts = parameter_counts()
+        if args.json:
+            print(json.dumps(counts))
+        else:
+            for name, count in counts.items():
+                print(f"{name}: {count / 1e9:.2f}B parameters")
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        report = run(args)
+    except ModelLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 3
+    target = Path(args.json if args.json not in (None, "-") else "bench-full.json")
+    target.write_text(json.dumps(report, indent=2))
+    print_table(report)
+    print(f"report: {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
