@@ -60,10 +60,12 @@ def test_compile_warms_up_at_start_and_then_serves_other_batches_and_prompts_wit
     graphs = counters["stats"]["unique_graphs"]
     assert graphs > 0  # it did compile: a batch of 1, then one graph with dynamic sizes
     eager = Engine(demo_model, settings)
-    # Warmed up at 1024x1024 with 1 and 2 images: other batch sizes, captions and sizes.
+    # Warmed up at 1024x1024 with 1 and 2 images: other batch sizes, captions and sizes, and
+    # captions of different lengths in one call (an attention mask).
     for prompts, size in (
         (["a red sneaker", "a blue mug", "a green hat"], 1024),
-        (["a very long prompt " * 25], 512),
+        (["a very long prompt " * 25, "a short one"], 512),
+        (["a very long prompt " * 40], 256),
         (["x"] * 4, 256),
     ):
         request = GenerationRequest(prompts, seed=3, width=size, height=size, steps=2)
@@ -156,8 +158,8 @@ def test_cached_prompt_embeddings_hold_no_autograd_history(demo_model: LoadedMod
 def test_the_next_calls_prompts_are_encoded_while_a_call_runs(make_engine) -> None:
     # On a GPU the lane encodes the next call's prompts on a thread (and CUDA stream) of its
     # own; forced on here. Calls of 2 images at 256x256 take about 0.3 s; encoding 2 prompts
-    # about 10 ms, so the prompts of calls 2 and 3 are ready before their calls start.
-    request = GenerationRequest([f"prompt {n}" for n in range(6)], seed=1, width=256, height=256)
+    # about 10 ms, so the prompts of calls 2 to 4 are ready before their calls start.
+    request = GenerationRequest([f"prompt {n}" for n in range(8)], seed=1, width=256, height=256)
     encoded_on: list[str] = []
     results = {}
     for prefetch in (False, True):
@@ -176,5 +178,5 @@ def test_the_next_calls_prompts_are_encoded_while_a_call_runs(make_engine) -> No
             assert "prompt-encoder" in threads and threads[-1] == "prompt-encoder"
             assert gaps["prompt_encoding_p50_ms"] < 2  # nothing left to encode when the calls began
         else:
-            assert set(threads) == {"gpu-lane"} and len(threads) == 3
+            assert set(threads) == {"gpu-lane"} and len(threads) == 4
     assert np.array_equal(results[True], results[False])

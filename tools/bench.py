@@ -343,7 +343,7 @@ def start_server(args: argparse.Namespace, port: int, workdir: Path) -> subproce
     ]
     log = (workdir / "server.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # a full-size model, built and compiled, takes minutes
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):

@@ -99,9 +99,9 @@ class Settings:
     )
     compile: bool = _setting(
         False,
-        "Compile the transformer's repeated blocks with torch.compile. Start-up then warms it "
-        "up with calls of 1 and 2 images at 1024x1024 (the compiling happens there), after "
-        "which other batch sizes, prompt lengths and image sizes run without compiling again.",
+        "Compile the transformer's repeated blocks with torch.compile (dynamic sizes). Start-up "
+        "then warms it up with three calls at 1024x1024 (the compiling happens there), after "
+        "which no request compiles again, whatever its size, batch or prompt lengths.",
     )
     quantize: str = _setting(
         "none",

@@ -7,6 +7,7 @@ setting to change. The full-size benchmark (webui/bench/) measures them one by o
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from webui.settings import env_name
 
 # Float8 matrix units: Ada (8.9) and Hopper (9.0) and newer.
 FP8_CAPABILITY = (8, 9)
+RECOMPILE_LIMIT = 64  # graphs Dynamo may keep per compiled function (default 8)
 # The transformer's repeated blocks (ZImageTransformer2DModel): nearly all of its work.
 BLOCKS = ("layers.", "noise_refiner.", "context_refiner.")
 
@@ -67,6 +69,17 @@ def fp8_problem(device: torch.device) -> str | None:
 
 
 def compile_transformer(transformer: Any) -> None:
-    """torch.compile on the repeated blocks only: one block's graph serves all 30 of them,
-    which compiles far faster than the whole model. The engine warms it up before serving."""
-    transformer.compile_repeated_blocks(fullgraph=True)
+    """torch.compile on the repeated blocks only: one block's graphs serve all 30 of them,
+    which compiles far faster than the whole model. The engine warms it up before serving.
+
+    With dynamic sizes from the start, each kind of call - the blocks with and without
+    modulation, a batch of 1 or more, with or without an attention mask - compiles once, and
+    sizes, batch sizes and caption lengths never compile again. The warm-up alone makes 8
+    graphs for the blocks' shared forward function: Dynamo's default limit per function, past
+    which a fullgraph compile fails the call. So the limit is raised, for these functions.
+    """
+    if "recompile_limit" in inspect.signature(torch.compile).parameters:
+        transformer.compile_repeated_blocks(fullgraph=True, dynamic=True, recompile_limit=RECOMPILE_LIMIT)
+    else:  # an older torch: the process-wide setting (per thread in newer ones)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        transformer.compile_repeated_blocks(fullgraph=True, dynamic=True)

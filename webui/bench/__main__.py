@@ -28,7 +28,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ from webui.preflight import ModelLoadError
 from webui.settings import FULL_RANDOM, Settings
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, target: Path) -> dict[str, Any]:
+    """Every step in turn; the report is written after each, and a step that fails is recorded
+    with its error, so that a long run cut short still leaves its figures."""
     settings = Settings.from_sources(
         [], {**os.environ, "ZIMAGE_MODEL": args.model, "ZIMAGE_DEVICE": args.device}
     )
@@ -62,28 +66,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": round(time.perf_counter() - started, 1),
         "parameters": {n: sum(p.numel() for p in getattr(model.pipe, n).parameters()) for n in PARTS},
     }
+
+    def step(name: str, measure: Callable[[], Any]) -> Any:
+        try:
+            report[name] = measure()
+        except Exception as exc:  # recorded; the next steps still run
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        target.write_text(json.dumps(report, indent=2))
+        return report[name]
+
     bench, largest = Bench(model, settings, args), max(args.batches)
-    report["eager"] = bench.backends()
-    best = fastest(report["eager"], largest)
+    best = fastest(step("eager", bench.backends), largest)
     if best is None:
-        raise SystemExit("No attention backend ran; see the errors in the report.")
+        raise SystemExit(f"No attention backend ran; see the errors in {target}.")
     backend, eager_s = best
     report["fastest_eager_backend"] = backend
-    compile_wins = False
-    if args.compile:
-        report["compiled"] = bench.compiled(backend)
-        compiled_s = report["compiled"]["batches"][str(largest)]["per_image_s"]
-        compile_wins = compiled_s < eager_s
-    report["idle_gap"] = bench.idle_gap(backend)
-    report["fp8"] = bench.fp8(backend) if args.fp8 else {"skipped": "--no-fp8"}
+    compiled = step("compiled", partial(bench.compiled, backend)) if args.compile else {}
+    compile_wins = "batches" in compiled and compiled["batches"][str(largest)]["per_image_s"] < eager_s
     report["recommended"] = {"ZIMAGE_ATTENTION_BACKEND": backend, "ZIMAGE_COMPILE": compile_wins}
+    step("idle_gap", partial(bench.idle_gap, backend))
+    step("fp8", partial(bench.fp8, backend) if args.fp8 else partial(dict, skipped="--no-fp8"))
     del bench, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    step("memory_left_gib", free_memory)
     if args.users:
-        report["served"] = served(args, backend, compile_wins)
+        step("served", lambda: served(args, backend, compile_wins))
     return report
+
+
+def free_memory() -> float | None:
+    """Release this process's model before the served step loads two more: the lanes' threads
+    end within a second of closing, compiled code holds references until Dynamo is reset."""
+    torch._dynamo.reset()
+    time.sleep(1.5)
+    gc.collect()
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.empty_cache()
+    return round(torch.cuda.memory_reserved() / 2**30, 2)
 
 
 PARTS = ("transformer", "text_encoder", "vae")
@@ -95,9 +114,9 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"{'':<28}{'images/call':>12}{'s/image':>10}{'first call s':>14}{'peak GiB':>10}{'made/blank':>12}")
     rows = [(f"eager {r['backend']}", r) for r in report["eager"]]
     if "compiled" in report:
-        rows.append((f"compiled {report['compiled']['backend']}", report["compiled"]))
+        rows.append((f"compiled {report['fastest_eager_backend']}", report["compiled"]))
     if "batches" in report["fp8"]:
-        rows.append(("fp8 (compiled)" if "compiled" in report else "fp8", report["fp8"]))
+        rows.append(("fp8 (compiled)" if report["fp8"]["compiled"] else "fp8", report["fp8"]))
     for name, row in rows:
         if "error" in row:
             print(f"{name:<28}  not run: {row['error'][:80]}")
@@ -144,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--served-images", type=int, default=16, help="served: images per measurement")
     parser.add_argument("--port", type=int, default=7899, help="served: the web server's port (loopback)")
+    parser.add_argument("--served-timeout", type=int, default=1800, help="served: seconds at most (1800)")
     args = parser.parse_args(argv)
     if args.describe:
         counts = parameter_counts()
@@ -154,13 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {count / 1e9:.2f}B parameters")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    target = Path(args.json if args.json not in (None, "-") else "bench-full.json")
     try:
-        report = run(args)
+        report = run(args, target)
     except ModelLoadError as exc:
         print(exc, file=sys.stderr)
         return 3
-    target = Path(args.json if args.json not in (None, "-") else "bench-full.json")
-    target.write_text(json.dumps(report, indent=2))
     print_table(report)
     print(f"report: {target}")
     return 0

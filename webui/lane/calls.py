@@ -64,6 +64,7 @@ class PipelineCalls:
         self.model = model
         self.tiling_above = tiling_above_mp * 1e6
         self.last: CallTiming | None = None
+        self.on_embedded: Callable[[], None] | None = None  # each call's prompts are encoded
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()  # the cache and the text encoder: lane and prefetch threads
         cuda = model.device.type == "cuda"
@@ -80,10 +81,12 @@ class PipelineCalls:
         """One call: per image, uint8 HWC pixels (GPU) or the float decoder output (CPU);
         None if `on_step` stopped it."""
         pipe, device = self.model.pipe, self.model.device
-        entered = time.monotonic()
+        entered, self.last = time.monotonic(), None  # a call that fails leaves no timing behind
         embeds = self.embed(list(prompts))
         negative = self.embed([shape.negative_prompt] * len(prompts)) if shape.guidance_scale > 0 else None
         denoising = time.monotonic()
+        if self.on_embedded is not None:
+            self.on_embedded()  # from here on the text encoder is free for the next call's prompts
         generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
         interrupted = False
 
@@ -111,17 +114,15 @@ class PipelineCalls:
         return images
 
     def warm_up(self, width: int, height: int, steps: int) -> float:
-        """Calls of 1 and of 2 images, so that a compiled transformer has compiled before the
-        first request. Seconds taken.
-
-        torch.compile gives a batch of 1 a graph of its own; from the second shape on it
-        compiles one graph with dynamic sizes, which then serves every batch size and caption
-        length without compiling again (tests/test_speed.py counts the graphs).
-        """
+        """Calls of 1 image, of 2, and of 2 whose captions pad to different lengths (an
+        attention mask): every kind of call a compiled transformer (webui/speed.py) has graphs
+        for, so that no request compiles after it (tests/test_speed.py counts the graphs).
+        Seconds taken."""
         started = time.monotonic()
         shape = CallShape(width, height, steps, 0.0, "")
-        for count in (1, 2):
-            self.run([f"warm-up {n}" for n in range(count)], list(range(count)), shape, lambda _: False)
+        long = "warm-up, a long caption " + "with many words " * 12  # a caption bucket further on
+        for prompts in (["warm-up"], ["warm-up 1", "warm-up 2"], ["warm-up 3", long]):
+            self.run(prompts, list(range(len(prompts))), shape, lambda _: False)
         return time.monotonic() - started
 
     def embed(self, prompts: list[str]) -> list[torch.Tensor]:

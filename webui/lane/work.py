@@ -99,10 +99,11 @@ class CallStats:
 
     def gap_summary(self) -> dict[str, float | int]:
         """Recent idle gaps between back-to-back calls, in milliseconds (median and worst)."""
-        if not self.gaps:
+        gaps = list(self.gaps)  # the lane's thread appends meanwhile
+        if not gaps:
             return {"n": 0}
-        between, encode = sorted(g for g, _ in self.gaps), sorted(e for _, e in self.gaps)
-        total = sorted(g + e for g, e in self.gaps)
+        between, encode = sorted(g for g, _ in gaps), sorted(e for _, e in gaps)
+        total = sorted(g + e for g, e in gaps)
         ms = lambda values, q: round(1000 * values[int(q * (len(values) - 1))], 2)  # noqa: E731
         return {
             "n": len(total),

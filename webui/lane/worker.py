@@ -66,6 +66,8 @@ class Lane:
         self.calls = PipelineCalls(model, vae_tiling_above)
         self._backlog_since: float | None = None  # the last call's end, if work was waiting then
         self._prefetch_wanted = threading.Event()
+        # Once a call's own prompts are encoded, the next call's may be (the encoder thread).
+        self.calls.on_embedded = self._prefetch_wanted.set
         self.stats = CallStats()
         self.closing = False
         self.stalled = False  # a call stalled: jobs are refused until it comes back
@@ -150,7 +152,6 @@ class Lane:
                     job.in_flight += 1
                 self._beat = time.monotonic()
                 self.calls_started += 1
-            self._prefetch_wanted.set()  # this call is under way: the next one's prompts
             try:
                 self._run(batch)
             finally:
