@@ -142,6 +142,7 @@ def test_the_full_size_benchmark_runs_on_the_demo_model_and_reports(tmp_path: Pa
     assert report["fastest_eager_backend"] in ("default", "native")
     assert report["idle_gap"]["n"] > 0
     assert "CUDA" in report["fp8"]["skipped"]
+    assert "ratios" in report["served"], report["served"]  # else the error of the served step
     assert set(report["served"]["ratios"]) >= {"served_users_vs_engine_batched"}
     assert report["served"]["idle_gap"]["n"] >= 1  # the box of 4 ran as calls of 2 in the server
     assert report["parameters"]["transformer"] > 0
