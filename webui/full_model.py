@@ -76,6 +76,8 @@ def build_components(
         torch.set_default_dtype(previous)
 
 
-def parameter_counts() -> dict[str, int]:
-    """The parameters of each component, counted on the meta device: no memory, no GPU."""
-    return {name: sum(p.numel() for p in module.parameters()) for name, module in build_components().items()}
+def parameter_counts(components: dict[str, Any] | None = None) -> dict[str, int]:
+    """The parameters of each component; by default of the full-size ones, counted on the meta
+    device: no memory, no GPU."""
+    parts = build_components() if components is None else components
+    return {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}

@@ -109,9 +109,8 @@ def load_model(settings: Settings) -> LoadedModel:
         pipe, label = _from_folder(folder, dtype), DEMO_LABEL if is_demo else name
     if is_demo:
         logger.warning(
-            "Using the %s, random weights: images are noise). Set %s to %s or a local folder "
-            "for real images.",
-            "built-in demo model (tiny" if name == "demo" else f"{label} (full size",
+            "Using the %s: random weights, images are noise. Set %s to %s or a local folder for real images.",
+            "built-in demo model (tiny)" if name == "demo" else label,
             env_name("model"),
             HUB_MODEL_ID,
         )

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, target: Path) -> dict[str, Any]:
         "size": args.size,
         "steps": 8,
         "load_s": round(time.perf_counter() - started, 1),
-        "parameters": {n: sum(p.numel() for p in getattr(model.pipe, n).parameters()) for n in PARTS},
+        "parameters": parameter_counts({name: getattr(model.pipe, name) for name in PARTS}),
     }
 
     def step(name: str, measure: Callable[[], Any]) -> Any:
