@@ -145,7 +145,7 @@ def test_the_rest_flow_submit_follow_fetch_and_stop_another(team: dict[str, Any]
     with urllib.request.urlopen(done["images"][1]["url"], timeout=30) as png:  # signed: no key needed
         assert Image.open(io.BytesIO(png.read())).size == (512, 512)
     tampered = done["images"][1]["url"].replace("/images/1.png", "/images/0.png")
-    with pytest.raises(urllib.error.HTTPError, match="401"):
+    with pytest.raises(urllib.error.HTTPError, match="403"):  # a signature, not this image's
         urllib.request.urlopen(tampered, timeout=30)
     assert call(server, "GET", f"/api/v1/jobs/{job['id']}", alice)[1]["status"] == "done"
     # Stop another job: it ends stopped, what was finished kept; it is in the person's listing.

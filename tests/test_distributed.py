@@ -240,6 +240,16 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
             urllib.request.urlopen(api, timeout=30)
         assert refused.value.code == 503 and refused.value.headers["Retry-After"]
         assert "No GPU worker is online for demo model (bf16)" in json.load(refused.value)["error"]["message"]
+        # So does the OpenAI route, in OpenAI's error shape, instead of waiting forever.
+        body = json.dumps({"prompt": "a cup", "size": "64x64"}).encode()
+        openai = urllib.request.Request(
+            web.url + "v1/images/generations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(openai, timeout=30)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"]
+        error = json.load(refused.value)["error"]
+        assert error["type"] == "server_error" and "No GPU worker is online" in error["message"]
 
         # A bf16 worker comes, takes the task, and its pipeline call hangs: it exits 70 for
         # Supervisor to start a fresh one; the job does not fail (its task waits for the next).

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import unicodedata
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -150,11 +151,17 @@ def replace_atomically(destination: Path, write: Callable[[BinaryIO], Any], mode
     return destination
 
 
-def read_png_parameters(path: Path) -> dict[str, Any]:
-    """The parameters `save_png` embedded in a PNG; KeyError if it has none."""
-    with Image.open(path) as image:
-        image.load()
-        return json.loads(image.text[PARAMETERS_KEY])
+def read_png_parameters(path: Path) -> Any:
+    """The parameters `save_png` embedded in a PNG (as JSON: check their types), from the text
+    chunks before its pixels, which are never decoded, whatever the image's size. KeyError if
+    it has none; ValueError for anything else that is not a PNG of ours."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # pixels never decoded
+            with Image.open(path, formats=["PNG"]) as image:
+                return json.loads(image.info[PARAMETERS_KEY])
+    except (Image.DecompressionBombError, RecursionError) as exc:  # too many pixels; JSON nested too deep
+        raise ValueError(f"not a PNG of ours: {exc}") from None
 
 
 def _link_unique(temporary: Path, directory: Path, stem: str, unique: bool) -> Path:

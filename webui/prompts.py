@@ -17,10 +17,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from webui.words import Message
+from webui.settings import MAX_PROMPT_CHARS
+from webui.words import Message, words
 
 COMMENT = "#"
 ESCAPABLE = "{}|\\"
+MAX_DEPTH = 8  # braces inside braces: deeper is refused (the parser recurses once a level)
 
 
 class TemplateError(Message):
@@ -64,6 +66,8 @@ class _Parser:
 
     def group(self, depth: int) -> _Group:
         opened = self.pos
+        if depth > MAX_DEPTH:
+            raise TemplateError("template_deep", limit=MAX_DEPTH, column=opened + 1)
         self.pos += 1  # the '{'
         alternatives = [self.sequence(depth)]
         while self.pos < len(self.line) and self.line[self.pos] == "|":
@@ -88,8 +92,12 @@ def _expand(parts: tuple[str | _Group, ...]) -> Iterator[str]:
         yield "".join(combination)
 
 
-def _lines(text: str) -> list[tuple[str | _Group, ...]]:
-    """The box's prompt lines, parsed: stripped, blank lines and `#` lines skipped."""
+def _lines(text: str, limit: int | None = None) -> list[tuple[str | _Group, ...]]:
+    """The box's prompt lines, parsed: stripped, blank lines and `#` lines skipped. With
+    `limit`, a box too long to hold that many prompts is refused unread."""
+    most = None if limit is None else limit * (MAX_PROMPT_CHARS + 1)
+    if most is not None and len(text) > most:
+        raise TemplateError("box_too_long", name=words("name_box"), length=len(text), limit=most)
     lines = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -101,15 +109,16 @@ def _lines(text: str) -> list[tuple[str | _Group, ...]]:
     return lines
 
 
-def count_prompts(text: str) -> int:
-    """How many prompts the box makes, without making them; TemplateError names a bad line."""
-    return sum(_count(parts) for parts in _lines(text))
+def count_prompts(text: str, limit: int | None = None) -> int:
+    """How many prompts the box makes, without making them; TemplateError names a bad line
+    (or, with `limit`, a box too long to hold that many)."""
+    return sum(_count(parts) for parts in _lines(text, limit))
 
 
 def parse_prompts(text: str, limit: int | None = None) -> list[str]:
     """Every prompt of the box, templates expanded. TemplateError names a bad line; with
     `limit`, also when the box makes more prompts than that (counted before expanding)."""
-    lines = _lines(text)
+    lines = _lines(text, limit)
     total = sum(_count(parts) for parts in lines)
     if limit is not None and total > limit:
         n = len(lines)

@@ -9,7 +9,6 @@ next start resumes them), finished images stay on disk, and uvicorn closes the c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import socket
@@ -27,20 +26,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import Mount
 
 from webui.access import Access, LoginGuard
 from webui.api.common import ApiContext
 from webui.api.openai_images import invalid_openai_body, openai_router
 from webui.api.rest import create_rest_api
 from webui.engine import Engine
+from webui.http_guard import BodyLimit, SecurityHeaders, allowed_hosts
 from webui.jobs.recovery import delete_older_than, rebuild, recover
 from webui.jobs.runners import LocalRunner, Runner
 from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
+from webui.keys import UrlKey
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
 from webui.ui import PAGE_SCRIPT, Page, create_demo
 from webui.ui.i18n import I18N
+from webui.uploads import UploadGate, Uploads
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +88,11 @@ def open_jobs(backend: Backend, settings: Settings) -> JobService:
 
 
 def create_app(service: JobService, backend: Backend, settings: Settings) -> FastAPI:
-    """The ASGI app: `/healthz` plus the Gradio page at `/`."""
+    """The ASGI app: `/healthz` plus the Gradio page at `/`, behind the HTTP guards."""
     access = Access(settings, settings.state_path)
-    page = Page(service, settings, access)
+    login_on = access.login_on  # as at start-up: the page's login is made once
+    uploads = Uploads(access, settings.cache_max_age)
+    page = Page(service, settings, access, uploads)
     demo = create_demo(page, backend.label, backend.is_demo, browser_key(settings.state_path))
     # Outputs are served from where the jobs wrote them, not copied into Gradio's cache once
     # more per request (the folder is in allowed_paths below either way).
@@ -101,11 +107,17 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     demo.queue(api_open=False, default_concurrency_limit=settings.max_threads)
     demo.max_threads = settings.max_threads
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Middleware runs last-added first: headers, host, size, login, then uploads and CORS.
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
-    app.add_middleware(LoginGuard, access=access)
-    add_apis(app, ApiContext(service, access, image_url_key(settings.state_path)))
+    app.add_middleware(UploadGate, uploads=uploads)
+    app.add_middleware(LoginGuard, access=access, login_on=login_on)
+    app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1_000_000))
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(SecurityHeaders)
+    lifetime = settings.url_expiry_days * 86400
+    add_apis(app, ApiContext(service, access, UrlKey(settings.state_path), lifetime))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -128,17 +140,16 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
 
     # Checked at each login, so that people added later can log in without a restart; with no
     # login on at start-up the page stays open (adding the first person then needs a restart).
-    auth = access.check_login if access.login_on else None
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app,
         demo,
         path="/",
         server_name=settings.host,
         server_port=settings.port,
-        auth=auth,
+        auth=access.check_login if login_on else None,
         allowed_paths=[str(settings.output_dir)],
         max_file_size=MAX_UPLOAD,
-        show_error=True,
+        show_error=False,  # a gr.Error's words reach the page; no other exception's do
         ssr_mode=False,
         enable_monitoring=False,
         js=PAGE_SCRIPT,
@@ -148,6 +159,11 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         # server (a Hugging Face bucket): off unless an admin turns it on.
         run_history=settings.run_history,
     )
+    # Mounted, Gradio skips its own check that an event's files are uploads (it runs once
+    # `launch()` has): turned on, as a second line behind UploadGate.
+    demo.has_launched = True
+    access.gradio = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    return app
 
 
 def add_apis(app: FastAPI, ctx: ApiContext) -> None:
@@ -160,11 +176,6 @@ def add_apis(app: FastAPI, ctx: ApiContext) -> None:
         return invalid_openai_body(exc)  # the only validated route of this app is OpenAI's
 
 
-def image_url_key(state_dir: Path) -> bytes:
-    """The key that signs image URLs, derived from the installation's browser key."""
-    return hashlib.sha256(b"image urls\0" + browser_key(state_dir).encode()).digest()
-
-
 def browser_key(state_dir: Path) -> str:
     """A key made once per installation, for the browser's id in its local storage."""
     path = state_dir / "browser-key"
@@ -173,6 +184,12 @@ def browser_key(state_dir: Path) -> str:
         path.write_text(secrets.token_hex(16))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's reading of X-Forwarded-For: only from the proxies the setting lists. (Left to
+    itself, uvicorn believes any request from 127.0.0.1.)"""
+    return {"proxy_headers": bool(settings.proxies), "forwarded_allow_ips": settings.proxies}
 
 
 def warn_if_exposed(settings: Settings) -> None:
@@ -242,6 +259,7 @@ def serve(backend: Backend, settings: Settings) -> None:
         log_config=None,  # our logging configuration, to stdout
         access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        **proxy_options(settings),
     )
     try:
         _Server(config, service, backend.label).run()

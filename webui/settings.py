@@ -201,11 +201,47 @@ class Settings:
         "Gradio's run-history page (/gradio_api/runs): it keeps every run in the browser and offers "
         "to send runs off the server. Off unless an admin turns it on.",
     )
+    allowed_hosts: str = _setting(
+        "",
+        "More names the server may be reached by, comma-separated (`zimage.example.com`, "
+        "`*.team.example`), beside its bind address, localhost, 127.0.0.1 and this machine's "
+        "names and addresses. A request naming any other host in its `Host` header gets 400: "
+        "this stops DNS rebinding.",
+    )
+    trusted_proxies: str = _setting(
+        "",
+        "Addresses of reverse proxies, comma-separated (`127.0.0.1` for nginx on this machine). "
+        "Only requests from these have their `X-Forwarded-For` believed, for the client address "
+        "that logins are limited by. Empty: no proxy, loopback included.",
+    )
+    max_request_mb: float = _setting(
+        4.0,
+        "Largest request body in megabytes; a larger one gets 413 before it is read. Uploads "
+        "have their own limit.",
+    )
+    url_expiry_days: float = _setting(
+        7.0,
+        "Days a signed image URL (the API's `url` fields) keeps working. "
+        "`python -m webui.keys rotate-url-key` ends every link at once.",
+    )
+    cache_max_age: int = _setting(
+        86400,
+        "Seconds an upload, or a file Gradio copied into its cache, is kept; they are deleted "
+        "after that (checked every min(this, 600) seconds) and when the server stops.",
+    )
 
     @property
     def state_path(self) -> Path:
         """Where the job database lives."""
         return Path(self.state_dir).expanduser() if self.state_dir else self.output_dir.parent / "state"
+
+    @property
+    def extra_hosts(self) -> list[str]:
+        return _items(self.allowed_hosts)
+
+    @property
+    def proxies(self) -> list[str]:
+        return _items(self.trusted_proxies)
 
     @property
     def exposed(self) -> bool:
@@ -241,6 +277,7 @@ class Settings:
             "max_threads",
             "stall_timeout",
             "task_timeout",
+            "cache_max_age",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
@@ -323,10 +360,28 @@ class Settings:
                 f"Set both {env_name('auth_user')} and {env_name('auth_password')} to turn the "
                 "login on, or neither."
             )
+        for name in ("max_request_mb", "url_expiry_days"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{_names(name)} must be above 0 (got {getattr(self, name)}).")
+        for name in ("allowed_hosts", "trusted_proxies"):
+            if any(" " in item for item in _items(getattr(self, name))):
+                raise SettingsError(f"{_names(name)} is a comma-separated list without spaces in a name.")
+        for proxy in self.proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"{_names('trusted_proxies')}: {proxy!r} is not an IP address or network."
+                ) from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(
                 f"{_names('log_level')} must be DEBUG, INFO, WARNING or ERROR (got {self.log_level!r})."
             )
+
+
+def _items(text: str) -> list[str]:
+    """A comma-separated setting as its items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def hide_password(url: str) -> str:

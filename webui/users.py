@@ -3,7 +3,7 @@ mark, in `users.json` under the state folder (mode 600).
 
     python -m webui.users add NAME [--admin]   # the password is asked twice, or read from stdin
     python -m webui.users list
-    python -m webui.users remove NAME
+    python -m webui.users remove NAME          # their API keys too; their open pages log out
 
 The server reads the file again when it changes: no restart. The single login of
 ZIMAGE_AUTH_USER / ZIMAGE_AUTH_PASSWORD still works beside it (that person is an admin).
@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"No user {args.name}.", file=sys.stderr)
             return 1
         else:
-            print(f"Removed {args.name}.")
+            from webui.keys import Keys  # here: keys.py imports this module
+
+            revoked = Keys(state_dir(args.state_dir)).revoke_person(args.name)
+            print(f"Removed {args.name} and revoked {revoked} API key{'s' * (revoked != 1)}.")
     except (ValueError, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2

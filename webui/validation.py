@@ -61,7 +61,8 @@ class Validator:
         # The style alone first, so that a fault in it is named as the style's.
         texts = [(words("name_style"), request.style)] if request.style else []
         texts += [(words("name_prompt", n=i), p) for i, p in enumerate(request.prompts, 1)]
-        if request.guidance_scale > 0:
+        # Checked even at guidance 0, where the model ignores it: it is stored and shown all the same.
+        if request.negative_prompt != "":
             texts.append((words("name_negative"), request.negative_prompt))
         counts: dict[str, int] = {}
         for name, text in texts:

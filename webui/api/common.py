@@ -1,10 +1,12 @@
 """What the HTTP APIs share: who is calling, errors as JSON in the page's words, a job as JSON,
-and image URLs that open without a key (signed per image, as object stores sign theirs)."""
+and image URLs that open without a key until they expire (signed per image and expiry time,
+as object stores sign theirs)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from webui.access import Access
 from webui.jobs.record import JobRecord
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity, JobView
+from webui.keys import UrlKey
 from webui.words import Message, Words, words
 
 # The page's words for a refusal, by the status an API answers with.
@@ -29,7 +32,8 @@ class ApiContext:
 
     service: JobService
     access: Access
-    secret: bytes  # signs image URLs
+    url_key: UrlKey  # signs image URLs
+    url_lifetime_s: float
 
     def caller(self, request: Request) -> Identity:
         """Who calls: the person of the Bearer key when a login is on (401 otherwise), else the
@@ -41,18 +45,34 @@ class ApiContext:
             raise ApiError(401, words("api_key_needed"), headers={"WWW-Authenticate": "Bearer"})
         return Identity(user=person, admin=self.access.is_admin(person))
 
+    def check_workers(self) -> None:
+        """503 with Retry-After when no worker can take work (distributed mode): said at once,
+        rather than a job that waits without a word."""
+        notice = self.service.runner.notice()
+        if notice:
+            raise ApiError(503, notice, headers={"Retry-After": "30"})
+
     def record(self, job_id: str) -> JobRecord:
         record = self.service.record(job_id)
         if record is None:
             raise ApiError(404, words("no_job_id", job=job_id))
         return record
 
-    def signature(self, job_id: str, index: int) -> str:
-        return hmac.new(self.secret, f"{job_id}/{index}".encode(), hashlib.sha256).hexdigest()[:32]
+    def signature(self, job_id: str, index: int, expires: int) -> str:
+        message = f"{job_id}/{index}/{expires}".encode()
+        return hmac.new(self.url_key.current(), message, hashlib.sha256).hexdigest()[:32]
 
     def image_url(self, request: Request, job_id: str, index: int) -> str:
-        path = f"/api/v1/jobs/{job_id}/images/{index}.png?sig={self.signature(job_id, index)}"
-        return str(request.base_url).rstrip("/") + path
+        expires = int(time.time() + self.url_lifetime_s)
+        query = f"exp={expires}&sig={self.signature(job_id, index, expires)}"
+        return f"{str(request.base_url).rstrip('/')}/api/v1/jobs/{job_id}/images/{index}.png?{query}"
+
+    def signed(self, job_id: str, index: int, expires: str, sig: str) -> bool:
+        """Whether `sig` signs this image until `expires` (a Unix time), and that is not past."""
+        if not (expires.isdigit() and len(expires) <= 12) or int(expires) < time.time():
+            return False
+        expected = self.signature(job_id, index, int(expires)).encode()
+        return hmac.compare_digest(sig.encode("utf-8", "replace"), expected)
 
     def job_json(self, request: Request, record: JobRecord, view: JobView | None) -> dict[str, Any]:
         """A job as the REST API shows it: status, progress, and every image made so far."""

@@ -27,7 +27,7 @@ from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS
 from webui.words import Message
 
 WAIT_POLL_S = 0.25
-SIZE = re.compile(r"(\d+)x(\d+)")
+SIZE = re.compile(r"(\d{1,6})x(\d{1,6})")  # more digits than any size: refused unparsed
 
 
 class ImagesIn(BaseModel):
@@ -49,9 +49,11 @@ def openai_router(ctx: ApiContext) -> APIRouter:
     async def generations(body: ImagesIn, request: Request) -> JSONResponse:
         try:
             who = ctx.caller(request)
+            ctx.check_workers()
             size = SIZE.fullmatch(body.size.strip())
             if size is None:
-                raise ApiError(400, f"size must be WIDTHxHEIGHT, such as 1024x1024 (got {body.size!r}).")
+                shown = body.size if len(body.size) <= 40 else body.size[:40] + "..."
+                raise ApiError(400, f"size must be WIDTHxHEIGHT, such as 1024x1024 (got {shown!r}).")
             job = GenerationRequest(
                 prompts=[body.prompt],
                 images_per_prompt=body.n,

@@ -12,7 +12,6 @@ GET    /api/v1/openapi.json, /api/v1/docs
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from webui.jobs.views import Identity
 from webui.prompts import parse_prompts
 from webui.request import GenerationRequest
 from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_PER_IMAGE
-from webui.words import Message
+from webui.words import Message, words
 
 EVENT_POLL_S = 0.25  # how often an event stream looks at its job: memory reads
 JOBS_LISTED = 50
@@ -90,12 +89,11 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
     @api.post("/jobs", status_code=202)
     async def submit(job: JobIn, request: Request, who: Identity = caller) -> dict[str, Any]:
         """Queue a job and answer at once."""
-        notice = ctx.service.runner.notice()
-        if notice:  # no worker can take work (distributed mode): say so rather than wait silently
-            raise ApiError(503, notice, headers={"Retry-After": "30"})
+        ctx.check_workers()
         try:
-            generation = job.request(ctx.service.settings.max_prompts)
-            record = await asyncio.to_thread(ctx.service.submit, generation, who)
+            # Parsed off the event loop, as the page does: a long prompt list takes a while.
+            max_prompts = ctx.service.settings.max_prompts
+            record = await asyncio.to_thread(lambda: ctx.service.submit(job.request(max_prompts), who))
         except Message as exc:
             raise refusal(exc) from None
         return ctx.job_json(request, record, ctx.service.view(record.id))
@@ -130,10 +128,15 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         return ctx.job_json(request, record, ctx.service.view(job_id))
 
     @api.get("/jobs/{job_id}/images/{index}.png", response_class=FileResponse)
-    async def image(job_id: str, index: int, request: Request, sig: str = "") -> FileResponse:
-        """One PNG: with the key, or with the `sig` its URL carries."""
-        if not hmac.compare_digest(sig, ctx.signature(job_id, index)):
-            ctx.caller(request)
+    async def image(job_id: str, index: int, request: Request, exp: str = "", sig: str = "") -> FileResponse:
+        """One PNG: with the key, or with the `exp` and `sig` its URL carries until it expires."""
+        if not ctx.signed(job_id, index, exp, sig):
+            try:
+                ctx.caller(request)
+            except ApiError:
+                if sig:
+                    raise ApiError(403, words("link_expired")) from None
+                raise
         record = ctx.record(job_id)
         if not 0 <= index < len(record.images) or record.images[index].state != SAVED:
             raise ApiError(404, f"Job {job_id} has no saved image {index}.")

@@ -136,7 +136,7 @@ class JobService:
     def stop(self, job_id: str, who: Identity) -> bool:
         """Stop a job of `who`'s; False if it had ended already. RequestError if not theirs."""
         with self._lock:
-            live = self._live.get(job_id)
+            live = self._live.get(job_id) if isinstance(job_id, str) else None
             if live is None:
                 return False
             if not (who.admin or who.owns(live.record)):
@@ -173,6 +173,8 @@ class JobService:
 
     def view(self, job_id: str) -> JobView | None:
         """One job as it stands now: from the queue, or from the database once it has ended."""
+        if not isinstance(job_id, str):
+            return None
         found = next((v for v in self.views() if v.id == job_id), None)
         if found is not None:
             return found
@@ -180,6 +182,9 @@ class JobService:
         return None if record is None else views_of([(record, False, None)], None)[0]
 
     def record(self, job_id: str) -> JobRecord | None:
+        """A job by id, unfinished or not; None for no such job (or an id that is not text)."""
+        if not isinstance(job_id, str):
+            return None
         with self._lock:
             live = self._live.get(job_id)
         return live.record if live is not None else self.store.get(job_id)

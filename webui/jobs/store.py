@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -74,6 +75,12 @@ class JobStore:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / DATABASE_NAME
         self.is_new = not self.path.exists()  # then History is rebuilt from the manifests
+        # Mode 600 like the other state files; SQLite gives its WAL and shared-memory files the
+        # database's mode. Files of older versions are put right.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for path in (self.path, *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm"))):
+            if path.exists():
+                path.chmod(0o600)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -20,7 +20,7 @@ from webui.settings import (
 from webui.ui import text
 from webui.ui.i18n import t
 from webui.ui.page import Page
-from webui.ui.parts import QUIET, Parts, language
+from webui.ui.parts import QUIET, RAW, Parts, language
 
 
 def form_part(s: Settings) -> Parts:
@@ -106,7 +106,7 @@ def wire_form(page: Page, c: Parts) -> None:
         c["count"],
         **QUIET,
     )
-    c["preset"].change(_apply_preset, c["preset"], [c["width"], c["height"]], **QUIET)
+    c["preset"].change(_apply_preset, c["preset"], [c["width"], c["height"]], **QUIET, **RAW)
     # .input: sizes typed by hand, not those a preset sets.
     gr.on(
         [c["width"].input, c["height"].input],
@@ -114,6 +114,7 @@ def wire_form(page: Page, c: Parts) -> None:
         [c["preset"], c["width"], c["height"]],
         c["preset"],
         **QUIET,
+        **RAW,
     )
     c["prompt_file"].upload(
         page.load_prompts, c["prompt_file"], c["prompts"], api_name="load_prompts", show_progress="hidden"

@@ -9,7 +9,7 @@ import gradio as gr
 from webui.ui import text
 from webui.ui.i18n import t
 from webui.ui.page import Page
-from webui.ui.parts import QUIET, Parts, language
+from webui.ui.parts import QUIET, RAW, Parts, language, last_cell
 from webui.ui.results import Results
 
 EVERYONE, MINE = "everyone", "mine"
@@ -44,7 +44,7 @@ class History:
     def wire(self, demo: gr.Blocks, tab: gr.Tab) -> None:
         c, page = self.c, self.page
         triggers = [c["refresh"].click, c["scope"].change, tab.select, demo.load]
-        gr.on(triggers, self.rows, c["scope"], c["table"], **QUIET)
+        gr.on(triggers, self.rows, c["scope"], c["table"], **QUIET, **RAW)
         c["table"].select(self.choose, None, [c["chosen"], *self.results.shown], **QUIET)
         c["reuse"].click(page.reuse_history_into_form, c["chosen"], list(page.form.values()), **QUIET)
         self.results.wire()
@@ -57,6 +57,5 @@ class History:
 
     def choose(self, event: gr.SelectData, request: gr.Request) -> dict:
         """A row picked: its job's images in the grid."""
-        job_id = event.row_value[-1]  # the job id, the table's last column
-        record = self.page.record(job_id, request)
-        return {self.c["chosen"]: job_id} | self.results.show(record, language(request))
+        record = self.page.record(last_cell(event), request)  # the job id, the table's last column
+        return {self.c["chosen"]: record.id} | self.results.show(record, language(request))

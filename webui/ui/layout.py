@@ -4,8 +4,8 @@ model.
 The parts: the form (webui/ui/form.py), the results (results.py), the Queue panel (queue.py)
 and History (history.py); their words come from i18n.py and text.py. Events that wait on a
 job (`/generate`, following a job on load) are async handlers with no concurrency limit: they
-hold no worker thread, and our job queue, not Gradio's, decides what runs. Light events that
-read memory or disk are not queued at all.
+hold no worker thread, and our job queue, not Gradio's, decides what runs. Every event goes
+through Gradio's queue (parts.QUIET says why).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from webui.ui.form import advanced_part, form_part, reuse_part, wire_form
 from webui.ui.history import History
 from webui.ui.i18n import t
 from webui.ui.page import Page
-from webui.ui.parts import QUIET, Parts
+from webui.ui.parts import QUIET, RAW, Parts
 from webui.ui.queue import queue_part, wire_queue
 from webui.ui.results import Results
 
 TITLE = "Z-Image-Turbo"
+CACHE_SWEEP_S = 600  # how often Gradio looks for old uploads and cached files, at most
 FORM_MIN_WIDTH, RESULTS_MIN_WIDTH = 360, 480  # pixels: below both together, one column
 # Ctrl+Enter and the tab's title: run once on page load (the server passes it to Gradio).
 PAGE_SCRIPT = Path(__file__).with_name("page.js").read_text("utf-8")
@@ -64,7 +65,9 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
     across restarts, or every browser would look new after one.
     """
     s = page.settings
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # Uploads and the files Gradio copies into its cache are deleted once this old.
+    delete_cache = (min(s.cache_max_age, CACHE_SWEEP_S), s.cache_max_age)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=delete_cache) as demo:
         c: Parts = {
             "browser_id": gr.BrowserState(None, storage_key="zimage-webui-browser", secret=browser_key)
         }
@@ -133,14 +136,15 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         results.generated_outputs,
         api_name="generate",
         concurrency_limit=None,
-    ).then(results.shape, results.c["details"], results.shaping, **QUIET)
+        **RAW,  # the form's values are checked by text.request_from_form
+    ).then(results.shape, results.c["job"], results.shaping, **QUIET)
     # On load, first who this browser is; then its panel, and its newest unfinished job followed.
     identified = demo.load(page.identify, c["browser_id"], c["browser_id"], **QUIET)
     wire_queue(page, identified, c)
     # Followed only when there is a job: an event on the grid for nothing could hide the status
     # of a Generate clicked meanwhile.
     found = gr.State(None)
-    identified.then(page.unfinished, None, found, **(QUIET | {"queue": True}))  # queued: State.change fires
+    identified.then(page.unfinished, None, found, **QUIET)  # queued, as every event: State.change fires
     found.change(
         page.attach,
         found,
@@ -149,4 +153,5 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         show_progress="full",
         api_visibility="private",
     )
+    # Not queued: Stop must get through however busy the queue is. It takes no input.
     c["stop"].click(page.stop, api_name="stop", queue=False, show_progress="hidden")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import re
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import gradio as gr
 
 from webui.access import Access
-from webui.jobs.record import FAILED, JobRecord
+from webui.jobs.record import FAILED, JobRecord, PlannedImage
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity
 from webui.outputs import read_png_parameters
@@ -30,7 +32,8 @@ from webui.request import GenerationRequest, RequestError
 from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
 from webui.ui.parts import error, language
-from webui.words import ENGLISH, words
+from webui.uploads import PAGE_COOKIE, Uploads
+from webui.words import ENGLISH, Message, words
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +45,14 @@ SESSIONS_KEPT = 10_000  # page sessions whose browser id is remembered
 
 
 MORE_LIKE_VARIANTS = 4  # "More like this": new variants of the picked image's prompt
+BROWSER_ID = re.compile(r"[0-9a-f]{32}")  # what `identify` makes; anything else is made anew
 
 
 class Page:
     """Handlers of the page, on one job service."""
 
-    def __init__(self, service: JobService, settings: Settings, access: Access) -> None:
-        self.service, self.settings, self.access = service, settings, access
+    def __init__(self, service: JobService, settings: Settings, access: Access, uploads: Uploads) -> None:
+        self.service, self.settings, self.access, self.uploads = service, settings, access, uploads
         self.form: dict[str, Any] = {}  # field name -> component, set by the layout
         self.results: Any = None  # the Generate tab's Results (webui/ui/results.py), set by the layout
         self._browsers: OrderedDict[str, str] = OrderedDict()  # Gradio session -> browser id
@@ -67,9 +71,12 @@ class Page:
         admin = words("admin_mark").say(language(request)) if self.access.is_admin(name) else ""
         return words("signed_in", name=name, admin=admin).say(language(request))
 
-    def identify(self, browser_id: str | None, request: gr.Request) -> str:
-        """On load: this browser's id (made on its first visit) stands for the session."""
-        browser_id = browser_id or uuid.uuid4().hex
+    def identify(self, browser_id: Any, request: gr.Request) -> str:
+        """On load: this browser's id (made on its first visit) stands for the session. It goes
+        back to the browser, so only an id of the shape made here is kept: anything else a page
+        sends (a FileData would be served as a file) is replaced."""
+        if not (isinstance(browser_id, str) and BROWSER_ID.fullmatch(browser_id)):
+            browser_id = uuid.uuid4().hex
         _remember(self._browsers, request.session_hash, browser_id)
         return browser_id
 
@@ -206,7 +213,7 @@ class Page:
         """One job by id, for scripts: status, progress, position, images so far."""
         record = self.service.record(job_id)
         if record is None:
-            raise error(words("no_job_id", job=job_id), request)
+            raise error(words("no_job_id", job=text.shown(job_id)), request)
         return text.job_status(record, self.service.view(job_id), self.service.runner.notice())
 
     def jobs(self, request: gr.Request) -> list[dict[str, Any]]:
@@ -222,6 +229,7 @@ class Page:
         """The History table: jobs newest first (`owner`'s only, when given), unfinished ones
         included."""
         lang = language(request)
+        owner = owner if isinstance(owner, str) else None
         return [text.history_row(job, lang) for job in self.service.store.listing(HISTORY_LIMIT, owner=owner)]
 
     def history_request(self, job_id: str) -> tuple:
@@ -234,59 +242,80 @@ class Page:
         return text.form_values(self.record(job_id, None).request)
 
     def reuse_history_into_form(self, job_id: str, request: gr.Request) -> dict:
-        values = text.form_values(self.record(job_id, request).request)
-        return {self.form[name]: value for name, value in values.items() if name in self.form} | {
-            self.form["tabs"]: gr.Tabs(selected="generate")
-        }
+        form = self.form_of(self.record(job_id, request).request)
+        return form | {self.form["tabs"]: gr.Tabs(selected="generate")}
 
     def reuse_png(self, file: str | None, request: gr.Request = None) -> dict:
-        """The form as it was for one PNG we made: its prompt, seed and settings, one image."""
+        """The form as it was for one PNG we made: its prompt, seed and settings, one image.
+        Only the PNG's text is read, never its pixels; only a PNG this page uploaded."""
         if not file:
             return {}
+        path = self.upload(file, request)
         try:
-            p = read_png_parameters(Path(file))
-        except (KeyError, OSError, ValueError):
-            raise error(words("not_our_png"), request) from None
-        request = GenerationRequest.from_record(
-            {**p, "prompts": [p["prompt"]], "images_per_prompt": 1, "seed_policy": SEED_PER_IMAGE}
-        )
-        return {
-            self.form[name]: value for name, value in text.form_values(request).items() if name in self.form
-        }
+            remade = text.request_from_png(read_png_parameters(path))
+        except (KeyError, OSError, ValueError) as exc:  # not a PNG, or not ours
+            raise error(exc if isinstance(exc, Message) else words("not_our_png"), request) from None
+        return self.form_of(remade)
 
-    def use_seed(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
+    def use_seed(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt, seed and settings in the form, one image: Generate makes it
         again."""
-        return self.reuse_png(self.picked_image(details, picked, request)["file"], request)
+        record, image = self.picked_image(job_id, picked, request)
+        return self.form_of(_remake(record, image))
 
-    def more_like(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
+    def more_like(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt and settings, new seeds, several variants."""
-        values = self.reuse_png(self.picked_image(details, picked, request)["file"], request)
+        record, image = self.picked_image(job_id, picked, request)
+        values = self.form_of(_remake(record, image))
         return values | {self.form["seed"]: -1, self.form["images_per_prompt"]: MORE_LIKE_VARIANTS}
 
-    @staticmethod
-    def picked_image(details: list[dict] | None, picked: int | None, request: gr.Request) -> dict[str, Any]:
-        """The details of the image picked in a grid; gr.Error when none is."""
-        if picked is None or not details or picked >= len(details):
+    def form_of(self, request: GenerationRequest) -> dict:
+        """The form's components as `request` fills them."""
+        values = text.form_values(request)
+        return {self.form[name]: value for name, value in values.items() if name in self.form}
+
+    def picked_image(
+        self, job_id: str | None, picked: int | None, request: gr.Request
+    ) -> tuple[JobRecord, PlannedImage]:
+        """The job shown in a grid (its id kept on the server) and its image picked there, by
+        its place in the grid; gr.Error when none is."""
+        record = self.service.record(job_id) if isinstance(job_id, str) else None
+        saved = record.saved if record is not None else []
+        if not (isinstance(picked, int) and 0 <= picked < len(saved)):
             raise error(words("pick_first"), request)
-        return details[picked]
+        assert record is not None
+        return record, saved[picked]
 
     def load_prompts(self, file: str | None, request: gr.Request = None) -> str:
         """The prompt box from an uploaded file: a .txt as it is, a .csv's prompt column."""
         if not file:
             return gr.skip()
-        path = Path(file)  # Gradio keeps the uploaded file's name
+        path = self.upload(file, request)
         try:
             return prompts_from_file(path.name, path.read_bytes(), PROMPT_FILE_MAX_BYTES)
         except ValueError as exc:
             raise error(exc, request) from None
 
+    def upload(self, file: Any, request: gr.Request | None) -> Path:
+        """The file an upload input names, if this page (browser and person) uploaded it."""
+        owner = (request.username, request.cookies.get(PAGE_COOKIE)) if request is not None else (None, None)
+        path = self.uploads.path(file, owner)
+        if path is None:
+            raise error(words("not_an_upload"), request)
+        return path
+
     def record(self, job_id: str, request: gr.Request | None) -> JobRecord:
         """A job from History by id; gr.Error when there is none."""
         record = self.service.record(job_id)
         if record is None:
-            raise error(words("no_history_job", job=job_id), request)
+            raise error(words("no_history_job", job=text.shown(job_id)), request)
         return record
+
+
+def _remake(record: JobRecord, image: PlannedImage) -> GenerationRequest:
+    """One image of a job, as a request that makes it again."""
+    one = {"prompts": [record.prompt_of(image)], "images_per_prompt": 1, "seed": image.seed}
+    return dataclasses.replace(record.request, **one, seed_policy=SEED_PER_IMAGE)
 
 
 def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None:

@@ -10,7 +10,7 @@ import gradio as gr
 from webui.ui import text
 from webui.ui.i18n import t
 from webui.ui.page import Page
-from webui.ui.parts import QUIET, Parts, language
+from webui.ui.parts import QUIET, Parts, language, last_cell
 from webui.words import words
 
 REFRESH_S = 1.5  # the panel's timer: one light request per page
@@ -38,8 +38,8 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
 
     def stop_clicked(event: gr.SelectData, request: gr.Request) -> None:
         """A click on the Stop cell of a job."""
-        if event.index[1] == text.STOP_COLUMN and event.value:
-            job_id = event.row_value[-1]
+        if isinstance(event.index, list) and event.index[1:2] == [text.STOP_COLUMN] and event.value:
+            job_id = last_cell(event)
             if page.stop_job(job_id, request):
                 gr.Info(words("stopping_job", job=job_id).say(language(request)))
 

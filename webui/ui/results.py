@@ -2,7 +2,9 @@
 its seed, more like it, copy its prompt, download it, star it) and the job's downloads.
 
 The Generate tab and History each have one `Results`: its components, built in the layout,
-and its handlers, bound methods that answer with dicts of its own components.
+and its handlers, bound methods that answer with dicts of its own components. The job a grid
+shows is kept on the server (a State), and an image is picked by its place in the grid: what
+the actions act on is looked up in the job service, never taken from what the page sends.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class Results:
         c["gallery"] = gr.Gallery(
             label=t(label), format="png", columns=WRAP_COLUMNS, height="auto", elem_id=f"{prefix}gallery"
         )
-        c["details"] = gr.JSON(label=t("details"), visible=False)  # per image: prompt, seed, file...
-        c["picked"] = gr.State(None)  # the picked image's number in the grid
+        c["details"] = gr.JSON(label=t("details"), visible=False)  # per image, for scripts: an output only
+        c["job"] = gr.State(None)  # the id of the job shown
+        c["picked"] = gr.State(None)  # the picked image's place in the grid
         with gr.Column(visible=False, elem_id=f"{prefix}picked") as c["pick_panel"]:
             c["pick_prompt"] = gr.Textbox(
                 label=t("picked_prompt"),
@@ -64,10 +67,10 @@ class Results:
 
     def wire(self) -> None:
         c, form = self.c, list(self.page.form.values())
-        c["gallery"].select(self.pick, c["details"], self.picking, **QUIET)
-        c["star"].click(self.star, [c["details"], c["picked"]], self.starring, **QUIET)
-        c["use_seed"].click(self.page.use_seed, [c["details"], c["picked"]], form, **QUIET)
-        c["more_like"].click(self.page.more_like, [c["details"], c["picked"]], form, **QUIET)
+        c["gallery"].select(self.pick, c["job"], self.picking, **QUIET)
+        c["star"].click(self.star, [c["job"], c["picked"]], self.starring, **QUIET)
+        c["use_seed"].click(self.page.use_seed, [c["job"], c["picked"]], form, **QUIET)
+        c["more_like"].click(self.page.more_like, [c["job"], c["picked"]], form, **QUIET)
 
     def of(self, *names: str) -> list:
         """Components by name, in that order: the inputs or outputs of an event."""
@@ -83,7 +86,7 @@ class Results:
 
     @property
     def generated_outputs(self) -> list:
-        return self.of(*GENERATED)
+        return self.of(*GENERATED, "job")
 
     @property
     def shaping(self) -> list:
@@ -91,16 +94,17 @@ class Results:
 
     @property
     def shown(self) -> list:
-        return self.of(*GENERATED, "starred", "picked", "pick_panel")
+        return self.of(*GENERATED, "job", "starred", "picked", "pick_panel")
 
     def generated(self, record: JobRecord, lang: str = ENGLISH, values: dict | None = None) -> dict:
         """/generate's answer: the job's results by component (`values`: text.outputs's, if made)."""
         values = text.outputs(record, lang) if values is None else values
-        return {self.c[name]: value for name, value in values.items() if name in GENERATED}
+        shown = {self.c[name]: value for name, value in values.items() if name in GENERATED}
+        return shown | {self.c["job"]: record.id}
 
-    def shape(self, details: list[dict] | None) -> dict:
+    def shape(self, job_id: str | None) -> dict:
         """After a job's results arrive: the grid's shape, the starred download, nothing picked."""
-        return self._shape(self.page.service.record(details[0]["job_id"]) if details else None)
+        return self._shape(self.page.service.record(job_id) if job_id else None)
 
     def show(self, record: JobRecord, lang: str = ENGLISH) -> dict:
         """A job in this grid (History, or the job a page follows on load): its results,
@@ -127,26 +131,27 @@ class Results:
             c["pick_panel"]: gr.Column(visible=False),
         }
 
-    def pick(self, details: list[dict] | None, event: gr.SelectData) -> dict:
+    def pick(self, job_id: str | None, event: gr.SelectData, request: gr.Request) -> dict:
         """The picked image: its prompt to copy, seed, size and file, its PNG, its star."""
-        image = (details or [])[event.index]
+        record, image = self.page.picked_image(job_id, event.index, request)
+        details = text.image_details(record, image)
         c = self.c
         return {
             c["picked"]: event.index,
             c["pick_panel"]: gr.Column(visible=True),
-            c["pick_prompt"]: image["prompt"],
-            c["pick_info"]: text.picked_line(image),
-            c["download_png"]: image["file"],
-            c["star"]: t("unstar") if image.get("starred") else t("star"),
+            c["pick_prompt"]: details["prompt"],
+            c["pick_info"]: text.picked_line(details),
+            c["download_png"]: details["file"],
+            c["star"]: t("unstar") if image.starred else t("star"),
         }
 
-    def star(self, details: list[dict] | None, picked: int | None, request: gr.Request) -> dict:
+    def star(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
         """Star the picked image, or take its star back; the starred zip follows."""
-        image = self.page.picked_image(details, picked, request)
+        record, image = self.page.picked_image(job_id, picked, request)
         assert picked is not None
         with _STARRING:
             try:
-                record = self.page.service.star(image["job_id"], image["index"], not image.get("starred"))
+                record = self.page.service.star(record.id, image.index, not image.starred)
             except RequestError as exc:
                 raise error(exc, request) from None
             starred_button = self._starred_button(record, write=True)

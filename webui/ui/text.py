@@ -10,7 +10,7 @@ from datetime import UTC
 from typing import Any
 
 from webui.jobs.execute import SHEET_NAME, ZIP_NAME
-from webui.jobs.record import JobRecord
+from webui.jobs.record import JobRecord, PlannedImage
 from webui.jobs.store import JobSummary
 from webui.jobs.views import Identity, JobView, about
 from webui.prompts import TemplateError, count_prompts, parse_prompts
@@ -49,10 +49,10 @@ def count_text(
 ) -> str:
     """The live line under the prompt box: prompts x variants = images."""
     try:
-        n = count_prompts(text or "")
+        n = count_prompts(text if isinstance(text, str) else "", limit=max_prompts)
     except TemplateError as exc:
         return f"**{say(exc, language)}**"
-    per = int(per_prompt or 1)
+    per = int(per_prompt) if isinstance(per_prompt, (int, float)) and 1 <= per_prompt <= max_images else 1
     images = n * per
     line = words("count", n=n, per=per, images=images).say(language)
     if n > max_prompts or images > max_images:
@@ -73,35 +73,76 @@ def request_from_form(
     style: str,
     seed_policy: str,
 ) -> GenerationRequest:
-    """The request the form's values make; ValueError names what is wrong."""
-    # Gradio does not hold a textbox to any length on the server: check before parsing.
-    box_limit = max_prompts * (MAX_PROMPT_CHARS + 1)
-    for name, value, most in (
-        (words("name_box"), prompts, box_limit),
-        (words("name_negative"), negative_prompt, MAX_PROMPT_CHARS),
-        (words("name_style"), style, MAX_PROMPT_CHARS),
-    ):
-        if len(value or "") > most:
-            raise Message("box_too_long", name=name, length=len(value), limit=most)
+    """The request the form's values make; ValueError names what is wrong. Gradio holds no
+    textbox to any length or type on the server: a script may send anything in each."""
+    texts = {"name_box": prompts, "name_negative": negative_prompt, "name_style": style}
+    for name, value in texts.items():
+        if not isinstance(value, (str, type(None))):
+            raise Message("not_text", name=words(name), kind=type(value).__name__)
+    for name, value in (("name_negative", negative_prompt), ("name_style", style)):
+        if len(value or "") > MAX_PROMPT_CHARS:
+            raise Message("box_too_long", name=words(name), length=len(value), limit=MAX_PROMPT_CHARS)
     return GenerationRequest(
-        prompts=parse_prompts(prompts or "", limit=max_prompts),
+        prompts=parse_prompts(prompts or "", limit=max_prompts),  # refuses an over-long box unread
         images_per_prompt=_whole("name_per_prompt", images_per_prompt),
         seed=-1 if seed is None else _whole("name_seed", seed),
         width=_whole("name_width", width),
         height=_whole("name_height", height),
         steps=_whole("name_steps", steps),
-        guidance_scale=float(guidance_scale),
+        guidance_scale=_number("name_guidance", guidance_scale),
         negative_prompt=negative_prompt or "",
         style=style or "",
-        seed_policy=seed_policy or SEED_PER_IMAGE,
+        seed_policy=seed_policy if isinstance(seed_policy, str) and seed_policy else SEED_PER_IMAGE,
     )
 
 
-def _whole(name: str, value: float) -> int:
-    number = float(value)
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Message("not_number", name=words(name), value=shown(value))
+    try:
+        return float(value)
+    except ValueError:
+        raise Message("not_number", name=words(name), value=shown(value)) from None
+
+
+def _whole(name: str, value: Any) -> int:
+    number = _number(name, value)
     if not number.is_integer():
-        raise Message("not_whole", name=words(name), value=value)
+        raise Message("not_whole", name=words(name), value=shown(value))
     return int(number)
+
+
+# What a PNG of ours carries, by type (webui/jobs/record.py: png_parameters).
+PNG_FIELDS: dict[str, tuple[type, ...]] = {
+    "prompt": (str,),
+    "seed": (int,),
+    "width": (int,),
+    "height": (int,),
+    "steps": (int,),
+    "guidance_scale": (int, float),
+    "style": (str,),
+    "seed_policy": (str,),
+    "negative_prompt": (str,),
+}
+
+
+def request_from_png(parameters: Any) -> GenerationRequest:
+    """The one-image request a PNG's parameters describe; Message when they are not ours."""
+    if not isinstance(parameters, dict) or "prompt" not in parameters or "seed" not in parameters:
+        raise Message("not_our_png")
+    for name, kinds in PNG_FIELDS.items():
+        value = parameters.get(name)
+        if name in parameters and (isinstance(value, bool) or not isinstance(value, kinds)):
+            raise Message("png_field", field=name)
+    typed = {name: parameters[name] for name in PNG_FIELDS if name in parameters}
+    typed |= {"prompts": [typed.pop("prompt")], "images_per_prompt": 1, "seed_policy": SEED_PER_IMAGE}
+    return GenerationRequest(**typed)
+
+
+def shown(value: Any) -> str:
+    """A value a script sent, as a message may quote it: short, and never a Python repr."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else "?"
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def form_values(request: GenerationRequest) -> dict[str, Any]:
@@ -138,22 +179,9 @@ def outputs(record: JobRecord, language: str = ENGLISH) -> dict[str, Any]:
     """A job's results by name: the gallery (captioned, starred images marked), the summary,
     per-image details, the download (the zip, or the PNG itself for one image), the contact
     sheet."""
-    saved, r = record.saved, record.request
+    saved = record.saved
     gallery = [(str(record.path_of(i)), caption(record.prompt_of(i), i.seed, i.starred)) for i in saved]
-    details = [
-        {
-            "prompt": record.prompt_of(i),
-            "seed": i.seed,
-            "width": r.width,
-            "height": r.height,
-            "steps": r.steps,
-            "file": str(record.path_of(i)),  # not "path": Gradio takes that for a FileData
-            "job_id": record.id,
-            "index": i.index,
-            "starred": i.starred,
-        }
-        for i in saved
-    ]
+    details = [image_details(record, i) for i in saved]
     download = sheet = None
     if len(saved) == 1:
         download = str(record.path_of(saved[0]))
@@ -165,6 +193,22 @@ def outputs(record: JobRecord, language: str = ENGLISH) -> dict[str, Any]:
         "details": details,
         "download": download,
         "sheet": sheet,
+    }
+
+
+def image_details(record: JobRecord, image: PlannedImage) -> dict[str, Any]:
+    """One saved image, as the picked image's panel and scripts see it."""
+    r = record.request
+    return {
+        "prompt": record.prompt_of(image),
+        "seed": image.seed,
+        "width": r.width,
+        "height": r.height,
+        "steps": r.steps,
+        "file": str(record.path_of(image)),  # not "path": Gradio takes that for a FileData
+        "job_id": record.id,
+        "index": image.index,
+        "starred": image.starred,
     }
 
 
