@@ -103,7 +103,8 @@ class Access:
         return ok
 
     def person_of(self, authorization: str | None) -> str | None:
-        """The person an `Authorization: Bearer KEY` header stands for, or None."""
+        """The person an `Authorization: Bearer KEY` header stands for, or None. A key may
+        belong to a name without a login (a script's); removing a person revokes theirs."""
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return None
@@ -116,6 +117,9 @@ class Access:
         now, failures = time.monotonic(), self._failures[address]
         while failures and now - failures[0] > FAILED_LOGIN_WINDOW_S:
             failures.popleft()
+        for stale in [a for a, f in self._failures.items() if not f or now - f[-1] > FAILED_LOGIN_WINDOW_S]:
+            if stale != address:
+                del self._failures[stale]  # addresses whose failures all aged out
         if len(failures) + self._checking[address] < MAX_FAILED_LOGINS:
             self._checking[address] += 1
             return 0.0

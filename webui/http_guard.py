@@ -6,7 +6,7 @@ its body, and the headers every answer carries.
   127.0.0.1 (DNS rebinding), which matters most when no login is on.
 - `BodyLimit`: a body larger than `ZIMAGE_MAX_REQUEST_MB` gets 413 without being read: at
   once when its Content-Length says so, else as soon as the bytes that arrived pass the
-  limit. Uploads are left to Gradio's own limit (`max_file_size`).
+  limit. Uploads have a limit of their own, above Gradio's per-file `max_file_size`.
 - `SecurityHeaders`: no page of ours in another site's frame, no content-type guessing.
 """
 
@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webui.settings import Settings, env_name
 
-UPLOAD_ROUTE = "/gradio_api/upload"  # Gradio's upload route: its max_file_size applies
+UPLOAD_ROUTE = "/gradio_api/upload"  # Gradio's upload route
 SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "content-security-policy": "frame-ancestors 'none'",
@@ -50,30 +50,30 @@ def _is_any_address(host: str) -> bool:
 
 
 class BodyLimit:
-    """413 for a request body over `limit` bytes, before it is read whole."""
+    """413 for a request body over its limit, before it is read whole: `limit` bytes, or
+    `upload_limit` on Gradio's upload route (where Gradio's per-file limit also applies)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") == UPLOAD_ROUTE:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if scope["path"].rstrip("/") == UPLOAD_ROUTE else self.limit
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await PlainTextResponse("Content-Length is not a number.", 400)(scope, receive, send)
-            elif int(declared) > self.limit:
-                await self._refuse(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        await self._counted(scope, receive, send)
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            await PlainTextResponse("Content-Length is not a number.", 400)(scope, receive, send)
+        elif declared is not None and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
+        else:
+            # Counted even when a Content-Length was declared: a request that also says
+            # `Transfer-Encoding: chunked` is read chunked, whatever its length said.
+            await self._counted(scope, receive, send, limit)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A body of unknown length (chunked): the app reads it through a counter; past the
-        limit the app is told the client left, and the client gets 413 instead of the app's
-        answer."""
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """The app reads the body through a counter; past the limit the app is told the client
+        left, and the client gets 413 instead of the app's answer."""
         received, refused, started = 0, False, False
 
         async def counting_receive() -> Message:
@@ -82,10 +82,10 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
+            if received > limit:
                 refused = True
                 if not started:
-                    await self._refuse(scope, receive, send)
+                    await self._refuse(scope, receive, send, limit)
                 return {"type": "http.disconnect"}
             return message
 
@@ -98,9 +98,10 @@ class BodyLimit:
 
         await self.app(scope, counting_receive, guarded_send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        megabytes = self.limit / 1_000_000
-        message = f"The request body is over {megabytes:g} MB ({env_name('max_request_mb')})."
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        megabytes = limit / 1_000_000
+        setting = "" if limit == self.upload_limit else f" ({env_name('max_request_mb')})"
+        message = f"The request body is over {megabytes:g} MB{setting}."
         await PlainTextResponse(message, 413, headers={"connection": "close"})(scope, receive, send)
 
 

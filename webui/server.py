@@ -40,6 +40,7 @@ from webui.jobs.runners import LocalRunner, Runner
 from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
 from webui.keys import UrlKey
+from webui.outputs import replace_atomically
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
 from webui.ui import PAGE_SCRIPT, Page, create_demo
@@ -56,6 +57,7 @@ RETENTION_INTERVAL_S = 3600
 FOLLOWING_PAGES = 1000
 # Largest upload Gradio accepts: a prompt file or one of our PNGs.
 MAX_UPLOAD = "2mb"
+UPLOAD_BODY_LIMIT = 16_000_000  # one upload request: a few such files with their form fields
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     app.add_middleware(CORSMiddleware, allow_origins=[])
     app.add_middleware(UploadGate, uploads=uploads)
     app.add_middleware(LoginGuard, access=access, login_on=login_on)
-    app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1_000_000))
+    limit = int(settings.max_request_mb * 1_000_000)
+    app.add_middleware(BodyLimit, limit=limit, upload_limit=UPLOAD_BODY_LIMIT)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     lifetime = settings.url_expiry_days * 86400
@@ -181,8 +184,8 @@ def browser_key(state_dir: Path) -> str:
     path = state_dir / "browser-key"
     if not path.is_file():
         state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(16))
-        path.chmod(0o600)
+        key = secrets.token_hex(16).encode()
+        replace_atomically(path, lambda handle: handle.write(key), mode=0o600)  # never readable by others
     return path.read_text().strip()
 
 

@@ -6,9 +6,10 @@ even downloads whatever a FileData names before any handler runs. So a path in a
 taken for what it is, data from a browser, and checked at the door:
 
 - `UploadGate` (ASGI) remembers who uploaded each file Gradio saved: the person (with a
-  login on) and the browser (a cookie this gate sets on the page). An event that names any
-  other path in its inputs, as a FileData or a bare `path`, is refused with 400 before Gradio
-  reads it.
+  login on) and the browser (a cookie this gate sets on the page). Any other POST to Gradio's
+  routes whose JSON names any other path, as a FileData or a bare `path` at any depth, is
+  refused with 400 before Gradio reads it; so is a body too deep or too large to walk.
+  Gradio's routes that this app does not use are closed (`CLOSED_ROUTES`).
 - `Uploads.path()` is what a handler calls for an upload input: the same rule again, and the
   file still a plain file inside the upload folder. A handler's owner is
   `(request.username, request.cookies.get(PAGE_COOKIE))`.
@@ -33,9 +34,20 @@ from webui.access import Access
 from webui.words import words
 
 PAGE_COOKIE = "zimage-page"  # one browser's uploads, with or without a login
+GRADIO_ROUTES = "/gradio_api/"
 UPLOAD_ROUTE = "/gradio_api/upload"
-# Gradio's routes that run events: their bodies' `data` are the events' inputs.
-EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/api/", "/gradio_api/call/")
+# Closed: routes that replace a queued event's inputs (`/stream/`) or take recordings, which
+# nothing here uses, and Gradio's direct and curl-style routes: every event of the page is
+# queued, the page and gradio_client speak `/queue/join`, crafted calls to these end in 500s,
+# and the REST API does their work better.
+CLOSED_ROUTES = (
+    "/gradio_api/stream/",
+    "/gradio_api/process_recording",
+    "/gradio_api/call/",
+    "/gradio_api/run/",
+    "/gradio_api/api/",
+)
+MAX_NODES = 100_000  # lists and objects in one event's body; the page's largest holds hundreds
 Owner = tuple[str | None, str | None]  # (person, browser)
 
 
@@ -76,14 +88,24 @@ class Uploads:
         return path
 
 
-def named_paths(value: Any) -> list[Any]:
-    """Every `path` a value holds, at any depth: FileData, or anything shaped like one."""
-    if isinstance(value, dict):
-        found = [value["path"]] if "path" in value else []
-        return found + [p for v in value.values() for p in named_paths(v)]
-    if isinstance(value, list):
-        return [p for v in value for p in named_paths(v)]
-    return []
+def named_paths(value: Any) -> list[Any] | None:
+    """Every `path` a value holds, at any depth: FileData, or anything shaped like one. None
+    when the value holds more than MAX_NODES lists and objects (no event needs so many)."""
+    found, pending, seen = [], [value], 0
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if "path" in item:
+                found.append(item["path"])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        else:
+            continue
+        seen += 1
+        if seen > MAX_NODES:
+            return None
+    return found
 
 
 class UploadGate:
@@ -100,7 +122,9 @@ class UploadGate:
         path, cookies = scope["path"], HTTPConnection(scope).cookies
         if scope["method"] == "POST" and path.rstrip("/") == UPLOAD_ROUTE:
             await self._upload(scope, receive, send, self.uploads.owner(cookies))
-        elif scope["method"] == "POST" and path.startswith(EVENT_ROUTES):
+        elif scope["method"] == "POST" and path.startswith(CLOSED_ROUTES):
+            await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+        elif scope["method"] == "POST" and path.startswith(GRADIO_ROUTES):
             await self._event(scope, receive, send, self.uploads.owner(cookies))
         elif scope["method"] == "GET" and path == "/" and PAGE_COOKIE not in cookies:
             await self.app(scope, receive, _with_cookie(send))
@@ -120,14 +144,19 @@ class UploadGate:
                 body.extend(message.get("body", b""))
                 if not message.get("more_body") and status == 200:
                     saved = json.loads(body)
-                    self.uploads.remember([p for p in saved if isinstance(p, str)], owner)
+                    paths = saved if isinstance(saved, list) else []
+                    self.uploads.remember([p for p in paths if isinstance(p, str)], owner)
             await send(message)
 
         await self.app(scope, receive, reading_send)
 
     async def _event(self, scope: Scope, receive: Receive, send: Send, owner: Owner) -> None:
-        """The event's body, read whole (the body limit came first) and handed on unchanged,
-        unless its inputs name a file that is not the caller's upload."""
+        """The body, read whole (the body limit came first) and handed on unchanged, unless it
+        names a file that is not the caller's upload. The whole body is walked, not only
+        `data` (any route may read files from any field), save an event's `event_data`: what
+        a gallery or table click says was clicked, which names the shown images' cached
+        files. Gradio opens none of it (it checks such paths lie in its cache) and our
+        handlers read only the index and row from it."""
         chunks = []
         while True:
             message = await receive()
@@ -138,10 +167,13 @@ class UploadGate:
                 break
         body = b"".join(chunks)
         try:
-            inputs = json.loads(body).get("data")
-        except (ValueError, AttributeError):
-            inputs = None  # not JSON: Gradio refuses it itself
-        if any(not self.uploads.allowed(p, owner) for p in named_paths(inputs)):
+            sent = json.loads(body)
+            paths = named_paths({**sent, "event_data": None} if isinstance(sent, dict) else sent)
+        except RecursionError:
+            paths = None  # nested past what Python's JSON reader follows
+        except ValueError:
+            paths = []  # not JSON: Gradio refuses it itself, and reads no file from it
+        if paths is None or any(not self.uploads.allowed(p, owner) for p in paths):
             answer = {"detail": words("not_an_upload").say()}
             await JSONResponse(answer, status_code=400)(scope, receive, send)
             return

@@ -69,7 +69,7 @@ class ApiContext:
 
     def signed(self, job_id: str, index: int, expires: str, sig: str) -> bool:
         """Whether `sig` signs this image until `expires` (a Unix time), and that is not past."""
-        if not (expires.isdigit() and len(expires) <= 12) or int(expires) < time.time():
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or int(expires) < time.time():
             return False
         expected = self.signature(job_id, index, int(expires)).encode()
         return hmac.compare_digest(sig.encode("utf-8", "replace"), expected)

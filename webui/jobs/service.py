@@ -109,10 +109,12 @@ class JobService:
                 logger.error("job %s: could not write its manifest: %s", record.id, exc)
                 raise cannot_save(exc, self.settings.output_dir) from None
             self.store.add(record)
-        finally:
+        except BaseException:
             with self._lock:
                 self._accepting.remove(who)
-        with self._lock:
+            raise
+        with self._lock:  # one step from accepting to live: no moment where the job counts for neither
+            self._accepting.remove(who)
             self._live[record.id] = Live(record)
             logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
             self._pump()

@@ -153,5 +153,6 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         show_progress="full",
         api_visibility="private",
     )
-    # Not queued: Stop must get through however busy the queue is. It takes no input.
-    c["stop"].click(page.stop, api_name="stop", queue=False, show_progress="hidden")
+    # Queued like every event (Gradio's direct route is closed), in a group of its own without a
+    # limit: Stop gets through however busy the queue is. It takes no input.
+    c["stop"].click(page.stop, api_name="stop", concurrency_limit=None, show_progress="hidden")
