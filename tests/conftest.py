@@ -1,4 +1,13 @@
-"""Shared fixtures: the demo model is built once per test session, offline."""
+"""Shared fixtures: the demo model is built once per test session, offline, on the CPU in
+float32. Also the suite's rules:
+
+- Every test runs in a clean environment: `ZIMAGE_*` variables of the shell are dropped (a
+  stray one would reach every test server), and the demo model is pinned to the CPU in
+  float32 (on a CUDA machine `auto` would pick bf16 on the GPU), unless a test says otherwise.
+- Tests marked `gpu` need a CUDA GPU; elsewhere they are skipped with that reason.
+- With `CI` set, any other skip fails the run: in CI every tool a test needs is installed
+  (./launch.sh test does it), so a skip means a missing install step.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +22,16 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch
+
 from tests.helpers import Server, running_server
 from webui.engine import Engine
 from webui.loading import LoadedModel, load_model
 from webui.settings import Settings
+
+for _name in [n for n in os.environ if n.startswith("ZIMAGE_")]:
+    del os.environ[_name]
+os.environ.update(ZIMAGE_DEVICE="cpu", ZIMAGE_DTYPE="fp32")  # servers, workers and CLIs alike
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -39,14 +54,19 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> 
 
 @pytest.fixture(scope="session")
 def demo_model(cache_dir: Path) -> LoadedModel:
-    return load_model(Settings(model="demo", cache_dir=cache_dir).validate())
+    return load_model(Settings(model="demo", device="cpu", dtype="fp32", cache_dir=cache_dir).validate())
 
 
 @pytest.fixture
 def settings(tmp_path: Path, cache_dir: Path) -> Settings:
     """Small limits that keep the demo model fast on two CPU cores."""
     return Settings(
-        model="demo", cache_dir=cache_dir, output_dir=tmp_path / "outputs", min_size=32
+        model="demo",
+        device="cpu",
+        dtype="fp32",
+        cache_dir=cache_dir,
+        output_dir=tmp_path / "outputs",
+        min_size=32,
     ).validate()
 
 
@@ -61,3 +81,26 @@ def make_engine(demo_model: LoadedModel, settings: Settings):
 @pytest.fixture
 def engine(make_engine) -> Engine:
     return make_engine()
+
+
+GPU = torch.cuda.is_available()
+NO_GPU = "needs a CUDA GPU (tests marked gpu; ./launch.sh test -m gpu runs only those)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not GPU:
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(pytest.mark.skip(reason=NO_GPU))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI a skip is a failure, naming its reason (the missing tool), unless it is a GPU test
+    on a machine without one."""
+    report = yield
+    if os.environ.get("CI") and report.skipped and not item.get_closest_marker("gpu"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI must run every test, but this one was skipped: {reason}"
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -46,10 +47,24 @@ def readme_code_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.S)
 
 
+# Ports for test servers: below Linux's ephemeral range (32768 and up, where clients' ports
+# come from), a block of 1000 for each pytest-xdist worker, each port handed out once.
+PORTS_FROM, PORTS_PER_WORKER = 20_000, 1_000
+_next_port = itertools.count(
+    PORTS_FROM + PORTS_PER_WORKER * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port no other test of this run has had, and free now."""
+    for port in _next_port:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something outside the tests
+            return port
+    raise AssertionError("unreachable")
 
 
 def get_json(url: str, timeout: float = 5) -> Any:

@@ -6,6 +6,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +24,58 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser-faults")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Path) -> Iterator[Server]:
     # One request at a time into the engine, so that a second user waits in Gradio's queue.
-    with running_server(tmp_path_factory.mktemp("browser"), cache_dir, cross_batching="false") as server:
+    # The server is the real one with tests/faults.py's hooks: `held` stops a call at a step.
+    with running_server(
+        tmp_path_factory.mktemp("browser"),
+        cache_dir,
+        module="tests.faults",
+        env={"WEBUI_FAULTS": str(faults)},
+        cross_batching="false",
+    ) as server:
         yield server
 
 
-@pytest.fixture
+@contextmanager
+def held(faults: Path, forwards: int) -> Iterator[None]:
+    """Pipeline calls run `forwards` steps (transformer forwards), then wait until the block
+    ends: what the page shows mid-job, it shows however fast the machine."""
+    armed = faults / "hold.tmp"
+    armed.write_text(str(forwards))
+    armed.rename(faults / "hold")
+    try:
+        yield
+    finally:
+        (faults / "hold").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Browser]:
+    """One Chromium for the module; each page opens in a context of its own."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(autouse=True)
+def pages_closed_afterwards(browser: Browser) -> Iterator[None]:
+    """A test's pages are closed after it: pages left open would go on polling the server."""
+    yield
+    for context in browser.contexts:
+        context.close()
 
 
 def set_size(page: Page, pixels: int) -> None:
@@ -72,15 +107,17 @@ def page(browser: Browser, server: Server) -> Page:
     return open_page(browser, server)
 
 
-def test_three_prompts_show_progress_then_three_captioned_images(page: Page, server: Server) -> None:
+def test_three_prompts_show_progress_then_three_captioned_images(
+    page: Page, server: Server, faults: Path
+) -> None:
     expect(page.locator("#demo-banner")).to_contain_text("Demo model loaded")
     page.locator("#prompts textarea").fill("a red sneaker\na navy mug\nan olive bag")
     expect(page.locator("#count")).to_contain_text("3 prompts x 1 = 3 images")
 
-    page.locator("#generate").click()
-    # The default 1024x1024 takes the demo model a few seconds: long enough to see the bar.
-    progress = page.locator("#gallery").get_by_text(re.compile(r"images 1-3 of 3, step \d of 8"))
-    expect(progress.first).to_be_visible(timeout=30_000)
+    with held(faults, 2):
+        page.locator("#generate").click()
+        progress = page.locator("#gallery").get_by_text("images 1-3 of 3, step 2 of 8")
+        expect(progress.first).to_be_visible(timeout=30_000)
     expect(page.locator("#gallery img")).to_have_count(3, timeout=120_000)
     expect(page.locator("#summary")).to_contain_text("3 images in")
     captions = page.locator("#gallery .caption-label").all_inner_texts()
@@ -101,13 +138,16 @@ def test_a_preset_sets_width_and_height(page: Page) -> None:
     expect(page.locator("#height input[type=number]")).to_have_value("720")
 
 
-def test_stop_in_the_page_keeps_the_finished_chunk(page: Page) -> None:
+def test_stop_in_the_page_keeps_the_finished_chunk(page: Page, faults: Path) -> None:
     page.locator("#prompts textarea").fill("\n".join(f"product {n}" for n in range(6)))
-    page.locator("#generate").click()
-    # Chunks of four: once the second chunk runs, the first four images are on disk.
-    second_chunk = page.locator("#gallery").get_by_text(re.compile(r"images 5-6 of 6, step \d of 8"))
-    expect(second_chunk.first).to_be_visible(timeout=120_000)
-    page.locator("#stop").click()
+    set_size(page, 64)
+    with held(faults, 8 + 1):  # the first call's 8 steps, and one of the second's
+        page.locator("#generate").click()
+        # Chunks of four: once the second chunk runs, the first four images are on disk.
+        second_chunk = page.locator("#gallery").get_by_text("images 5-6 of 6, step 1 of 8")
+        expect(second_chunk.first).to_be_visible(timeout=120_000)
+        page.locator("#stop").click()
+        expect(page.get_by_text("Stopping after the current step")).to_be_visible(timeout=30_000)
     expect(page.locator("#summary")).to_contain_text("Stopped: 4 of 6 images kept", timeout=60_000)
     expect(page.locator("#gallery img")).to_have_count(4)
 
@@ -122,65 +162,71 @@ def queue_rows(page: Page) -> list[list[str]]:
 
 
 def test_two_users_see_both_jobs_in_the_queue_panel_and_one_stops_their_own(
-    browser: Browser, server: Server
+    browser: Browser, server: Server, faults: Path
 ) -> None:
     first, second = open_page(browser, server), open_page(browser, server)
     first.locator("#prompts textarea").fill("\n".join(f"queue panel {n}" for n in range(6)))
-    first.locator("#generate").click()
-    expect(first.locator("#gallery").get_by_text(re.compile(r"step \d of 8")).first).to_be_visible(
-        timeout=60_000
-    )
-    second.locator("#prompts textarea").fill("a navy mug")
-    second.locator("#generate").click()
-    # The waiting line comes from our queue: jobs ahead, and a time from the measured speed.
-    waiting = second.locator("#gallery").get_by_text(
-        re.compile(r"1 job ahead of yours(, about \d+ (s|min))?")
-    )
-    expect(waiting.first).to_be_visible(timeout=30_000)
+    set_size(first, 64)
+    with held(faults, 1):  # the first job stays running, at step 1, until its owner stops it
+        first.locator("#generate").click()
+        expect(first.locator("#gallery").get_by_text("step 1 of 8").first).to_be_visible(timeout=60_000)
+        second.locator("#prompts textarea").fill("a navy mug")
+        second.locator("#generate").click()
+        # The waiting line comes from our queue: jobs ahead, and a time from the measured speed.
+        waiting = second.locator("#gallery").get_by_text(
+            re.compile(r"1 job ahead of yours(, about \d+ (s|min))?")
+        )
+        expect(waiting.first).to_be_visible(timeout=30_000)
 
-    for page, mine in ((first, 0), (second, 1)):  # the panel refreshes itself every 1.5 s
-        wait_for(lambda page=page: len(queue_rows(page)) == 2, 30, "both jobs in the panel")
-        rows = queue_rows(page)
-        assert [r[1] for r in rows] == ["running", "waiting"] and [r[0] for r in rows] == ["", "1"]
-        assert [r[3] for r in rows] == ["queue panel 0 (+5 more)", "a navy mug"]
-        assert [r[2] for r in rows] == (["you", "someone else"] if mine == 0 else ["someone else", "you"])
-        assert [r[6] for r in rows] == (["■ Stop", ""] if mine == 0 else ["", "■ Stop"])
-    ARTIFACTS.mkdir(exist_ok=True)
-    second.screenshot(path=str(ARTIFACTS / "browser-queue-panel.png"), full_page=True)
+        for page, mine in ((first, 0), (second, 1)):  # the panel refreshes itself every 1.5 s
+            wait_for(lambda page=page: len(queue_rows(page)) == 2, 30, "both jobs in the panel")
+            rows = queue_rows(page)
+            assert [r[1] for r in rows] == ["running", "waiting"] and [r[0] for r in rows] == ["", "1"]
+            assert [r[3] for r in rows] == ["queue panel 0 (+5 more)", "a navy mug"]
+            assert [r[2] for r in rows] == (["you", "someone else"] if mine == 0 else ["someone else", "you"])
+            assert [r[6] for r in rows] == (["■ Stop", ""] if mine == 0 else ["", "■ Stop"])
+        ARTIFACTS.mkdir(exist_ok=True)
+        second.screenshot(path=str(ARTIFACTS / "browser-queue-panel.png"), full_page=True)
 
-    second.locator("#queue-table").get_by_role("gridcell", name="someone else").click()  # not theirs: nothing
-    first.locator("#queue-table").get_by_role("gridcell", name="■ Stop").click()
+        second.locator("#queue-table").get_by_role(
+            "gridcell", name="someone else"
+        ).click()  # not theirs: nothing
+        first.locator("#queue-table").get_by_role("gridcell", name="■ Stop").click()
+        expect(first.get_by_text(re.compile(r"Stopping job \w+ after the current step"))).to_be_visible(
+            timeout=30_000
+        )
     expect(first.locator("#summary")).to_contain_text("Stopped:", timeout=60_000)
     expect(second.locator("#gallery .caption-label")).to_contain_text("a navy mug", timeout=120_000)
 
 
 def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
-    browser: Browser, server: Server
+    browser: Browser, server: Server, faults: Path
 ) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 1400})  # one browser, two tabs in turn
     page = context.new_page()
     page.goto(server.url)
     expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
     page.locator("#prompts textarea").fill("\n".join(f"closed tab {n}" for n in range(12)))
-    set_size(page, 512)
-    page.locator("#generate").click()
-    expect(page.locator("#gallery").get_by_text(re.compile(r"images 1-4 of 12"))).to_be_visible(
-        timeout=60_000
-    )
-    page.close()
+    set_size(page, 64)
+    with held(faults, 8 + 3):  # the first call, and three steps of the second
+        page.locator("#generate").click()
+        expect(page.locator("#gallery").get_by_text("images 5-8 of 12, step 3 of 8")).to_be_visible(
+            timeout=60_000
+        )
+        page.close()
 
-    again = context.new_page()
-    again.goto(server.url)
-    # The same browser: its job, still running, with its progress; then its images.
-    progress = again.locator("#gallery").get_by_text(re.compile(r"images \d+-\d+ of 12, step \d of 8"))
-    expect(progress.first).to_be_visible(timeout=60_000)
-    wait_for(
-        lambda: [r[2] for r in queue_rows(again)] == ["you"],
-        30,
-        "the panel to mark the job as this browser's",
-    )
-    ARTIFACTS.mkdir(exist_ok=True)
-    again.screenshot(path=str(ARTIFACTS / "browser-reopened.png"), full_page=True)
+        again = context.new_page()
+        again.goto(server.url)
+        # The same browser: its job, still running, with its progress; then its images.
+        progress = again.locator("#gallery").get_by_text("images 5-8 of 12, step 3 of 8")
+        expect(progress.first).to_be_visible(timeout=60_000)
+        wait_for(
+            lambda: [r[2] for r in queue_rows(again)] == ["you"],
+            30,
+            "the panel to mark the job as this browser's",
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        again.screenshot(path=str(ARTIFACTS / "browser-reopened.png"), full_page=True)
     expect(again.locator("#gallery img")).to_have_count(12, timeout=180_000)
     expect(again.locator("#summary")).to_contain_text("12 images in")
     made = [p for p in server.output_dir.rglob("*.png") if "closed-tab" in p.name]
@@ -241,7 +287,7 @@ def sized_page(browser: Browser, server: Server, width: int, height: int) -> Pag
 
 
 def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
-    browser: Browser, server: Server
+    browser: Browser, server: Server, faults: Path
 ) -> None:
     page = sized_page(browser, server, 1366, 768)
     button = page.locator("#generate").bounding_box()
@@ -249,13 +295,15 @@ def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
     form, gallery = page.locator("#form-column").bounding_box(), page.locator("#gallery").bounding_box()
     assert form and gallery and form["x"] + form["width"] <= gallery["x"]  # side by side
     page.locator("#prompts textarea").fill("\n".join(f"a {c} vase" for c in ("red", "navy", "olive", "teal")))
-    set_size(page, 512)
-    page.locator("#prompts textarea").press("Control+Enter")
-    progress = page.locator("#gallery").get_by_text(re.compile(r"images 1-4 of 4, step \d of 8"))
-    expect(progress.first).to_be_visible(timeout=60_000)
-    box = progress.first.bounding_box()
-    assert box and box["y"] + box["height"] <= 768, box  # no scrolling to see it
-    page.screenshot(path=str(ARTIFACTS / "layout-1366x768-progress.png"))
+    set_size(page, 128)
+    with held(faults, 1):
+        page.locator("#prompts textarea").press("Control+Enter")
+        progress = page.locator("#gallery").get_by_text("images 1-4 of 4, step 1 of 8")
+        expect(progress.first).to_be_visible(timeout=60_000)
+        box = progress.first.bounding_box()
+        assert box and box["y"] + box["height"] <= 768, box  # no scrolling to see it
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "layout-1366x768-progress.png"))
     expect(page.locator("#gallery img")).to_have_count(4, timeout=120_000)
     boxes = [page.locator("#gallery img").nth(n).bounding_box() for n in range(4)]
     first = boxes[0]
@@ -266,18 +314,21 @@ def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
     page.screenshot(path=str(ARTIFACTS / "layout-1366x768.png"))
 
 
-def test_a_background_tab_title_shows_the_jobs_progress_then_done(browser: Browser, server: Server) -> None:
+def test_a_background_tab_title_shows_the_jobs_progress_then_done(
+    browser: Browser, server: Server, faults: Path
+) -> None:
     page = sized_page(browser, server, 1366, 768)
     page.locator("#prompts textarea").fill("\n".join(f"title test {n}" for n in range(6)))
-    page.locator("#generate").click()
-    titles: set[str] = set()
+    set_size(page, 64)
+    with held(faults, 8 + 1):  # the first call of four images, and a step of the second
+        page.locator("#generate").click()
+        wait_for(lambda: page.title() == "[4/6] Z-Image-Turbo", 60, "the title to count 4 of 6 done")
+    wait_for(lambda: page.title().startswith("Done"), 120, "the title to say done")
 
-    def done() -> bool:
-        titles.add(page.title())
-        return page.title().startswith("Done")
 
-    wait_for(done, 120, "the title to say done")
-    assert any(re.fullmatch(r"\[\d/6\] Z-Image-Turbo", t) for t in titles), titles
+def in_view(element: Locator, bottom: float) -> bool:
+    box = element.bounding_box()
+    return box is not None and 0 <= box["y"] < bottom
 
 
 def test_wide_screens_get_two_columns_and_a_phone_one(browser: Browser, server: Server) -> None:
@@ -303,8 +354,8 @@ def test_wide_screens_get_two_columns_and_a_phone_one(browser: Browser, server: 
             set_size(page, 256)
             page.locator("#generate").click()
             expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
-            first = page.locator("#gallery img").first.bounding_box()
-            assert first and 0 <= first["y"] < height, first
+            first = page.locator("#gallery img").first
+            wait_for(lambda first=first, bottom=height: in_view(first, bottom), 5, "the results in view")
             page.screenshot(path=str(ARTIFACTS / f"layout-{width}x{height}-results.png"))
         page.context.close()
 

@@ -408,6 +408,8 @@ def test_a_task_that_killed_three_workers_fails_its_job_and_others_go_on(cluster
         return user.predict(poison, api_name="/job")["status"] in ("failed", "done", "stopped")
 
     wait_for(ended_with_respawns, 180, "the poison job to fail")
+    # The job may be failed before this loop has seen the last worker's exit: look once more.
+    wait_for(lambda: ended_with_respawns() and deaths >= 3, 30, "the third worker's exit")
     status = user.predict(poison, api_name="/job")
     assert status["status"] == "failed" and deaths == 3, (status, deaths)
     assert "3 workers died while running this part of the job" in status["error"]

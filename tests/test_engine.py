@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -189,21 +190,49 @@ def test_cancel_before_start_makes_nothing(engine: Engine, forwards: list[int]) 
     assert result.cancelled and result.images == [] and forwards == []
 
 
-def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(engine: Engine) -> None:
+def test_concurrent_requests_share_the_pipeline_one_call_at_a_time(
+    engine: Engine, demo_model: LoadedModel
+) -> None:
     requests = [
         GenerationRequest([f"item {n}"], images_per_prompt=3, seed=10 * n, steps=3, **SMALL) for n in range(3)
     ]
     expected = [make(engine, r) for r in requests]
     results: dict[int, object] = {}
+    in_flight, most = [0], [0]  # transformer forwards running now, and at most
+
+    def enter(module: object, args: object) -> None:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+
+    def leave(module: object, args: object, output: object) -> None:
+        in_flight[0] -= 1
 
     def run(n: int) -> None:
         results[n] = make(engine, requests[n])
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    transformer = demo_model.pipe.transformer
+    hooks = [transformer.register_forward_pre_hook(enter), transformer.register_forward_hook(leave)]
+    logged_before = len(engine.stats.log)
+    try:
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    assert most[0] == 1  # never two forwards at once
+    # The lane's own log: calls one after another, together serving every image of the three.
+    calls = list(engine.stats.log)[logged_before:]
+    assert all(a.ended <= b.started for a, b in itertools.pairwise(calls))
+    served = {r.record.id: 0 for r in results.values()}
+    for call in calls:
+        for request_id, images in call.served:
+            served[request_id] += images
+    assert list(served.values()) == [3, 3, 3]
+    assert any(len(call.served) > 1 for call in calls)  # shared calls: one pipeline, not one each
 
     for n, want in enumerate(expected):
         for got_image, want_image in zip(results[n].images, want.images, strict=True):

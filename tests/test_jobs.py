@@ -155,13 +155,31 @@ def test_views_give_an_eta_from_the_measured_speed_once_there_is_one(make_engine
     assert service.wait(held.id, 60) and service.wait(behind.id, 60)
 
 
-def test_closing_puts_running_jobs_back_to_wait_with_their_finished_images(make_engine) -> None:
+def test_closing_puts_running_jobs_back_to_wait_with_their_finished_images(
+    make_engine, demo_model: LoadedModel
+) -> None:
     engine = make_engine(cross_batching=False, max_batch_size=2)
     service = service_on(engine)
-    record = service.submit(GenerationRequest(["a red mug"], images_per_prompt=6, seed=3, **SMALL), ALICE)
-    wait_for(lambda: len(record.saved) >= 2, 60, "the first call's images")
-    service.close()
-    service.join(30)
+    # The first call (two images, SMALL's steps) runs; the second waits in its first step
+    # until the service is closed, so the job cannot finish first however fast the machine.
+    forwards, release = 0, threading.Event()
+
+    def hold_the_second_call(module: object, args: object) -> None:
+        nonlocal forwards
+        forwards += 1
+        if forwards > SMALL["steps"]:
+            release.wait(60)
+
+    handle = demo_model.pipe.transformer.register_forward_pre_hook(hold_the_second_call)
+    try:
+        record = service.submit(GenerationRequest(["a red mug"], images_per_prompt=6, seed=3, **SMALL), ALICE)
+        wait_for(lambda: len(record.saved) >= 2, 60, "the first call's images")
+        service.close()
+        release.set()
+        service.join(30)
+    finally:
+        release.set()
+        handle.remove()
     again = service.store.get(record.id)
     assert again is not None and again.status == QUEUED  # not stopped: the next start resumes it
     assert 2 <= len(again.saved) < 6 and read_manifest(record.folder)["status"] == "queued"

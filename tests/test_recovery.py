@@ -10,7 +10,7 @@ from PIL import Image
 from tests.helpers import Server, spawn_server, wait_for, wait_until_up
 from webui.engine import Engine
 from webui.jobs.record import QUEUED, RUNNING, SAVED, JobRecord
-from webui.jobs.recovery import MAX_CRASH_RESUMES, recover
+from webui.jobs.recovery import recover
 from webui.jobs.store import JobStore
 from webui.outputs import save_png, write_manifest
 from webui.request import GenerationRequest
@@ -45,7 +45,7 @@ def test_recovery_counts_saved_files_drops_partial_ones_and_tells_crashes_from_s
     store.save(interrupted)
     (crashed.folder / ".003_a-red-mug_s52.abc.tmp").write_bytes(b"half a png")
 
-    ready = recover(store)
+    ready = recover(store, max_resumes=settings.crash_resumes)
     assert [r.id for r in ready] == [crashed.id, interrupted.id, waiting.id]  # their order
     first, second, third = ready
     assert [i.state for i in first.images] == [SAVED, SAVED, "planned", "planned"]
@@ -61,21 +61,24 @@ def test_a_job_that_died_running_after_its_last_resume_fails_and_keeps_its_image
 ) -> None:
     store = JobStore(settings.state_path)
     record = accepted(engine, store)
-    record.status, record.started, record.crash_resumes = RUNNING, record.created, MAX_CRASH_RESUMES
+    record.status, record.started, record.crash_resumes = RUNNING, record.created, settings.crash_resumes
     store.save(record)
-    assert recover(store) == []
+    assert recover(store, max_resumes=settings.crash_resumes) == []
     failed = store.get(record.id)
     assert failed is not None and failed.status == "failed"
-    assert f"the server went down {MAX_CRASH_RESUMES + 1} times while this job ran" in (failed.error or "")
+    assert f"the server went down {settings.crash_resumes + 1} times while this job ran" in (
+        failed.error or ""
+    )
 
 
-def test_a_poison_job_fails_after_3_resumes_and_the_next_job_completes(
+def test_a_poison_job_fails_after_its_resumes_and_the_next_job_completes(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "crash").write_text("48")  # any forward of a 48-pixel-wide image kills the process
-    options = {"module": "tests.faults", "env": {"WEBUI_FAULTS": str(faults)}}
+    # Two resumes, not the default three: the same path, one process start less per resume.
+    options = {"module": "tests.faults", "env": {"WEBUI_FAULTS": str(faults)}, "crash_resumes": "2"}
 
     started: list[Server] = []  # every process this test starts is gone when it ends
 
@@ -95,20 +98,20 @@ def test_a_poison_job_fails_after_3_resumes_and_the_next_job_completes(
         assert server.process.wait(60) == -9  # killed by its first call
 
         # As Supervisor would: start it again, and again. Each start takes the poison job up
-        # first, alone, and dies in its call, until the job has been resumed three times.
-        for n in range(1, 4):
+        # first, alone, and dies in its call, until the job has been resumed twice.
+        for n in range(1, 3):
             server = start(f"server-{n}.log")
             assert server.process.wait(120) == -9, server.log_text()
             assert f"job {poison} resumed (after a crash)" in server.log_text()
             assert f"request {healthy}" not in server.log_text()  # it waits: the suspect runs alone
 
-        server = start("server-4.log")
+        server = start("server-3.log")
         wait_until_up(server)
         user = Client(server.url, verbose=False)
         failed = user.predict(poison, api_name="/job")
         assert (
             failed["status"] == "failed"
-            and "Not resumed again: the server went down 4 times" in failed["error"]
+            and "Not resumed again: the server went down 3 times" in failed["error"]
         )
         assert user.predict(healthy, api_name="/job")["status"] in ("waiting", "running", "done")
         wait_for(lambda: user.predict(healthy, api_name="/job")["status"] == "done", 60, "the healthy job")

@@ -21,13 +21,26 @@ from webui.outputs import read_png_parameters
 
 @pytest.fixture
 def project(tmp_path: Path, cache_dir: Path) -> Iterator[tuple[Path, dict[str, str], str]]:
-    """A copy of the project (sharing .venv) with its own port, run/ and logs/."""
+    """A copy of the project (sharing .venv) with its own port, run/ and logs/.
+
+    Its Supervisor runs the real app with tests/faults.py's hooks (`python -m tests.faults`,
+    faults armed by files in `faults/` of the copy), so that a test can make the jobs slow
+    enough, on any machine, to be caught mid-way.
+    """
     copy = tmp_path / "project"
     copy.mkdir()
     for name in ("webui", "supervisor", "assets"):
         shutil.copytree(PROJECT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("launch.sh", "requirements.txt"):
         shutil.copy2(PROJECT / name, copy / name)
+    (copy / "tests").mkdir()
+    shutil.copy2(PROJECT / "tests" / "faults.py", copy / "tests" / "faults.py")
+    (copy / "faults").mkdir()
+    program = copy / "supervisor" / "webui.conf"
+    conf = program.read_text().replace(" -m webui\n", " -m tests.faults\n")
+    conf = conf.replace("\nenvironment=", f'\nenvironment=WEBUI_FAULTS="{copy / "faults"}",')
+    assert "tests.faults" in conf and "WEBUI_FAULTS" in conf
+    program.write_text(conf)
     (copy / ".venv").symlink_to(PROJECT / ".venv")
     port = free_port()
     env = {
@@ -61,7 +74,8 @@ def run(copy: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProc
     return subprocess.run(args, cwd=copy, env=env, capture_output=True, text=True, timeout=300)
 
 
-SHOT = {"images_per_prompt": 4, "width": 256, "height": 256, "steps": 8, "guidance_scale": 0.0}
+SHOT = {"images_per_prompt": 4, "width": 128, "height": 128, "steps": 8, "guidance_scale": 0.0}
+SLOW_STEP_S = "0.05"  # each call of 8 steps takes 0.4 s or more: 64 images outlast a restart
 
 
 def submit_four_users(url: str, tag: str) -> list[str]:
@@ -129,19 +143,19 @@ def test_jobs_survive_launch_restart_and_kill_9_under_supervisor(
     assert not [c for c in supervisord.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
 
     # ./launch.sh restart (supervisorctl restart: SIGTERM) while four users' jobs run.
+    (copy / "faults" / "slow").write_text(SLOW_STEP_S)
     ids = submit_four_users(url, "restart")
     wait_for(lambda: made_pngs(copy, ids) >= 8, 120, "the jobs to save their first images")
     old_children = [p.pid for p in supervisord.children()]
     restarted_at = time.time()
     restarted = run(copy, env, "./launch.sh", "restart")
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-    assert made_pngs(copy, ids) < 64, "the jobs finished before the restart: make them longer"
     assert [p.pid for p in supervisord.children()] != old_children
     log = (copy / "logs" / "supervisord.log").read_text()
     assert "stopped: webui (terminated by SIGTERM)" in log and "SIGKILL" not in log  # within stopwaitsecs
     jobs = wait_done(url, ids)
     check_complete(copy, jobs)
-    assert all(job["resumed"] == 1 for job in jobs)
+    assert [job["resumed"] for job in jobs] == [1, 1, 1, 1]  # each was cut by the restart, then resumed
     webui_log = (copy / "logs" / "webui.log").read_text()
     assert webui_log.count("resumed (after a shutdown)") == 4
     check_resumed_image(url, jobs, restarted_at)

@@ -45,18 +45,15 @@ def latency_label(args: argparse.Namespace) -> str:
 def patched_main(args: argparse.Namespace, rest: list[str]) -> int:
     """A worker or web process whose model is the latency model (workers) or whose tokenizer
     says so (web), then the real entry point."""
-    import webui.loading
+    from webui.loading import load_tokenizer
 
-    demo_tokenizer = webui.loading.load_tokenizer
-    webui.loading.load_model = lambda s: build_model(args, s)  # type: ignore[assignment]
-    webui.loading.load_tokenizer = lambda s: (demo_tokenizer(s)[0], latency_label(args), "fp32", True)
     if args.role == "worker":
         from webui.distributed.worker import main as worker_main
 
-        return worker_main(rest)
+        return worker_main(rest, load_model=lambda s: build_model(args, s))
     from webui.__main__ import main as web_main
 
-    return web_main(rest)
+    return web_main(rest, load_tokenizer=lambda s: (load_tokenizer(s)[0], latency_label(args), "fp32", True))
 
 
 def get_json(url: str) -> Any:

@@ -18,12 +18,20 @@ from typing import TYPE_CHECKING
 from webui.settings import Settings, SettingsError, add_arguments, from_namespace
 
 if TYPE_CHECKING:
+    from webui.loading import ModelLoader, TokenizerLoader
     from webui.server import Backend
 
 logger = logging.getLogger("webui")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    load_model: ModelLoader | None = None,
+    load_tokenizer: TokenizerLoader | None = None,
+) -> int:
+    """Serve until stopped; the exit status as above. What loads the model (embedded mode) and
+    the tokenizer (the web host of distributed mode) is webui.loading's, imported once the
+    settings are good, unless a test or tool passes its own (tests/faults.py adds hooks)."""
     parser = argparse.ArgumentParser(
         prog="python -m webui", description="Z-Image-Turbo team WebUI.", allow_abbrev=False
     )
@@ -47,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             local_model_folder(settings.model)
         from webui.server import serve
 
-        backend = distributed_backend(settings) if settings.broker_url else embedded_backend(settings)
+        if settings.broker_url:
+            backend = distributed_backend(settings, load_tokenizer)
+        else:
+            backend = embedded_backend(settings, load_model)
     except PortInUseError as exc:
         logger.error("%s", exc)
         return 1
@@ -58,39 +69,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def embedded_backend(settings: Settings) -> Backend:
+def embedded_backend(settings: Settings, load_model: ModelLoader | None) -> Backend:
     """One process: the model loaded here, jobs run on its lane."""
+    from webui import loading
     from webui.engine import Engine
-    from webui.loading import load_model
+    from webui.lane.watchdog import exit_for_supervisor
     from webui.server import embedded
 
-    return embedded(Engine(load_model(settings), settings, on_stuck=exit_for_supervisor))
+    model = (load_model or loading.load_model)(settings)
+    return embedded(Engine(model, settings, on_stuck=exit_for_supervisor))
 
 
-def distributed_backend(settings: Settings) -> Backend:
+def distributed_backend(settings: Settings, load_tokenizer: TokenizerLoader | None) -> Backend:
     """The web host of distributed mode: the tokenizer only; GPU workers make the images."""
+    from webui import loading
     from webui.distributed.broker import model_key
     from webui.distributed.runner import CeleryRunner
-    from webui.loading import load_tokenizer
     from webui.server import Backend
     from webui.validation import Validator
 
-    tokenizer, label, dtype, is_demo = load_tokenizer(settings)
+    tokenizer, label, dtype, is_demo = (load_tokenizer or loading.load_tokenizer)(settings)
     runner = CeleryRunner(settings, model_key(label, dtype))
     logger.info("Distributed mode: jobs go to the workers serving %s through %s", runner.model, runner.broker)
     return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, local=False)
-
-
-EXIT_STALLED = 70  # EX_SOFTWARE: a pipeline call stalled and never came back
-
-
-def exit_for_supervisor() -> None:
-    """A stalled call holds the device and cannot be interrupted: only a fresh process frees
-    it. Exit at once (exit() would wait on the stuck thread); Supervisor starts a new one,
-    which resumes the jobs."""
-    logger.critical("Exiting with status %d so that Supervisor starts a fresh process", EXIT_STALLED)
-    logging.shutdown()  # flush the log: os._exit skips it
-    os._exit(EXIT_STALLED)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ class LoadedModel:
     is_demo: bool
     device: torch.device
     dtype: torch.dtype
+
+
+# What the entry points (webui/__main__.py, webui/distributed/worker.py) call to load: this
+# module's functions, unless a test or tool passes its own.
+ModelLoader = Callable[[Settings], LoadedModel]
+TokenizerLoader = Callable[[Settings], tuple[Any, str, str, bool]]
 
 
 def resolve_model_name(settings: Settings, cuda_available: bool) -> str:

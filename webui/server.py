@@ -85,7 +85,7 @@ def open_jobs(backend: Backend, settings: Settings) -> JobService:
         rebuild(store, settings.output_dir)
     b = backend
     service = JobService(store, b.runner, settings, b.validate, b.label, b.is_demo)
-    service.start(recover(store, count_crashes=b.local))
+    service.start(recover(store, max_resumes=settings.crash_resumes, count_crashes=b.local))
     return service
 
 

@@ -175,6 +175,12 @@ class Settings:
         "a message and new ones are refused; if the call is still stuck min(30, this) seconds "
         "later, the process exits with status 70 so that Supervisor starts a fresh one.",
     )
+    crash_resumes: int = _setting(
+        3,
+        "Times a job is taken up again after the process died while running it; if it is "
+        "running when the process dies once more, it fails with a message (it may be what "
+        "brings the process down) and the jobs behind it go on.",
+    )
     broker_url: str = _setting(
         "",
         "Redis URL of the Celery broker, e.g. `redis://:PASSWORD@HOST:6379/0` (`rediss://` for "
@@ -276,6 +282,7 @@ class Settings:
             "max_jobs_per_user",
             "max_threads",
             "stall_timeout",
+            "crash_resumes",
             "task_timeout",
             "cache_max_age",
         ):

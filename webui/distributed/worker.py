@@ -17,11 +17,16 @@ import os
 import socket
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webui.loading import ModelLoader
 
 logger = logging.getLogger("webui.worker")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, load_model: ModelLoader | None = None) -> int:
+    """`load_model`: what loads the model, webui.loading's unless a test or tool passes its own."""
     parser = argparse.ArgumentParser(prog="python -m webui.distributed.worker", allow_abbrev=False)
     parser.add_argument("--name", default="worker", help="worker name; @host is added")
     own, rest = parser.parse_known_args(argv)
@@ -40,15 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     from celery.signals import worker_ready
 
-    from webui.__main__ import exit_for_supervisor
+    from webui import loading
     from webui.distributed.broker import TASK_NAME, celery_app
     from webui.distributed.tasks import WorkerState
     from webui.engine import Engine
-    from webui.loading import load_model
+    from webui.lane.watchdog import exit_for_supervisor
     from webui.preflight import ModelLoadError
 
     try:
-        model = load_model(settings)
+        model = (load_model or loading.load_model)(settings)
     except ModelLoadError as exc:
         logger.error("%s", exc)
         return 3

@@ -20,9 +20,6 @@ from webui.outputs import MANIFEST_NAME, remove_partial_files
 
 logger = logging.getLogger(__name__)
 
-# A job the process died running this many times is failed rather than taken up again.
-MAX_CRASH_RESUMES = 3
-
 
 def rebuild(store: JobStore, output_dir: Path) -> int:
     """Fill an empty database from the manifests under `output_dir`, oldest first; how many."""
@@ -38,11 +35,12 @@ def rebuild(store: JobStore, output_dir: Path) -> int:
     return len(found)
 
 
-def recover(store: JobStore, *, count_crashes: bool = True) -> list[JobRecord]:
+def recover(store: JobStore, *, max_resumes: int, count_crashes: bool = True) -> list[JobRecord]:
     """The jobs the last run left queued or running, ready to run again, in their order.
 
     A job that was running when the process died counts a crash; one that has been resumed
-    after MAX_CRASH_RESUMES crashes and died again fails with a message instead. Without
+    after `max_resumes` crashes (ZIMAGE_CRASH_RESUMES) and died again fails with a message
+    instead. Without
     `count_crashes` (distributed mode: jobs run on the workers, which count their own losses)
     a running job is only taken up again.
     """
@@ -50,7 +48,7 @@ def recover(store: JobStore, *, count_crashes: bool = True) -> list[JobRecord]:
     for record in store.unfinished():
         crashed = count_crashes and record.status == RUNNING
         _reconcile(record)
-        if crashed and record.crash_resumes >= MAX_CRASH_RESUMES:
+        if crashed and record.crash_resumes >= max_resumes:
             record.error = (
                 f"Not resumed again: the server went down {record.crash_resumes + 1} times while this job "
                 f"ran, so the job itself may be what brings it down. Its {len(record.saved)} finished "

@@ -47,9 +47,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     folder TEXT NOT NULL,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (status) WHERE {unfinished};
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, seq);  -- History's "mine", newest first
 """
+# SQLite uses a partial index only for a query whose WHERE names the same literal values (not
+# parameters): both take this text, made from the code's own constants.
+_UNFINISHED_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in UNFINISHED))
+_SCHEMA = _SCHEMA.format(unfinished=_UNFINISHED_SQL)
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,9 @@ class JobStore:
 
     def unfinished(self) -> list[JobRecord]:
         """Queued and running jobs, in the order they were accepted."""
-        marks = ",".join("?" * len(UNFINISHED))
         with self._cursor() as cur:
             rows = cur.execute(
-                f"SELECT record, folder FROM jobs WHERE status IN ({marks}) ORDER BY seq", UNFINISHED
+                f"SELECT record, folder FROM jobs WHERE {_UNFINISHED_SQL} ORDER BY seq"
             ).fetchall()
         return [JobRecord.from_record(json.loads(text), Path(folder)) for text, folder in rows]
 

@@ -11,6 +11,7 @@ process; a library user may do otherwise).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Protocol
 logger = logging.getLogger(__name__)
 
 STALL_GRACE_MAX_S = 30.0
+EXIT_STALLED = 70  # EX_SOFTWARE: a pipeline call stalled and never came back
 
 
 class Watched(Protocol):
@@ -67,3 +69,12 @@ def _watch(lane: Watched, timeout_s: float, on_stuck: Callable[[], None] | None)
         if on_stuck is not None:
             on_stuck()
             return
+
+
+def exit_for_supervisor() -> None:
+    """`on_stuck` of the server and the workers: a stalled call holds the device and cannot be
+    interrupted, so only a fresh process frees it. Exit at once (exit() would wait on the stuck
+    thread); Supervisor starts a new process, which resumes the jobs."""
+    logger.critical("Exiting with status %d so that Supervisor starts a fresh process", EXIT_STALLED)
+    logging.shutdown()  # flush the log: os._exit skips it
+    os._exit(EXIT_STALLED)

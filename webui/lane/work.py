@@ -84,6 +84,15 @@ class Job:
         return self.cancel.is_set()
 
 
+@dataclass(frozen=True)
+class LoggedCall:
+    """One pipeline call the lane made: when (the monotonic clock) and for whom."""
+
+    started: float
+    ended: float
+    served: tuple[tuple[str, int], ...]  # (request id, images in this call), in batch order
+
+
 @dataclass
 class CallStats:
     """What the lane has done since it started, for /healthz, ETAs and the benchmark."""
@@ -96,6 +105,7 @@ class CallStats:
     # the next call's start, seconds encoding the next call's new prompts). Nothing else of the
     # GPU's runs then: PNG encoding and saving are on the saver threads.
     gaps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))
+    log: deque[LoggedCall] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))  # oldest first
 
     def gap_summary(self) -> dict[str, float | int]:
         """Recent idle gaps between back-to-back calls, in milliseconds (median and worst)."""

@@ -27,7 +27,7 @@ from PIL import Image
 from webui.lane.calls import PipelineCalls, to_pixels
 from webui.lane.packing import Waiting, next_call
 from webui.lane.watchdog import start_watchdog
-from webui.lane.work import CallStats, Job, OutOfMemory, Progress, Stalled, WorkItem
+from webui.lane.work import CallStats, Job, LoggedCall, OutOfMemory, Progress, Stalled, WorkItem
 from webui.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -214,8 +214,11 @@ class Lane:
             logger.exception("Pipeline call for %d images failed", len(batch))
             images, error = None, exc
         else:
-            error, seconds = None, time.monotonic() - started
+            error, ended = None, time.monotonic()
+            seconds = ended - started
             self._count(batch, seconds, complete=images is not None)
+            served = tuple((job.request_id, n) for job, n in shares.items())
+            self.stats.log.append(LoggedCall(started, ended, served))
             served = ", ".join(f"{job.request_id} x{n}" for job, n in shares.items())
             stopped = "" if images else ", stopped"
             logger.info(

@@ -12,7 +12,8 @@
     const form = document.querySelector("#form-column");
     const results = document.querySelector("#results-column");
     if (form && results && results.getBoundingClientRect().top >= form.getBoundingClientRect().bottom) {
-      setTimeout(() => results.scrollIntoView({ behavior: "smooth", block: "start" }), 100);
+      // At once: a smooth scroll is dropped when the results change size meanwhile.
+      setTimeout(() => results.scrollIntoView({ block: "start" }), 100);
     }
   });
   // The tab's title follows the running job ("[7/24] Z-Image-Turbo") and says when it is done,
