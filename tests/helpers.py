@@ -41,10 +41,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+DOCS = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
+
+
 def readme_code_blocks(language: str) -> list[str]:
-    """The fenced code blocks of the README in `language`, in order."""
-    readme = (PROJECT / "README.md").read_text("utf-8")
-    return re.findall(rf"```{language}\n(.*?)```", readme, flags=re.S)
+    """The fenced code blocks in `language` of the README and the pages of docs/, in order."""
+    return [
+        block
+        for page in DOCS
+        for block in re.findall(rf"```{language}\n(.*?)```", page.read_text("utf-8"), flags=re.S)
+    ]
 
 
 # Ports for test servers: below Linux's ephemeral range (32768 and up, where clients' ports

@@ -1,14 +1,15 @@
-"""The README's examples run as written."""
+"""The examples of the README and docs/ run as written, and their links lead somewhere."""
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import PROJECT, readme_code_blocks
+from tests.helpers import DOCS, PROJECT, readme_code_blocks
 
 
 def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_dir: Path) -> None:
@@ -45,3 +46,16 @@ def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_d
     finally:
         os.chdir(cwd)
     assert parameters["seed"] == 42 and parameters["prompt"].startswith("a red leather sneaker")
+
+
+def test_every_relative_link_in_the_readme_and_docs_points_to_a_file() -> None:
+    broken = []
+    for page in DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text("utf-8")):
+            if (
+                not target.startswith(("http://", "https://", "mailto:"))
+                and not (page.parent / target).exists()
+            ):
+                broken.append(f"{page.relative_to(PROJECT)} -> {target}")
+    assert broken == []
+    assert len((PROJECT / "README.md").read_text("utf-8").splitlines()) <= 200  # a guide, not the manual
