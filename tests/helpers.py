@@ -152,6 +152,22 @@ def running_server(workdir: Path, cache_dir: Path, **options: Any) -> Iterator[S
             raise
 
 
+@contextmanager
+def server_with_faults(workdir: Path, cache_dir: Path, faults: Path, **options: Any) -> Iterator[Server]:
+    """The real server with tests/faults.py's hooks (`python -m tests.faults`), its faults armed
+    by files in `faults` (`arm`); as `running_server` otherwise."""
+    env = {**options.pop("env", {}), "WEBUI_FAULTS": str(faults)}
+    with running_server(workdir, cache_dir, module="tests.faults", env=env, **options) as server:
+        yield server
+
+
+def arm(faults: Path, name: str, content: str = "") -> None:
+    """Arm a fault of tests/faults.py atomically (the server reads the file while it runs)."""
+    partial = faults / f".{name}.partial"
+    partial.write_text(content)
+    partial.rename(faults / name)
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

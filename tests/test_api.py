@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from openai import AuthenticationError, BadRequestError, OpenAI
 from PIL import Image
@@ -319,6 +321,85 @@ def test_each_person_logs_in_to_the_page_and_history_shows_their_jobs_as_mine(te
                 page.context.close()
         finally:
             browser.close()
+
+
+def test_unknown_jobs_images_and_routes_answer_404_in_the_error_shape(team: dict[str, Any]) -> None:
+    server, alice = team["server"], team["keys"]["alice"]
+    for method, path in (
+        ("GET", "/api/v1/jobs/nosuchjob"),
+        ("GET", "/api/v1/jobs/nosuchjob/events"),
+        ("DELETE", "/api/v1/jobs/nosuchjob"),
+        ("GET", "/api/v1/jobs/nosuchjob/images/0.png"),
+    ):
+        status, error = call(server, method, path, alice)
+        assert status == 404 and "nosuchjob" in error["error"]["message"], (path, error)
+        assert set(error["error"]) == {"message", "code"}
+    status, job = call(server, "POST", "/api/v1/jobs", alice, {"prompts": "a mug", **SMALL})
+    wait_for(
+        lambda: call(server, "GET", f"/api/v1/jobs/{job['id']}", alice)[1]["status"] == "done", 120, "done"
+    )
+    assert call(server, "GET", f"/api/v1/jobs/{job['id']}/images/0.png", alice)[0] == 200
+    status, error = call(server, "GET", f"/api/v1/jobs/{job['id']}/images/7.png", alice)
+    assert status == 404 and set(error["error"]) == {"message", "code"}, error
+    status, error = call(server, "GET", "/api/v1/no-such-route", alice)
+    assert status == 404 and set(error["error"]) == {"message", "code"}, error
+
+
+def openai_call(server: Server, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    return call(server, "POST", "/v1/images/generations", key, body)
+
+
+def test_openai_route_errors_come_in_openais_shape_429_for_a_cap_409_for_a_stop(team: dict[str, Any]) -> None:
+    server, keys = team["server"], team["keys"]
+    shape = {"message", "type", "param", "code"}
+    # 429: bob already has two jobs queued or running, the most one person may have.
+    held = [
+        call(server, "POST", "/api/v1/jobs", keys["bob"], {"prompts": f"held {n}", **LONG})[1] for n in (1, 2)
+    ]
+    status, error = openai_call(server, keys["bob"], {"prompt": "a mug", "size": "256x256"})
+    assert status == 429 and set(error["error"]) == shape, error
+    assert error["error"]["type"] == "rate_limit_error" and "MAX_JOBS_PER_USER=2" in error["error"]["message"]
+    for job in held:
+        assert call(server, "DELETE", f"/api/v1/jobs/{job['id']}", keys["bob"])[0] == 200
+    wait_for(
+        lambda: call(server, "GET", "/api/v1/jobs", keys["bob"])[1][0]["status"] == "stopped", 60, "stopped"
+    )
+    # 409: the job an OpenAI request made is stopped before any image was made.
+    answers: list[tuple[int, dict[str, Any]]] = []
+    before = {job["id"] for job in call(server, "GET", "/api/v1/jobs", keys["alice"])[1]}
+    body = {"prompt": "stopped before its first image", "n": 8, "size": "1024x1024"}
+    asking = threading.Thread(target=lambda: answers.append(openai_call(server, keys["alice"], body)))
+    asking.start()
+
+    def its_job() -> list[str]:
+        return [
+            j["id"] for j in call(server, "GET", "/api/v1/jobs", keys["alice"])[1] if j["id"] not in before
+        ]
+
+    wait_for(lambda: its_job() != [], 30, "the request's job")
+    [job_id] = its_job()
+    assert call(server, "DELETE", f"/api/v1/jobs/{job_id}", keys["alice"])[0] == 200
+    asking.join(60)
+    [(status, error)] = answers
+    assert status == 409 and set(error["error"]) == shape, error
+    assert error["error"]["type"] == "invalid_request_error" and job_id in error["error"]["message"]
+
+
+def test_a_person_and_a_key_added_while_the_server_runs_work_at_once(team: dict[str, Any]) -> None:
+    server, state = team["server"], team["state"]
+    assert "frank" not in cli("webui.users", "list", state=state).stdout.split()
+    assert cli("webui.users", "add", "frank", state=state, password="frank-password").returncode == 0
+    key = cli("webui.keys", "add", "frank", state=state).stdout.strip()
+    with httpx.Client(base_url=server.url, timeout=30) as page:
+        assert (
+            page.post("/login", data={"username": "frank", "password": "frank-password"}).status_code == 200
+        )
+        assert page.get("/config").status_code == 200  # signed in, no restart
+        status, jobs = call(server, "GET", "/api/v1/jobs", key)
+        assert status == 200 and jobs == []  # his own jobs: none yet
+        assert cli("webui.users", "remove", "frank", state=state).returncode == 0
+        wait_for(lambda: call(server, "GET", "/api/v1/jobs", key)[0] == 401, 10, "his key to be refused")
+        wait_for(lambda: page.get("/config").status_code == 401, 10, "his session to end")
 
 
 def test_failed_logins_are_logged_without_the_password_and_slowed_per_address(team: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, running_server, wait_for
+from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, arm, server_with_faults, wait_for
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -36,12 +36,8 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Path) -> Iterator[Server]:
     # One request at a time into the engine, so that a second user waits in Gradio's queue.
     # The server is the real one with tests/faults.py's hooks: `held` stops a call at a step.
-    with running_server(
-        tmp_path_factory.mktemp("browser"),
-        cache_dir,
-        module="tests.faults",
-        env={"WEBUI_FAULTS": str(faults)},
-        cross_batching="false",
+    with server_with_faults(
+        tmp_path_factory.mktemp("browser"), cache_dir, faults, cross_batching="false"
     ) as server:
         yield server
 
@@ -50,9 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Pa
 def held(faults: Path, forwards: int) -> Iterator[None]:
     """Pipeline calls run `forwards` steps (transformer forwards), then wait until the block
     ends: what the page shows mid-job, it shows however fast the machine."""
-    armed = faults / "hold.tmp"
-    armed.write_text(str(forwards))
-    armed.rename(faults / "hold")
+    arm(faults, "hold", str(forwards))
     try:
         yield
     finally:

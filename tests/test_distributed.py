@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +29,7 @@ from PIL import Image
 from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker, start_redis
 from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
 from webui.distributed import broker
+from webui.distributed.tasks import Turns
 from webui.request import GenerationRequest
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason=WHY_NO_REDIS)
@@ -331,6 +333,8 @@ def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) 
     cluster.workers[victim].process.wait()
     status = wait_job(user, job_id, 120)
     assert status["status"] == "done" and status["images_done"] == 16, status
+    [survivor] = [w for name, w in cluster.workers.items() if name != victim]
+    assert "(after 1 lost workers)" in survivor.log_text()  # it knew the task's worker died
     files = pngs(status)
     assert len(files) == 16 and not any("-2." in f.name for f in files)  # every image exactly once
     assert sorted(Path(i["file"]) for i in status["images"]) == files
@@ -447,3 +451,43 @@ def test_tasks_that_redis_lost_are_sent_again(cluster: Cluster) -> None:
     status = wait_job(user, job_id, 4 * TASK_TIMEOUT_S + 30)
     assert status["status"] == "done" and len(pngs(status)) == 2
     assert "sending its missing images again" in cluster.web.log_text()
+
+
+def test_a_task_that_lost_a_worker_runs_alone_on_its_next_worker() -> None:
+    """The worker's turns (webui/distributed/tasks.py), driven by threads as Celery's pool
+    drives them: a suspect task waits for the running ones, and others wait for it."""
+    turns, log, lock = Turns(), [], threading.Lock()
+    release = {name: threading.Event() for name in ("a", "b", "suspect", "c")}
+
+    def task(name: str, alone: bool) -> None:
+        with turns.turn(alone):
+            with lock:
+                log.append(f"{name} in")
+            release[name].wait(10)
+            with lock:
+                log.append(f"{name} out")
+
+    def start(name: str, alone: bool = False) -> threading.Thread:
+        thread = threading.Thread(target=task, args=(name, alone))
+        thread.start()
+        return thread
+
+    threads = [start("a"), start("b")]
+    wait_for(lambda: log == ["a in", "b in"], 5, "two ordinary tasks sharing the lane")
+    threads.append(start("suspect", alone=True))
+    time.sleep(0.2)
+    threads.append(start("c"))  # arrives while the suspect waits: it waits behind it
+    time.sleep(0.2)
+    assert log == ["a in", "b in"]
+    release["a"].set()
+    release["b"].set()
+    wait_for(lambda: log[-1] == "suspect in", 5, "the suspect to start, alone")
+    time.sleep(0.2)
+    assert "c in" not in log
+    release["suspect"].set()
+    wait_for(lambda: log[-1] == "c in", 5, "the next task after the suspect")
+    release["c"].set()
+    for thread in threads:
+        thread.join(5)
+    assert log.index("suspect in") > max(log.index("a out"), log.index("b out"))
+    assert log.index("c in") > log.index("suspect out")

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.helpers import Server, get_json, running_server, wait_for
+from tests.helpers import Server, arm, get_json, server_with_faults, wait_for
 
 STALL_TIMEOUT_S = 10  # the server's ZIMAGE_STALL_TIMEOUT; its grace period after a stall is as long
 SMALL = dict(images_per_prompt=1, seed=5, width=32, height=32, steps=2, guidance_scale=0.0)
@@ -32,11 +33,10 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Path) -> Iterator[Server]:
     # Calls of at most 2 images, so 4 jobs running at once (LocalRunner.capacity).
-    with running_server(
+    with server_with_faults(
         tmp_path_factory.mktemp("faults-server"),
         cache_dir,
-        module="tests.faults",
-        env={"WEBUI_FAULTS": str(faults)},
+        faults,
         max_batch_size="2",
         queue_size="3",
         stall_timeout=str(STALL_TIMEOUT_S),
@@ -49,13 +49,6 @@ def disarmed(faults: Path) -> Iterator[None]:
     yield
     for armed in faults.iterdir():
         armed.unlink()
-
-
-def arm(faults: Path, name: str, content: str = "") -> None:
-    """Arm a fault atomically (the server reads the file while it runs)."""
-    partial = faults / f".{name}.partial"
-    partial.write_text(content)
-    partial.rename(faults / name)
 
 
 def client(server: Server) -> Client:
@@ -178,6 +171,19 @@ def test_a_call_that_stalls_fails_with_a_message_healthz_says_so_and_recovery_re
     assert "The stalled call came back after all; serving again" in server.log_text()
     assert len(generate(client(server), "a navy mug")[0]) == 1
     assert server.process.poll() is None
+
+
+def test_an_openai_request_whose_job_failed_before_any_image_gets_500_in_openais_shape(
+    server: Server, faults: Path
+) -> None:
+    arm(faults, "raise")  # the request's one call raises
+    answer = httpx.post(
+        server.url + "v1/images/generations", json={"prompt": "a red sneaker", "size": "64x64"}, timeout=60
+    )
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "server_error"
+    assert "Generation failed: RuntimeError: injected fault in the transformer" in error["message"]
 
 
 def test_a_call_that_stays_stuck_makes_the_process_exit_for_supervisor_to_restart(

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 from gradio_client import Client
 
-from tests.helpers import running_server
+from tests.helpers import server_with_faults
 
 CALL = re.compile(r"^\S+ \S+ INFO webui\.lane\.worker: call of \d+ images", re.M)
 
@@ -20,9 +20,7 @@ def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memor
 ) -> None:
     records = tmp_path / "faults"  # none armed: the server only records its forwards
     records.mkdir()
-    with running_server(
-        tmp_path, cache_dir, module="tests.faults", env={"WEBUI_FAULTS": str(records)}, queue_size="8"
-    ) as server:
+    with server_with_faults(tmp_path, cache_dir, records, queue_size="8") as server:
         app = psutil.Process(server.process.pid)
         outcomes: Counter[str] = Counter()
         unexpected: list[str] = []

@@ -8,6 +8,7 @@ found the file-read hole and the browser id echo; it runs on every change.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -29,8 +30,10 @@ import pytest
 
 from tests.attacker import PYTHON_WORDING, Tab, event_data, file_data, huge_png, linked_files, payloads
 from tests.helpers import PROJECT, Server, running_server, wait_for
+from webui.access import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS, Access
 from webui.keys import Keys
 from webui.outputs import PARAMETERS_KEY
+from webui.settings import Settings
 from webui.users import Users
 
 PASSWORDS = {"alice": "alice-long-passphrase", "bob": "bob-long-passphrase", "carol": "carol-long-passphrase"}
@@ -548,3 +551,26 @@ def test_a_burst_of_forty_submissions_leaves_at_most_three_waiting(login_site: S
             for job_id in accepted:
                 api.delete(f"/api/v1/jobs/{job_id}")
         wait_for(lambda: httpx.get(login_site.url + "healthz").json()["jobs_running"] == 0, 60, "the stops")
+
+
+def test_the_failed_login_lockout_ends_when_its_window_has_passed(tmp_path: Path) -> None:
+    """The login limit of webui/access.py on a clock of the test's, so that five minutes pass
+    at once; the server test above shows the limit holds over HTTP."""
+    now = [1000.0]
+    access = Access(Settings(auth_user="team", auth_password="the right one"), tmp_path, clock=lambda: now[0])
+
+    def attempt(password: str) -> bool | float:
+        wait = access.begin_login("?")  # the address a check is made for, outside a request
+        if wait:
+            return wait
+        try:
+            return asyncio.run(access.check_login("team", password))
+        finally:
+            access.end_login("?")
+
+    assert [attempt("wrong") for _ in range(MAX_FAILED_LOGINS)] == [False] * MAX_FAILED_LOGINS
+    now[0] += 10
+    assert attempt("the right one") == FAILED_LOGIN_WINDOW_S - 10  # locked out, even with it right
+    now[0] += FAILED_LOGIN_WINDOW_S - 10 + 1
+    assert attempt("the right one") is True  # the failures aged out
+    assert access.is_admin("team") and not access.is_admin("someone")  # the shared login is an admin

@@ -19,7 +19,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageChops
 
 from tests.helpers import Server, generate, get_json, readme_code_blocks, running_server, wait_for
+from webui.keys import Keys
 from webui.outputs import read_manifest, read_png_parameters
+from webui.users import Users
 
 # A long request for the demo model: 80 images of 256x256, several seconds on two cores.
 LONG = dict(
@@ -278,7 +280,12 @@ def test_direct_api_calls_cannot_skip_the_queue(server: Server) -> None:
         assert refused.value.code == 404, route
 
 
-def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir: Path) -> None:
+def test_with_auth_set_only_logged_in_clients_generate_and_the_shared_login_is_an_admin(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    state = tmp_path / "state"  # beside the outputs: the server's state folder
+    Users(state).add("erin", "erin's long password")
+    keys = {name: Keys(state).add(name) for name in ("erin", "team")}
     with running_server(tmp_path, cache_dir, auth_user="team", auth_password="s3cret pass") as server:
         with pytest.raises(urllib.error.HTTPError) as anonymous:
             urllib.request.urlopen(server.url + "config", timeout=10)
@@ -290,6 +297,27 @@ def test_with_auth_set_only_logged_in_clients_generate(tmp_path: Path, cache_dir
         assert len(gallery) == 1
         assert read_manifest(Path(images[0]["file"]).parent)["user"] == "team"  # who asked, in the history
         assert get_json(server.url + "healthz")["status"] == "ok"  # monitoring needs no login
+
+        # The shared login is an admin: it may stop a person's job, which another may not.
+        def api(method: str, path: str, who: str, body: dict | None = None) -> int | str:
+            request = urllib.request.Request(
+                server.url + path,
+                data=None if body is None else json.dumps(body).encode(),
+                method=method,
+                headers={"Authorization": f"Bearer {keys[who]}", "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status if method != "POST" else json.load(answer)["id"]
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        long = {"prompts": "erin's mug", "images_per_prompt": 8, "width": 1024, "height": 1024}
+        erins = api("POST", "api/v1/jobs", "erin", long)
+        teams = api("POST", "api/v1/jobs", "team", long)
+        assert api("DELETE", f"api/v1/jobs/{teams}", "erin") == 403  # erin: not hers, not an admin
+        assert api("DELETE", f"api/v1/jobs/{erins}", "team") == 200
+        assert api("DELETE", f"api/v1/jobs/{teams}", "team") == 200
 
 
 def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:

@@ -19,7 +19,7 @@ import hmac
 import logging
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,11 @@ _address: contextvars.ContextVar[str] = contextvars.ContextVar("login_address", 
 class Access:
     """Logins, keys and admins of one installation."""
 
-    def __init__(self, settings: Settings, state_dir: Path) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, state_dir: Path, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """`clock`: seconds for the failed-login window (a test passes its own)."""
+        self.settings, self._clock = settings, clock
         self.users, self.keys = Users(state_dir), Keys(state_dir)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._checking: Counter[str] = Counter()  # login checks under way, per address
@@ -114,7 +117,7 @@ class Access:
         """Start a login check for `address`: 0 when it may go on (then `end_login` after it),
         else the seconds until it may try again. Checks under way count with the failures, so
         that many at once cannot get past the limit before the first of them fails."""
-        now, failures = time.monotonic(), self._failures[address]
+        now, failures = self._clock(), self._failures[address]
         while failures and now - failures[0] > FAILED_LOGIN_WINDOW_S:
             failures.popleft()
         for stale in [a for a, f in self._failures.items() if not f or now - f[-1] > FAILED_LOGIN_WINDOW_S]:
@@ -131,7 +134,7 @@ class Access:
             del self._checking[address]
 
     def _failed(self, address: str) -> None:
-        self._failures[address].append(time.monotonic())
+        self._failures[address].append(self._clock())
 
 
 class LoginGuard:

@@ -96,9 +96,12 @@ def _image(ctx: ApiContext, request: Request, record: Any, index: int, kind: str
 
 def _openai_error(exc: ApiError) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
-    kind = {401: "authentication_error", 429: "rate_limit_error", 503: "server_error"}.get(
-        exc.status_code, "invalid_request_error"
-    )
+    kind = {
+        401: "authentication_error",
+        429: "rate_limit_error",
+        500: "server_error",
+        503: "server_error",
+    }.get(exc.status_code, "invalid_request_error")
     body = {"error": {"message": detail["message"], "type": kind, "param": None, "code": detail.get("code")}}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
