@@ -77,22 +77,24 @@ cjk_font() {
   fi
 }
 
-# What the browser, distributed, TLS and contact-sheet tests need from Debian, installed when
-# missing and this user can (root with apt-get). With CI set, one still missing fails the run
-# here, naming it; elsewhere its tests are skipped, each naming why.
+# The Debian packages that the browser, distributed, TLS and contact-sheet tests need and this
+# machine lacks, one a line.
+missing_test_tools() {
+  local tool
+  for tool in chromium redis-server openssl; do command -v "$tool" >/dev/null || echo "$tool"; done
+  has_cjk_font || echo fonts-wqy-microhei
+}
+
+# Those installed when this user can (root with apt-get). With CI set, one still missing fails
+# the run here, naming it; elsewhere its tests are skipped, each naming why.
 test_tools() {
-  local missing=() tool
-  missing_tools() {
-    missing=()
-    for tool in chromium redis-server openssl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-    has_cjk_font || missing+=(fonts-wqy-microhei)
-  }
-  missing_tools
+  local missing
+  mapfile -t missing < <(missing_test_tools)
   [ ${#missing[@]} = 0 ] && return 0
   if can_apt; then
     say "installing Debian's ${missing[*]} for the browser, distributed, TLS and contact-sheet tests"
     apt_install "${missing[@]}" || true
-    missing_tools
+    mapfile -t missing < <(missing_test_tools)
     [ ${#missing[@]} = 0 ] && return 0
   fi
   [ -z "${CI:-}" ] || die "CI must run every test, but these are missing: ${missing[*]} (apt-get install ${missing[*]}, as root)"
