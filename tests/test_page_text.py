@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from webui.jobs.record import BLACK, DONE, SAVED, STOPPED, JobRecord
-from webui.jobs.store import JobSummary
-from webui.jobs.views import Identity, views_of
+from webui.jobs.views import Identity, JobSummary, views_of
 from webui.lane import Progress
 from webui.limits import check_numbers
 from webui.prompts import TemplateError, parse_prompts

@@ -23,10 +23,6 @@ from webui.sheet import SHEET_CELL, SheetCell, write_contact_sheet
 
 logger = logging.getLogger(__name__)
 
-ZIP_NAME = "images.zip"
-STARRED_ZIP_NAME = "starred.zip"
-SHEET_NAME = "contact-sheet.png"
-
 
 def run_job(
     engine: Engine,
@@ -92,7 +88,7 @@ def write_starred(record: JobRecord) -> Path | None:
     starred = record.starred
     if not starred:
         return None
-    return write_zip([record.path_of(i) for i in starred], record.folder / STARRED_ZIP_NAME)
+    return write_zip([record.path_of(i) for i in starred], record.starred_zip_path)
 
 
 def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | None = None) -> None:
@@ -102,7 +98,7 @@ def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | Non
     saved, thumbnails = record.saved, thumbnails or {}
     if len(saved) < 2:
         return
-    write_zip([record.path_of(i) for i in saved], record.folder / ZIP_NAME)
+    write_zip([record.path_of(i) for i in saved], record.zip_path)
     rows = []
     per = record.request.images_per_prompt
     for p, prompt in enumerate(record.request.prompts):
@@ -114,7 +110,7 @@ def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | Non
                 picture = thumbnails[image.index] if image.index in thumbnails else record.path_of(image)
             cells.append(SheetCell(picture, f"seed {image.seed}" + ("" if made else ": not made")))
         rows.append((record.request.text_of(prompt), cells))
-    write_contact_sheet(rows, record.folder / SHEET_NAME)
+    write_contact_sheet(rows, record.sheet_path)
 
 
 def generate(

@@ -24,6 +24,8 @@ RECORD_VERSION = 2
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 UNFINISHED = (QUEUED, RUNNING)
 PLANNED, SAVED, BLACK = "planned", "saved", "black"
+# A job's bundles, in its folder beside the images.
+ZIP_NAME, STARRED_ZIP_NAME, SHEET_NAME = "images.zip", "starred.zip", "contact-sheet.png"
 
 
 @dataclass
@@ -100,6 +102,18 @@ class JobRecord:
     @property
     def manifest_path(self) -> Path:
         return self.folder / self.manifest_name
+
+    @property
+    def zip_path(self) -> Path:
+        return self.folder / ZIP_NAME
+
+    @property
+    def starred_zip_path(self) -> Path:
+        return self.folder / STARRED_ZIP_NAME
+
+    @property
+    def sheet_path(self) -> Path:
+        return self.folder / SHEET_NAME
 
     @property
     def saved(self) -> list[PlannedImage]:

@@ -18,15 +18,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
 from webui.engine import Progress
-from webui.jobs.execute import write_bundles
+from webui.jobs.execute import write_bundles, write_starred
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
 from webui.jobs.store import JobStore, persist
-from webui.jobs.views import Identity, JobView, views_of
+from webui.jobs.views import Identity, JobSummary, JobView, views_of
 from webui.outputs import write_manifest
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
@@ -190,6 +191,17 @@ class JobService:
         with self._lock:
             live = self._live.get(job_id)
         return live.record if live is not None else self.store.get(job_id)
+
+    def history(self, limit: int, owner: str | None = None) -> list[JobSummary]:
+        """History's lines: the newest `limit` jobs (`owner`'s only, when given), newest first."""
+        return self.store.listing(limit, owner=owner)
+
+    def starred_zip(self, record: JobRecord, write: bool = False) -> Path | None:
+        """The zip of the job's starred images (None when none is starred), written anew when
+        `write` or when it is missing."""
+        if record.starred and (write or not record.starred_zip_path.is_file()):
+            return write_starred(record)
+        return record.starred_zip_path if record.starred else None
 
     def records(self, limit: int, owner: str | None = None) -> list[JobRecord]:
         """The newest `limit` jobs (`owner`'s only, when given), as their current records."""

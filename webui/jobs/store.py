@@ -20,11 +20,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from webui.jobs.record import UNFINISHED, JobRecord
+from webui.jobs.views import JobSummary
 from webui.outputs import write_manifest
 
 logger = logging.getLogger(__name__)
@@ -55,22 +55,6 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, seq);  -- History's "mine"
 # parameters): both take this text, made from the code's own constants.
 _UNFINISHED_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in UNFINISHED))
 _SCHEMA = _SCHEMA.format(unfinished=_UNFINISHED_SQL)
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """A job as History lists it."""
-
-    id: str
-    created: datetime
-    status: str
-    owner: str | None
-    first_prompt: str
-    prompt_count: int
-    images_total: int
-    images_done: int
-    width: int
-    height: int
 
 
 class JobStore:

@@ -1,15 +1,33 @@
-"""Jobs as people see them: who is asking, and where each job stands (position, ETA, progress)."""
+"""Jobs as people see them: who is asking, where each job stands (position, ETA, progress),
+and a finished job's line in History."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from webui.jobs.record import JobRecord
 from webui.lane import Progress
 from webui.words import ENGLISH, words
 
 WAITING, RUNNING_NOW = "waiting", "running"
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as History lists it (read from the job database's columns, not its JSON)."""
+
+    id: str
+    created: datetime
+    status: str
+    owner: str | None
+    first_prompt: str
+    prompt_count: int
+    images_total: int
+    images_done: int
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class Page:
         included."""
         lang = language(request)
         owner = owner if isinstance(owner, str) else None
-        return [text.history_row(job, lang) for job in self.service.store.listing(HISTORY_LIMIT, owner=owner)]
+        return [text.history_row(job, lang) for job in self.service.history(HISTORY_LIMIT, owner=owner)]
 
     def history_request(self, job_id: str) -> tuple:
         """A past job's images (captioned) and its zip (the PNG itself for one image)."""

@@ -13,7 +13,6 @@ import threading
 
 import gradio as gr
 
-from webui.jobs.execute import STARRED_ZIP_NAME, write_starred
 from webui.jobs.record import JobRecord
 from webui.request import RequestError
 from webui.ui import text
@@ -167,11 +166,8 @@ class Results:
     def _starred_button(self, record: JobRecord, write: bool = False) -> gr.DownloadButton:
         """ "Download starred (n)", or hidden when nothing is starred. The zip is written anew
         after a star changes, and when it is missing."""
-        path = record.folder / STARRED_ZIP_NAME
-        if record.starred and (write or not path.is_file()):
-            path = write_starred(record) or path
-        n = len(record.starred)
-        return gr.DownloadButton(value=str(path) if n else None, visible=bool(n))
+        path = self.page.service.starred_zip(record, write)
+        return gr.DownloadButton(value=str(path) if path else None, visible=path is not None)
 
 
 def _columns(per_prompt: int) -> int:

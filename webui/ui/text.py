@@ -9,10 +9,8 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from webui.jobs.execute import SHEET_NAME, ZIP_NAME
 from webui.jobs.record import JobRecord, PlannedImage
-from webui.jobs.store import JobSummary
-from webui.jobs.views import Identity, JobView, about
+from webui.jobs.views import Identity, JobSummary, JobView, about
 from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.request import GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
@@ -186,7 +184,7 @@ def outputs(record: JobRecord, language: str = ENGLISH) -> dict[str, Any]:
     if len(saved) == 1:
         download = str(record.path_of(saved[0]))
     elif saved:
-        download, sheet = str(record.folder / ZIP_NAME), str(record.folder / SHEET_NAME)
+        download, sheet = str(record.zip_path), str(record.sheet_path)
     return {
         "gallery": gallery,
         "summary": summary(record, language),
