@@ -200,6 +200,8 @@ def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
     page = context.new_page()
     page.goto(server.url)
     expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+    # The browser's id is in its local storage once the page has loaded (gr.BrowserState).
+    page.wait_for_function("() => localStorage.getItem('zimage-webui-browser') !== null", timeout=30_000)
     page.locator("#prompts textarea").fill("\n".join(f"closed tab {n}" for n in range(12)))
     set_size(page, 64)
     with held(faults, 8 + 3):  # the first call, and three steps of the second
