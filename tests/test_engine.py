@@ -501,6 +501,12 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
         "steps": 2,
         "guidance_scale": 0.0,
         "negative_prompt": "",
+        "kind": "text",
+        "inputs": [],
+        "input_names": [],
+        "strength": 0.6,
+        "product_scale": 0.6,
+        "position": "center",
         "images": [
             {
                 "index": k,
@@ -510,6 +516,7 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
                 "file": made[k].path.name,
                 "state": "saved",
                 "starred": False,
+                "input_index": None,
                 "prompt": made[k].prompt,
             }
             for k in range(4)

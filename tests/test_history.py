@@ -227,6 +227,10 @@ def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at
             "guidance_scale": 0.0,
             "negative_prompt": "",
             "style": "studio lighting",
+            "kind": "text",
+            "strength": 0.6,
+            "product_scale": 0.6,
+            "position": "center",
         }
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")

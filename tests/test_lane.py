@@ -78,8 +78,8 @@ def hold_first_call(engine: Engine, request: GenerationRequest, **options) -> tu
     return running, gate
 
 
-def queue_behind(engine: Engine, *requests: GenerationRequest) -> list[Running]:
-    others = [Running(engine, r) for r in requests]
+def queue_behind(engine: Engine, *requests: GenerationRequest, **options) -> list[Running]:
+    others = [Running(engine, r, **options) for r in requests]
     deadline = time.monotonic() + 30
     while engine.lane.job_count < len(requests) + 1:
         assert time.monotonic() < deadline, "requests did not reach the lane"

@@ -24,21 +24,16 @@ from typing import TYPE_CHECKING
 
 from webui.log import configure_logging
 from webui.prompts import TemplateError, parse_prompts
-from webui.settings import (
-    DEFAULT_GUIDANCE,
-    DEFAULT_SIZE,
-    DEFAULT_STEPS,
-    SEED_PER_IMAGE,
-    SEED_POLICIES,
-    SettingsError,
-    add_arguments,
-    from_namespace,
-)
+from webui.request import API_FIELDS
+from webui.settings import Settings, SettingsError, add_arguments, from_namespace
 
 if TYPE_CHECKING:  # the heavy modules load only once the settings are checked
     from webui.engine import Engine, Progress
+    from webui.inputs import InputStore
     from webui.request import GenerationRequest
 
+CUTOUTS = ("auto", "plain")  # as webui/inputs.py takes them
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 logger = logging.getLogger(__name__)
 
 
@@ -50,24 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--prompts-file", required=True, type=Path, help="one prompt per line; - for stdin")
     parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if missing)")
-    parser.add_argument("--images-per-prompt", type=int, default=1, help="variants per prompt (default 1)")
-    parser.add_argument("--seed", type=int, default=-1, help="base seed; -1: random")
+    add_request_arguments(parser)
     parser.add_argument(
-        "--seed-policy",
-        choices=SEED_POLICIES,
-        default=SEED_PER_IMAGE,
-        help="per-image (default): image k gets seed+k; per-variant: variant j of every "
-        "prompt gets seed+j, so the set differs only by prompt",
+        "--images",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE_OR_DIR",
+        help="input images (PNG, JPEG or WebP; a folder: every such file in it) for --kind "
+        "product (transparent PNG cut-outs, or --cutout plain) or variation; each runs every prompt",
     )
-    parser.add_argument("--style", default="", help="appended to every prompt after ', '")
-    parser.add_argument("--width", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
-    parser.add_argument("--height", type=int, default=DEFAULT_SIZE, help=f"default {DEFAULT_SIZE}")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
-    parser.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE, help="default 0 (Turbo)")
-    parser.add_argument("--negative-prompt", default="", help="used only when guidance scale > 0")
+    parser.add_argument(
+        "--cutout",
+        choices=CUTOUTS,
+        default="auto",
+        help="product shots: auto (the image's transparency) or plain (its plain background removed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(parser)
     return parser
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag per field of the request's table (webui/request.py), with its default and help."""
+    for field in API_FIELDS:
+        if field.name == "prompts":
+            continue
+        kind = {int: int, float: float}.get(field.type, str)
+        choices = field.spec.choices or None
+        shown = f" (default {field.default})" if field.default not in ("", None) else ""
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=field.default,
+            choices=choices,
+            help=field.spec.help + shown,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,36 +95,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Heavy imports after the settings check, so a typo fails in a blink.
     from webui.engine import Engine, RequestError
+    from webui.inputs import input_store
     from webui.loading import ModelLoadError, load_model
     from webui.request import GenerationRequest
 
     configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
-    request = GenerationRequest(
-        prompts=prompts,
-        images_per_prompt=args.images_per_prompt,
-        seed=args.seed,
-        width=args.width,
-        height=args.height,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        negative_prompt=args.negative_prompt,
-        style=args.style,
-        seed_policy=args.seed_policy,
-    )
+    store = input_store(settings.state_path)
     try:
+        values = {f.name: getattr(args, f.name) for f in API_FIELDS if f.name != "prompts"}
+        digests, names = store_images(args.images, values["kind"], args.cutout, settings, store)
+        request = GenerationRequest(prompts=prompts, **values, inputs=digests, input_names=names)
         engine = Engine(load_model(settings), settings)
         engine.validate(request)  # before the progress bar, so errors read cleanly
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except RequestError as exc:
+    except (RequestError, OSError) as exc:  # a bad input image, or one that cannot be read
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    return _run(engine, request, args)
+    return _run(engine, request, args, store)
 
 
-def _run(engine: Engine, request: GenerationRequest, args: argparse.Namespace) -> int:
+def store_images(
+    given: Sequence[Path], kind: str, cutout: str, settings: Settings, store: InputStore
+) -> tuple[list[str], list[str]]:
+    """The input images named on the command line (folders expanded), checked and stored."""
+    from webui.inputs import input_name, prepare_input
+    from webui.request import RequestError
+
+    files = [f for path in given for f in (sorted(path.iterdir()) if path.is_dir() else [path])]
+    files = [f for f in files if not f.is_dir() and (f.suffix.lower() in IMAGE_SUFFIXES or f in given)]
+    if len(files) > settings.max_input_images:
+        raise RequestError("too_many_inputs", count=len(files), limit=settings.max_input_images)
+    digests = [store.put(prepare_input(kind, f.read_bytes(), f.name, settings, cutout=cutout)) for f in files]
+    return digests, [input_name(f.name, n) for n, f in enumerate(files, 1)]
+
+
+def _run(engine: Engine, request: GenerationRequest, args: argparse.Namespace, store: InputStore) -> int:
     """Generate with a progress bar on stderr, one line per image on stdout; the exit status."""
     from tqdm import tqdm
 
@@ -130,14 +151,16 @@ def _run(engine: Engine, request: GenerationRequest, args: argparse.Namespace) -
         bar.update(progress.images_done * progress.steps + progress.chunk_images * progress.step - bar.n)
 
     try:
-        record = generate(engine, request, on_progress=on_progress, cancel=cancel, output_dir=args.out)
+        record = generate(
+            engine, request, on_progress=on_progress, cancel=cancel, output_dir=args.out, inputs=store
+        )
     except Exception:
         logger.exception("Generation failed")
         return 1
     finally:
         bar.close()
     for image in record.saved:
-        print(f"{image.seed}\t{record.path_of(image)}\t{record.prompt_of(image)}", flush=True)
+        print(f"{image.seed}\t{record.path_of(image)}\t{record.label_of(image)}", flush=True)
     note = " (demo model: random weights, the images are noise)" if record.demo else ""
     seeds = f"{record.images[0].seed}..{record.images[-1].seed}"
     print(

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, WorkItem
+from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, Start, WorkItem
 from webui.loading import LoadedModel
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS, Settings
@@ -28,7 +28,7 @@ from webui.validation import Validator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Engine", "ImageTask", "Progress", "RequestError", "RunOutcome"]
+__all__ = ["Engine", "ImageTask", "Progress", "RequestError", "RunOutcome", "Start"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ImageTask:
     index: int  # the caller's number for it
     prompt: str  # what the model reads: the prompt, then the style
     seed: int
+    start: Start | None = None  # what it starts from, for calls of other kinds than text
 
 
 @dataclass(frozen=True)
@@ -142,13 +143,13 @@ class Engine:
             raise RequestError("stalled")
         by_index = {task.index: task for task in tasks}
         tokens = {text: self.count_tokens(text) for text in {task.prompt for task in tasks}}
-        shape = CallShape(
-            request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt
-        )
+        r = request
+        shape = CallShape(r.width, r.height, r.steps, r.guidance_scale, r.negative_prompt, r.kind, r.strength)
         job = Job(
             request_id=label,
             items=[
-                WorkItem(t.index, t.prompt, t.seed, -(-tokens[t.prompt] // CAPTION_MULTIPLE)) for t in tasks
+                WorkItem(t.index, t.prompt, t.seed, -(-tokens[t.prompt] // CAPTION_MULTIPLE), t.start)
+                for t in tasks
             ],
             shape=shape,
             on_image=lambda item, image: (item.index, on_image(by_index[item.index], image)),

@@ -49,18 +49,30 @@ def _is_any_address(host: str) -> bool:
         return False
 
 
+IMAGE_ROUTES = ("/api/v1/jobs", "/v1/images/edits")  # bodies that may carry input images
+
+
 class BodyLimit:
     """413 for a request body over its limit, before it is read whole: `limit` bytes, or
-    `upload_limit` on Gradio's upload route (where Gradio's per-file limit also applies)."""
+    `upload_limit` on Gradio's upload route (where Gradio's per-file limit also applies), or
+    `image_limit` on the API routes that take input images (each image also has its own)."""
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, image_limit: int | None = None) -> None:
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
+        self.image_limit = image_limit or limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope["path"].rstrip("/") == UPLOAD_ROUTE else self.limit
+        path = scope["path"].rstrip("/")
+        limit = (
+            self.upload_limit
+            if path == UPLOAD_ROUTE
+            else self.image_limit
+            if path in IMAGE_ROUTES
+            else self.limit
+        )
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and not (declared.isascii() and declared.isdigit()):
             await PlainTextResponse("Content-Length is not a number.", 400)(scope, receive, send)

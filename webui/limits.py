@@ -8,8 +8,8 @@ import math
 import unicodedata
 from typing import Any
 
-from webui.request import GenerationRequest, RequestError
-from webui.settings import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, SEED_POLICIES, SIZE_MULTIPLE, Settings
+from webui.request import FIELDS, TEXT, VARIATION, GenerationRequest, RequestError, steps_run
+from webui.settings import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, SIZE_MULTIPLE, Settings
 from webui.words import Words, words
 
 
@@ -48,11 +48,38 @@ def check_numbers(request: GenerationRequest, s: Settings) -> None:
         or not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE)
     ):
         raise RequestError("guidance_range", high=MAX_GUIDANCE, value=guidance)
-    if request.seed_policy not in SEED_POLICIES:
-        raise RequestError("seed_policy", choices=", ".join(SEED_POLICIES), value=request.seed_policy)
+    check_table(request)
+    if (request.kind == TEXT) != (not request.inputs):
+        raise RequestError("inputs_for_text" if request.inputs else "inputs_needed", kind=request.kind)
+    if request.kind == VARIATION and steps_run(VARIATION, request.steps, request.strength) < 1:
+        raise RequestError("strength_too_low", strength=request.strength, steps=request.steps)
+    if len(request.inputs) > s.max_input_images:
+        raise RequestError("too_many_inputs", count=len(request.inputs), limit=s.max_input_images)
+    if len(request.input_names) not in (0, len(request.inputs)):
+        raise RequestError("plain", text="input_names must name every input, or none")
     if request.seed != -1:
         highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
         check_int(words("name_seed"), request.seed, 0, MAX_SEED - highest, or_random=True)
+
+
+def check_table(request: GenerationRequest) -> None:
+    """The fixed limits the field table declares: choices, and number ranges."""
+    for field in FIELDS:
+        value, spec = getattr(request, field.name), field.spec
+        if not spec.choices and spec.low is None:
+            continue
+        name = field_name(field.name)
+        if spec.choices and value not in spec.choices:
+            raise RequestError("choice", name=name, choices=", ".join(spec.choices), value=value)
+        if spec.low is not None and spec.high is not None:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and spec.low <= value <= spec.high):
+                raise RequestError("number_range", name=name, low=spec.low, high=spec.high, value=value)
+
+
+def field_name(name: str) -> Words:
+    """A field's name as messages say it (its `name_...` words)."""
+    return words(f"name_{name}")
 
 
 def check_plain_text(name: Words, text: str, token_limit: int) -> None:

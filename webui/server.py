@@ -35,6 +35,7 @@ from webui.api.openai_images import invalid_openai_body, openai_router
 from webui.api.rest import create_rest_api
 from webui.engine import Engine
 from webui.http_guard import BodyLimit, SecurityHeaders, allowed_hosts
+from webui.inputs import input_store
 from webui.jobs.recovery import delete_older_than, rebuild, recover
 from webui.jobs.runners import LocalRunner, Runner
 from webui.jobs.service import JobService
@@ -74,7 +75,8 @@ class Backend:
 def embedded(engine: Engine) -> Backend:
     """The default: this process's engine makes the images."""
     model = engine.model
-    return Backend(LocalRunner(engine), engine.validate, model.label, model.is_demo, local=True)
+    runner = LocalRunner(engine, input_store(engine.settings.state_path))
+    return Backend(runner, engine.validate, model.label, model.is_demo, local=True)
 
 
 def open_jobs(backend: Backend, settings: Settings) -> JobService:
@@ -116,7 +118,8 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     app.add_middleware(UploadGate, uploads=uploads)
     app.add_middleware(LoginGuard, access=access, login_on=login_on)
     limit = int(settings.max_request_mb * 1_000_000)
-    app.add_middleware(BodyLimit, limit=limit, upload_limit=UPLOAD_BODY_LIMIT)
+    image_limit = int(settings.max_input_request_mb * 1_000_000)
+    app.add_middleware(BodyLimit, limit=limit, upload_limit=UPLOAD_BODY_LIMIT, image_limit=image_limit)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     lifetime = settings.url_expiry_days * 86400

@@ -128,6 +128,17 @@ class Settings:
     )
     max_prompts: int = _setting(100, "Most prompts in one request.")
     max_images: int = _setting(200, "Most images in one request (prompts x images per prompt).")
+    max_input_images: int = _setting(
+        16, "Most input images (products or references) in one request; each runs the whole prompt list."
+    )
+    max_input_mb: float = _setting(
+        20.0, "Largest input image file in megabytes (PNG, JPEG or WebP); a larger one is refused unread."
+    )
+    max_input_pixels: int = _setting(
+        40_000_000,
+        "Most pixels an input image may have (width x height, read from its header before any "
+        "decoding): larger ones, decompression bombs included, are refused.",
+    )
     max_prompt_tokens: int = _setting(
         MODEL_MAX_TOKENS,
         f"Longest prompt in tokens, counted after the chat template (at most "
@@ -225,6 +236,11 @@ class Settings:
         "Largest request body in megabytes; a larger one gets 413 before it is read. Uploads "
         "have their own limit.",
     )
+    max_input_request_mb: float = _setting(
+        100.0,
+        "Largest body of an API request that carries input images (`POST /api/v1/jobs`, "
+        "`/v1/images/edits`) in megabytes; base64 adds a third to each image.",
+    )
     url_expiry_days: float = _setting(
         7.0,
         "Days a signed image URL (the API's `url` fields) keeps working. "
@@ -285,6 +301,8 @@ class Settings:
             "crash_resumes",
             "task_timeout",
             "cache_max_age",
+            "max_input_images",
+            "max_input_pixels",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")
@@ -367,7 +385,7 @@ class Settings:
                 f"Set both {env_name('auth_user')} and {env_name('auth_password')} to turn the "
                 "login on, or neither."
             )
-        for name in ("max_request_mb", "url_expiry_days"):
+        for name in ("max_request_mb", "url_expiry_days", "max_input_mb", "max_input_request_mb"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{_names(name)} must be above 0 (got {getattr(self, name)}).")
         for name in ("allowed_hosts", "trusted_proxies"):

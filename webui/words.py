@@ -135,6 +135,39 @@ _EN: dict[str, Template] = {
     "failed": "failed",
     "queue_columns": "#|status|owner|prompt|images|ETA|stop|job",
     "history_columns": "when (UTC)|status|prompts|images|size|user|request",
+    # Fields of the request's table (webui/request.py), and inputs.
+    "name_seed_policy": "Seed policy",
+    "name_kind": "Kind",
+    "name_strength": "Strength",
+    "name_product_scale": "Product size",
+    "name_position": "Position",
+    "choice": "{name} must be one of {choices} (got {value!r}).",
+    "number_range": "{name} must be a number from {low:g} to {high:g} (got {value!r}).",
+    "inputs_for_text": 'Text-to-image jobs take no input images: choose "product in scene" or '
+    '"variations", or remove the images.',
+    "inputs_needed": "Kind {kind!r} needs at least one input image: add a product or reference image.",
+    "too_many_inputs": "Too many input images: {count} (the limit is {limit} per request).",
+    "strength_too_low": "Strength {strength:g} with {steps} steps runs no step: raise the strength "
+    "to at least 1/{steps}, or add steps.",
+    "input_too_big": "{name} is {mb:.1f} MB; the limit is {limit:g} MB per input image.",
+    "not_an_image": "{name} is not an image that can be read: upload a PNG, JPEG or WebP file.",
+    "input_format": "{name} is a {format} file; input images must be PNG, JPEG or WebP.",
+    "input_pixels": "{name} is {width}x{height} pixels; the limit is {limit:,} pixels per input "
+    "image (it also stops decompression bombs).",
+    "name_cutout": "Cut-out",
+    "no_transparency": "The image has no transparent pixels to tell the product from its "
+    'background: upload a PNG with transparency, paint the product area, or choose "plain background".',
+    "mask_size": "The mask is {mask} but the image is {image}: they must be the same size.",
+    "nothing_to_keep": "Nothing to keep: no pixel of the image is marked as the product (paint the "
+    "product, or use an image with an opaque product).",
+    "nothing_to_generate": "Nothing to generate: every pixel is marked as the product, so no scene "
+    "can be made around it (leave some background transparent or unpainted).",
+    "scale_range": "Product size must be between 0.1 and 1 of the frame's shorter side (got {value!r}).",
+    "not_base64": "{name} is not valid base64: send the file's bytes base64-encoded.",
+    "mask_for_variation": "{name} has a mask, but variations change the whole image: send a mask "
+    'only with kind "product".',
+    "no_input": "Input image {digest}... is not stored on this server (removed by retention, or "
+    "never uploaded here): upload it again.",
 }
 
 _ZH: dict[str, Template] = {
@@ -234,6 +267,30 @@ _ZH: dict[str, Template] = {
     "failed": "失败",
     "queue_columns": "#|状态|提交者|提示词|图片|预计|停止|任务",
     "history_columns": "时间 (UTC)|状态|提示词|图片|尺寸|用户|请求",
+    "name_seed_policy": "种子策略",
+    "name_kind": "类型",
+    "name_strength": "强度",
+    "name_product_scale": "产品大小",
+    "name_position": "位置",
+    "choice": "{name} 必须是 {choices} 之一（当前为 {value!r}）。",
+    "number_range": "{name} 必须是 {low:g} 到 {high:g} 之间的数（当前为 {value!r}）。",
+    "inputs_for_text": "文生图任务不接受输入图片：请选择“产品入景”或“变体”，或移除图片。",
+    "inputs_needed": "类型 {kind!r} 至少需要一张输入图片：请添加产品图或参考图。",
+    "too_many_inputs": "输入图片过多：{count} 张（每个请求上限 {limit} 张）。",
+    "strength_too_low": "强度 {strength:g} 配合 {steps} 步不会运行任何一步：请把强度提高到至少 1/{steps}，或增加步数。",
+    "input_too_big": "{name} 大小为 {mb:.1f} MB；每张输入图片上限 {limit:g} MB。",
+    "not_an_image": "{name} 不是可读取的图片：请上传 PNG、JPEG 或 WebP 文件。",
+    "input_format": "{name} 是 {format} 文件；输入图片必须是 PNG、JPEG 或 WebP。",
+    "input_pixels": "{name} 为 {width}x{height} 像素；每张输入图片上限 {limit:,} 像素（也用于阻止解压炸弹）。",
+    "name_cutout": "抠图方式",
+    "no_transparency": "图片没有透明像素，无法区分产品与背景：请上传带透明通道的 PNG、涂抹产品区域，或选择“纯色背景”。",
+    "mask_size": "蒙版为 {mask}，而图片为 {image}：两者尺寸必须相同。",
+    "nothing_to_keep": "没有要保留的内容：图片中没有任何像素被标记为产品（请涂抹产品，或使用产品不透明的图片）。",
+    "nothing_to_generate": "没有要生成的内容：所有像素都被标记为产品，无法在其周围生成场景（请保留部分透明或未涂抹的背景）。",
+    "scale_range": "产品大小必须在画面短边的 0.1 到 1 之间（当前为 {value!r}）。",
+    "not_base64": "{name} 不是有效的 base64：请发送文件字节的 base64 编码。",
+    "mask_for_variation": '{name} 带有蒙版，但变体会改变整张图片：只有类型为 "product" 时才发送蒙版。',
+    "no_input": "输入图片 {digest}... 不在本服务器上（可能已被保留策略删除，或从未上传到这里）：请重新上传。",
 }
 
 CATALOGUE: dict[str, dict[str, Template]] = {ENGLISH: _EN, CHINESE: _ZH}

@@ -23,43 +23,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from webui.api.common import ApiContext, ApiError, refusal
+from webui.api.schema import JobIn, request_of
 from webui.jobs.record import SAVED
 from webui.jobs.views import Identity
-from webui.prompts import parse_prompts
-from webui.request import GenerationRequest
-from webui.settings import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS, SEED_PER_IMAGE
 from webui.words import Message, words
 
 EVENT_POLL_S = 0.25  # how often an event stream looks at its job: memory reads
 JOBS_LISTED = 50
-
-
-class JobIn(BaseModel):
-    """A job: the page's form as JSON."""
-
-    model_config = ConfigDict(extra="forbid")
-    prompts: list[str] | str = Field(
-        description="One prompt per item, or one string of lines; templates ({red|navy}) expand."
-    )
-    images_per_prompt: int = 1
-    seed: int = Field(-1, description="-1: a random base seed")
-    seed_policy: str = Field(SEED_PER_IMAGE, description="per-image (seed + k) or per-variant (seed + j)")
-    width: int = DEFAULT_SIZE
-    height: int = DEFAULT_SIZE
-    steps: int = DEFAULT_STEPS
-    guidance_scale: float = DEFAULT_GUIDANCE
-    negative_prompt: str = ""
-    style: str = Field("", description="appended to every prompt")
-
-    def request(self, max_prompts: int) -> GenerationRequest:
-        """The generation request; Message names a bad template or too many prompts."""
-        lines = self.prompts if isinstance(self.prompts, str) else "\n".join(self.prompts)
-        values = self.model_dump(exclude={"prompts"})
-        return GenerationRequest(prompts=parse_prompts(lines, limit=max_prompts), **values)
 
 
 def create_rest_api(ctx: ApiContext) -> FastAPI:
@@ -87,13 +60,16 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         )
 
     @api.post("/jobs", status_code=202)
-    async def submit(job: JobIn, request: Request, who: Identity = caller) -> dict[str, Any]:
-        """Queue a job and answer at once."""
+    async def submit(job: JobIn, request: Request, who: Identity = caller) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Queue a job and answer at once. Input images (kinds `product` and `variation`) come
+        base64-encoded in `images`; they are checked and stored before the job is accepted."""
         ctx.check_workers()
+        service = ctx.service
         try:
-            # Parsed off the event loop, as the page does: a long prompt list takes a while.
-            max_prompts = ctx.service.settings.max_prompts
-            record = await asyncio.to_thread(lambda: ctx.service.submit(job.request(max_prompts), who))
+            # Off the event loop, as the page does: long prompt lists and images take a while.
+            record = await asyncio.to_thread(
+                lambda: service.submit(request_of(job, service.settings, service.inputs), who)
+            )
         except Message as exc:
             raise refusal(exc) from None
         return ctx.job_json(request, record, ctx.service.view(record.id))

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from webui.engine import Engine, ImageTask, Progress
+from webui.engine import Engine, ImageTask, Progress, Start
+from webui.inputs import InputStore
 from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.outputs import save_png, write_manifest, write_zip
-from webui.request import GenerationRequest
+from webui.product import Placed, composite, place
+from webui.request import PRODUCT, GenerationRequest, RequestError
 from webui.sheet import SHEET_CELL, SheetCell, write_contact_sheet
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ def run_job(
     on_start: Callable[[], None] | None = None,
     on_change: Callable[[PlannedImage, Image.Image | None], None] | None = None,
     unique_names: bool = False,
+    inputs: InputStore | None = None,
 ) -> bool:
     """Make the record's planned images that are not made yet; True if a stop left some unmade.
 
@@ -44,7 +47,10 @@ def run_job(
     """
     request, todo = record.request, record.pending
     done_before, total = record.done_count, len(record.images)
-    tasks = [ImageTask(i.index, request.text_of(record.prompt_of(i)), i.seed) for i in todo]
+    starts = prepare_inputs(record, inputs) if todo else {}
+    tasks = [
+        ImageTask(i.index, request.text_of(record.prompt_of(i)), i.seed, _start(starts, i)) for i in todo
+    ]
     r, seeds = request, f"{record.images[0].seed}..{record.images[-1].seed}"
     shape = f"{r.width}x{r.height}, {r.steps} steps, guidance {r.guidance_scale:g}"
     logger.info(
@@ -61,6 +67,9 @@ def run_job(
 
     def save(task: ImageTask, picture: Image.Image) -> Path:
         image = record.images[task.index]
+        placed = None if image.input_index is None else starts[image.input_index][1]
+        if placed is not None:  # the product's own pixels, back over the decoded ones
+            picture = composite(picture, placed)
         stem = image.file.removesuffix(".png")
         path = save_png(picture, record.folder, stem, record.png_parameters(image), unique=unique_names)
         image.file, image.state = path.name, SAVED
@@ -83,6 +92,30 @@ def run_job(
     return outcome.stopped
 
 
+def prepare_inputs(record: JobRecord, inputs: InputStore | None) -> dict[int, tuple[Start, Placed | None]]:
+    """Per input image of the job: what its calls start from, and for product shots the
+    placement its outputs are composited with. RequestError when an input is not stored."""
+    r = record.request
+    if not r.inputs:
+        return {}
+    if inputs is None:
+        raise RequestError("no_input", digest=r.inputs[0][:16])
+    prepared: dict[int, tuple[Start, Placed | None]] = {}
+    for n, digest in enumerate(r.inputs):
+        image = inputs.open(digest)
+        if r.kind == PRODUCT:
+            placed = place(image, r.width, r.height, r.product_scale, r.position)
+            prepared[n] = (Start(placed.canvas, placed.generate), placed)
+        else:
+            fitted = ImageOps.fit(image.convert("RGB"), (r.width, r.height), Image.Resampling.LANCZOS)
+            prepared[n] = (Start(fitted), None)
+    return prepared
+
+
+def _start(starts: Mapping[int, tuple[Start, Placed | None]], image: PlannedImage) -> Start | None:
+    return None if image.input_index is None else starts[image.input_index][0]
+
+
 def write_starred(record: JobRecord) -> Path | None:
     """The zip of the job's starred images (None when none is starred), written anew."""
     starred = record.starred
@@ -99,18 +132,21 @@ def write_bundles(record: JobRecord, thumbnails: Mapping[int, Image.Image] | Non
     if len(saved) < 2:
         return
     write_zip([record.path_of(i) for i in saved], record.zip_path)
-    rows = []
-    per = record.request.images_per_prompt
-    for p, prompt in enumerate(record.request.prompts):
-        cells = []
-        for image in record.images[p * per : (p + 1) * per]:
-            made = image.state == SAVED
-            picture = None
-            if made:
-                picture = thumbnails[image.index] if image.index in thumbnails else record.path_of(image)
-            cells.append(SheetCell(picture, f"seed {image.seed}" + ("" if made else ": not made")))
-        rows.append((record.request.text_of(prompt), cells))
-    write_contact_sheet(rows, record.sheet_path)
+    # A row per prompt; with input images, a row per input (its scenes and variants).
+    r = record.request
+    rows: dict[int, tuple[str, list[SheetCell]]] = {}
+    for image in record.images:
+        source = record.input_of(image)
+        row = image.prompt_index if source is None else image.input_index
+        title = r.text_of(record.prompt_of(image)) if source is None else source[1]
+        made = image.state == SAVED
+        picture = None
+        if made:
+            picture = thumbnails[image.index] if image.index in thumbnails else record.path_of(image)
+        text = f"seed {image.seed}" + ("" if made else ": not made")
+        text = text if source is None else f"{record.prompt_of(image)} · {text}"
+        rows.setdefault(row, (title, []))[1].append(SheetCell(picture, text))
+    write_contact_sheet(list(rows.values()), record.sheet_path)
 
 
 def generate(
@@ -121,6 +157,7 @@ def generate(
     on_progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     owner: str | None = None,
+    inputs: InputStore | None = None,
 ) -> JobRecord:
     """Validate, plan and run one job at once, outside any queue, and write its manifest.
 
@@ -141,7 +178,12 @@ def generate(
     record.status, record.started = RUNNING, now_utc()
     started = time.monotonic()
     stopped = run_job(
-        engine, record, cancel=cancel, on_progress=on_progress, unique_names=output_dir is not None
+        engine,
+        record,
+        cancel=cancel,
+        on_progress=on_progress,
+        unique_names=output_dir is not None,
+        inputs=inputs,
     )
     record.elapsed_s = time.monotonic() - started
     record.status, record.finished = (STOPPED if stopped else DONE), now_utc()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from webui.outputs import MANIFEST_NAME, image_stem, request_dir
-from webui.request import GenerationRequest
+from webui.request import PRODUCT, VARIATION, GenerationRequest
 from webui.settings import RANDOM_SEED_RANGE
 
 RECORD_VERSION = 2
@@ -32,13 +32,14 @@ ZIP_NAME, STARRED_ZIP_NAME, SHEET_NAME = "images.zip", "starred.zip", "contact-s
 class PlannedImage:
     """One image of a job: where it sits in the request, its seed and its file name."""
 
-    index: int  # prompt-then-variant order, from 0
+    index: int  # input-then-prompt-then-variant order, from 0
     prompt_index: int
     variant: int
     seed: int
     file: str  # in the job's folder
     state: str = PLANNED
     starred: bool = False  # a team member's pick: kept with the job, zipped by "Download starred"
+    input_index: int | None = None  # which of the request's input images, when it has any
 
 
 @dataclass(eq=False)
@@ -144,6 +145,20 @@ class JobRecord:
         """The image's prompt as typed (the style is kept apart)."""
         return self.request.prompts[image.prompt_index]
 
+    def input_of(self, image: PlannedImage) -> tuple[str, str] | None:
+        """The image's input as (content hash, name), if the job has inputs."""
+        if image.input_index is None:
+            return None
+        r = self.request
+        names = r.input_names or [f"input {n + 1}" for n in range(len(r.inputs))]
+        return r.inputs[image.input_index], names[image.input_index]
+
+    def label_of(self, image: PlannedImage) -> str:
+        """The image's caption text: its input's name (with inputs), then its prompt."""
+        source = self.input_of(image)
+        prompt = self.prompt_of(image)
+        return f"{source[1]}: {prompt}" if source else prompt
+
     def path_of(self, image: PlannedImage) -> Path:
         return self.folder / image.file
 
@@ -166,6 +181,12 @@ class JobRecord:
         parameters["seed_policy"] = r.seed_policy
         if r.guidance_scale > 0 and r.negative_prompt:
             parameters["negative_prompt"] = r.negative_prompt
+        source = self.input_of(image)
+        if source is not None:  # what the image was made from, by content hash
+            parameters |= {"kind": r.kind, "inputs": [source[0]], "input_name": source[1]}
+            parameters |= {"strength": r.strength} if r.kind == VARIATION else {}
+            if r.kind == PRODUCT:
+                parameters |= {"product_scale": r.product_scale, "position": r.position}
         return parameters
 
     def to_record(self) -> dict[str, Any]:
@@ -239,12 +260,15 @@ def _images_of_version_1(record: dict[str, Any], request: GenerationRequest) -> 
 
 
 def _planned(request: GenerationRequest, k: int) -> PlannedImage:
-    """Image k of `request` (whose seed is the base seed): its place, seed and file name."""
-    per = request.images_per_prompt
+    """Image k of `request` (whose seed is the base seed): its place, seed and file name (the
+    input's name first, when there are inputs)."""
+    source, prompt, variant = request.place_of(k)
     seed = request.seed + request.seed_offset(k)
-    return PlannedImage(
-        k, k // per, k % per, seed, f"{image_stem(k + 1, request.prompts[k // per], seed)}.png"
-    )
+    text = request.prompts[prompt]
+    if request.inputs:
+        text = f"{request.input_names[source] if request.input_names else source + 1} {text}"
+    file = f"{image_stem(k + 1, text, seed)}.png"
+    return PlannedImage(k, prompt, variant, seed, file, input_index=source if request.inputs else None)
 
 
 def now_utc() -> datetime:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from webui.engine import Engine, Progress
+from webui.inputs import InputStore
 from webui.jobs.execute import run_job
 from webui.jobs.record import JobRecord, PlannedImage
 
@@ -60,8 +61,8 @@ class Runner(Protocol):
 class LocalRunner:
     """Jobs run here, on the engine's lane."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, inputs: InputStore | None = None) -> None:
+        self.engine, self.inputs = engine, inputs
         s = engine.settings
         # The lane makes one call at a time whatever this is; with cross-user batching it needs
         # enough jobs in hand to fill the next call while one runs.
@@ -83,6 +84,7 @@ class LocalRunner:
             on_progress=on_progress,
             on_start=on_start,
             on_change=on_change,
+            inputs=self.inputs,
         )
 
     def seconds_per_unit(self) -> float | None:

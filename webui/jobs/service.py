@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from webui.engine import Progress
+from webui.inputs import input_store
 from webui.jobs.execute import write_bundles, write_starred
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
@@ -65,6 +66,7 @@ class JobService:
         is_demo: bool,
     ) -> None:
         self.store, self.runner, self.settings = store, runner, settings
+        self.inputs = input_store(settings.state_path)  # jobs' input images, by content hash
         self._validate, self._model, self._demo = validate, model_label, is_demo
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
@@ -90,6 +92,9 @@ class JobService:
         happens outside the lock: running jobs never wait on that write.
         """
         self._validate(request)
+        for digest in request.inputs:  # stored by the caller before this: a restart finds them
+            if not self.inputs.has(digest):
+                raise RequestError("no_input", digest=digest[:16])
         with self._lock:
             if self._closing:
                 raise RequestError("restarting_submit")

@@ -6,6 +6,7 @@ holds the data they share.
 """
 
 from webui.lane.calls import CallShape, to_pixels
+from webui.lane.kinds import Start
 from webui.lane.work import (
     CAPTION_MULTIPLE,
     CallStats,
@@ -29,6 +30,7 @@ __all__ = [
     "OutOfMemory",
     "Progress",
     "Stalled",
+    "Start",
     "WorkItem",
     "to_pixels",
 ]

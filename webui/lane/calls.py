@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
+from webui.lane.kinds import Kinds, Start, steps_run
 from webui.loading import LoadedModel
+from webui.request import TEXT
 from webui.settings import MODEL_MAX_TOKENS
 
 EMBEDDING_CACHE_SIZE = 256  # prompts; about 0.5 MB each for the real model in bf16
@@ -35,11 +37,18 @@ class CallShape:
     steps: int
     guidance_scale: float
     negative_prompt: str
+    kind: str = TEXT  # what the images start from (webui/lane/kinds.py)
+    strength: float = 1.0  # variation calls: how far from the input image
+
+    @property
+    def steps_run(self) -> int:
+        """Denoising steps the call runs (fewer than `steps` for a variation)."""
+        return steps_run(self.kind, self.steps, self.strength)
 
     @property
     def units(self) -> int:
-        """Work per image, for speed estimates: pixels times steps."""
-        return self.width * self.height * self.steps
+        """Work per image, for speed estimates: pixels times steps run."""
+        return self.width * self.height * self.steps_run
 
 
 # (step just finished, 1-based) -> True to stop the call before its next step.
@@ -62,6 +71,7 @@ class PipelineCalls:
     def __init__(self, model: LoadedModel, tiling_above_mp: float = 1.5) -> None:
         """Images above `tiling_above_mp` megapixels are decoded in tiles, one at a time."""
         self.model = model
+        self.kinds = Kinds(model.pipe)
         self.tiling_above = tiling_above_mp * 1e6
         self.last: CallTiming | None = None
         self.on_embedded: Callable[[], None] | None = None  # each call's prompts are encoded
@@ -76,11 +86,17 @@ class PipelineCalls:
         vae.tile_latent_min_size = TILE_PIXELS // self.vae_scale
 
     def run(
-        self, prompts: Sequence[str], seeds: Sequence[int], shape: CallShape, on_step: StepCallback
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        shape: CallShape,
+        on_step: StepCallback,
+        starts: Sequence[Start | None] = (),
     ) -> list[torch.Tensor] | None:
         """One call: per image, uint8 HWC pixels (GPU) or the float decoder output (CPU);
-        None if `on_step` stopped it."""
-        pipe, device = self.model.pipe, self.model.device
+        None if `on_step` stopped it. `starts`: each image's start image, for other kinds than text."""
+        pipe, device = self.kinds.pipe(shape.kind), self.model.device
+        extra = self.kinds.arguments(shape.kind, starts or [None] * len(prompts), shape.strength)
         entered, self.last = time.monotonic(), None  # a call that fails leaves no timing behind
         embeds = self.embed(list(prompts))
         negative = self.embed([shape.negative_prompt] * len(prompts)) if shape.guidance_scale > 0 else None
@@ -92,7 +108,7 @@ class PipelineCalls:
 
         def step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
             nonlocal interrupted
-            if on_step(step + 1) and step + 1 < shape.steps:
+            if on_step(step + 1) and step + 1 < shape.steps_run:
                 pipe._interrupt = True  # diffusers' own flag, checked before each step
                 interrupted = True
             return tensors
@@ -108,6 +124,7 @@ class PipelineCalls:
             max_sequence_length=MODEL_MAX_TOKENS,
             callback_on_step_end=step_end,
             output_type="latent",
+            **extra,
         )
         images = None if interrupted else self.decode(output.images)  # partly denoised: nothing to decode
         self.last = CallTiming(entered, denoising, time.monotonic())

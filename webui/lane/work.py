@@ -12,6 +12,8 @@ from typing import Any
 from PIL import Image
 
 from webui.lane.calls import CallShape
+from webui.lane.kinds import Start
+from webui.request import TEXT
 
 CAPTION_MULTIPLE = 32  # captions pad to multiples of this many tokens
 RECENT_CALLS = 16  # calls the speed estimate looks back on
@@ -26,6 +28,7 @@ class WorkItem:
     prompt: str  # the text the model reads
     seed: int
     caption_bucket: int  # padded caption length / 32, for mask-free batching
+    start: Start | None = field(default=None, compare=False)  # what it starts from, if not text
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,11 @@ class Job:
         """Jobs with equal keys can share a pipeline call."""
         s = self.shape
         return (
+            s.kind,
             s.width,
             s.height,
             s.steps,
+            s.strength if s.kind != TEXT else 1.0,
             s.guidance_scale,
             s.negative_prompt if s.guidance_scale > 0 else "",
         )

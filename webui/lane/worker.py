@@ -309,7 +309,7 @@ class Lane:
         """One pipeline call, or None if every job in it stopped (before or during it)."""
         if all(job.stopped for job in shares) or self.closing:
             return None
-        steps = batch[0][0].shape.steps
+        steps = batch[0][0].shape.steps_run
 
         def on_step(step: int) -> bool:
             self.beat()
@@ -321,4 +321,5 @@ class Lane:
             return self.closing or all(job.stopped for job in shares)
 
         prompts, seeds = [i.prompt for _, i in batch], [i.seed for _, i in batch]
-        return self.calls.run(prompts, seeds, batch[0][0].shape, on_step)
+        starts = [i.start for _, i in batch]
+        return self.calls.run(prompts, seeds, batch[0][0].shape, on_step, starts)

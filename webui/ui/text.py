@@ -12,7 +12,7 @@ from typing import Any
 from webui.jobs.record import JobRecord, PlannedImage
 from webui.jobs.views import Identity, JobSummary, JobView, about
 from webui.prompts import TemplateError, count_prompts, parse_prompts
-from webui.request import GenerationRequest
+from webui.request import FORM_FIELDS, GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
 from webui.words import ENGLISH, Message, columns, say, words
 
@@ -145,7 +145,7 @@ def shown(value: Any) -> str:
 
 def form_values(request: GenerationRequest) -> dict[str, Any]:
     """The Generate form as `request` fills it, by field name (the preset follows the size)."""
-    values = request.to_record()
+    values = {f.name: getattr(request, f.name) for f in FORM_FIELDS}
     values["prompts"] = "\n".join(request.prompts)
     values["preset"] = preset_for(request.width, request.height)
     return values
