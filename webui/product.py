@@ -68,7 +68,7 @@ def cutout_plain_background(image: Image.Image, tolerance: int = PLAIN_TOLERANCE
     near = (np.abs(rgb - colour).max(axis=2) <= tolerance).astype(np.uint8) * 255
     # Flood the near-colour pixels from every border pixel that is one; the filled ones are
     # background (value 128), near-colour pixels the fill cannot reach stay product.
-    region = Image.fromarray(near, "L")
+    region = Image.fromarray(near, "L").copy()  # its own pixels: one over numpy's memory is read-only
     height, width = near.shape
     edge = [(x, 0) for x in range(width)] + [(x, height - 1) for x in range(width)]
     edge += [(0, y) for y in range(height)] + [(width - 1, y) for y in range(height)]

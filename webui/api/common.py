@@ -85,6 +85,7 @@ class ApiContext:
             "error": record.error,
             "created": record.created.isoformat(),
             "owner": record.owner,
+            "kind": r.kind,
             "position": view.position if live and view is not None else None,
             "progress": {
                 "images_done": record.done_count,
@@ -97,6 +98,7 @@ class ApiContext:
                 {
                     "index": i.index,
                     "prompt": record.prompt_of(i),
+                    "input": None if i.input_index is None else record.input_of(i)[1],  # type: ignore[index]
                     "seed": i.seed,
                     "width": r.width,
                     "height": r.height,

@@ -1,6 +1,12 @@
-"""`POST /v1/images/generations` as OpenAI's images API has it, so that any tool that speaks
-OpenAI can generate here with only its base URL changed. Each call is a job like any other: in
-the queue, in History, under the same limits; the answer comes when the job ends.
+"""`POST /v1/images/generations` and `/v1/images/edits` as OpenAI's images API has them, so
+that any tool that speaks OpenAI can generate here with only its base URL changed. Each call
+is a job like any other: in the queue, in History, under the same limits; the answer comes
+when the job ends.
+
+Edits (multipart: `image`, optional `mask`, `prompt`, `n`, `size`, `response_format`) keep
+OpenAI's meaning: the transparent pixels of the mask (or, without a mask, of the image) are
+where to generate, everything else is kept, pixel for pixel (a product-in-scene job whose
+image fills the frame).
 
 Fields: `prompt`, `n` (images of the prompt), `size` ("WxH"), `response_format` (`b64_json`,
 the default, or `url`), `model` (any: this server has one model), and the extras `seed`,
@@ -15,14 +21,15 @@ import base64
 import re
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from webui.api.common import ApiContext, ApiError, refusal
-from webui.jobs.record import FAILED, STOPPED
-from webui.request import GenerationRequest
+from webui.inputs import input_name, prepare_input
+from webui.jobs.record import FAILED, STOPPED, JobRecord
+from webui.request import PRODUCT, GenerationRequest
 from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS
 from webui.words import Message
 
@@ -50,16 +57,13 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         try:
             who = ctx.caller(request)
             ctx.check_workers()
-            size = SIZE.fullmatch(body.size.strip())
-            if size is None:
-                shown = body.size if len(body.size) <= 40 else body.size[:40] + "..."
-                raise ApiError(400, f"size must be WIDTHxHEIGHT, such as 1024x1024 (got {shown!r}).")
+            width, height = _size(body.size)
             job = GenerationRequest(
                 prompts=[body.prompt],
                 images_per_prompt=body.n,
                 seed=body.seed,
-                width=int(size[1]),
-                height=int(size[2]),
+                width=width,
+                height=height,
                 steps=body.steps,
                 negative_prompt=body.negative_prompt,
             )
@@ -68,22 +72,80 @@ def openai_router(ctx: ApiContext) -> APIRouter:
             return _openai_error(refusal(exc))
         except ApiError as exc:
             return _openai_error(exc)
-        ended = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        ctx.service.on_end(record.id, lambda: loop.call_soon_threadsafe(ended.set))
-        while not ended.is_set() and not await request.is_disconnected():
-            view = ctx.service.view(record.id)
-            if view is None or view.finished:
-                break
-            await asyncio.sleep(WAIT_POLL_S)
-        record = ctx.record(record.id)
-        if record.status in (FAILED, STOPPED) and not record.saved:
-            message = record.error or f"Job {record.id} was stopped before any image was made."
-            return _openai_error(ApiError(500 if record.status == FAILED else 409, message))
-        data = [_image(ctx, request, record, i.index, body.response_format) for i in record.saved]
-        return JSONResponse({"created": int(record.created.timestamp()), "data": data})
+        return await _answer(ctx, request, record.id, body.response_format)
+
+    @router.post("/v1/images/edits")
+    async def edits(
+        request: Request,
+        prompt: str = Form(...),
+        image: UploadFile = File(...),  # noqa: B008
+        mask: UploadFile | None = File(None),  # noqa: B008
+        n: int = Form(1),
+        size: str = Form(f"{DEFAULT_SIZE}x{DEFAULT_SIZE}"),
+        response_format: Literal["b64_json", "url"] = Form("b64_json"),
+        seed: int = Form(-1),
+        steps: int = Form(DEFAULT_STEPS),
+    ) -> JSONResponse:
+        try:
+            who = ctx.caller(request)
+            ctx.check_workers()
+            width, height = _size(size)
+            settings, store = ctx.service.settings, ctx.service.inputs
+            limit = int(settings.max_input_mb * 1e6) + 1  # read no further than one byte past it
+            data = await image.read(limit)
+            masked = await mask.read(limit) if mask is not None else None
+            name = input_name(image.filename, 1)
+
+            def accept() -> JobRecord:
+                cutout = prepare_input(PRODUCT, data, name, settings, mask=masked)
+                job = GenerationRequest(
+                    prompts=[prompt],
+                    images_per_prompt=n,
+                    seed=seed,
+                    width=width,
+                    height=height,
+                    steps=steps,
+                    kind=PRODUCT,
+                    inputs=[store.put(cutout)],
+                    input_names=[name],
+                    position="frame",
+                )
+                return ctx.service.submit(job, who)
+
+            record = await asyncio.to_thread(accept)
+        except Message as exc:
+            return _openai_error(refusal(exc))
+        except ApiError as exc:
+            return _openai_error(exc)
+        return await _answer(ctx, request, record.id, response_format)
 
     return router
+
+
+def _size(text: str) -> tuple[int, int]:
+    size = SIZE.fullmatch(text.strip())
+    if size is None:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ApiError(400, f"size must be WIDTHxHEIGHT, such as 1024x1024 (got {shown!r}).")
+    return int(size[1]), int(size[2])
+
+
+async def _answer(ctx: ApiContext, request: Request, job_id: str, response_format: str) -> JSONResponse:
+    """The job's images in OpenAI's shape, once it ends (or the client leaves)."""
+    ended = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    ctx.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))
+    while not ended.is_set() and not await request.is_disconnected():
+        view = ctx.service.view(job_id)
+        if view is None or view.finished:
+            break
+        await asyncio.sleep(WAIT_POLL_S)
+    record = ctx.record(job_id)
+    if record.status in (FAILED, STOPPED) and not record.saved:
+        message = record.error or f"Job {record.id} was stopped before any image was made."
+        return _openai_error(ApiError(500 if record.status == FAILED else 409, message))
+    data = [_image(ctx, request, record, i.index, response_format) for i in record.saved]
+    return JSONResponse({"created": int(record.created.timestamp()), "data": data})
 
 
 def _image(ctx: ApiContext, request: Request, record: Any, index: int, kind: str) -> dict[str, str]:
