@@ -231,6 +231,7 @@ def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at
             "strength": 0.6,
             "product_scale": 0.6,
             "position": "center",
+            "reused": [],
         }
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageChops
 
 from webui import product
 from webui.request import PRODUCT, VARIATION, RequestError
@@ -84,6 +84,24 @@ def prepare_input(
         made = product.cutout_plain_background(image)
     else:
         made = product.cutout_from_alpha(image)
+    product.check_cutout(made)
+    return made
+
+
+def prepare_painted(photo: bytes, layers: list[bytes], name: str, settings: Settings) -> Image.Image:
+    """A product's cut-out from a photo and the brush layers painted over it on the page (the
+    painted pixels, of any layer, are the product)."""
+    limits = (settings.max_input_mb, settings.max_input_pixels)
+    image = read_image(photo, name, *limits)
+    painted = Image.new("L", image.size, 0)
+    for n, layer in enumerate(layers, 1):
+        strokes = read_image(layer, f"{name} (brush layer {n})", *limits).convert("RGBA")
+        if strokes.size != image.size:
+            raise RequestError(
+                "mask_size", image="x".join(map(str, image.size)), mask="x".join(map(str, strokes.size))
+            )
+        painted = ImageChops.lighter(painted, strokes.getchannel("A"))
+    made = product.cutout_from_mask(image, painted)
     product.check_cutout(made)
     return made
 

@@ -56,8 +56,9 @@ JOBS_PUT_DOWN_S = 10  # then, for running jobs to record where they stopped
 RETENTION_INTERVAL_S = 3600
 # Pages that may follow their jobs at once, beyond the worker threads (each a sleeping coroutine).
 FOLLOWING_PAGES = 1000
-# Largest upload Gradio accepts: a prompt file or one of our PNGs.
-MAX_UPLOAD = "2mb"
+# Smallest per-file limit of Gradio's uploads (a prompt file or one of our PNGs); input images
+# raise it to their own limit, and the upload request's limit to that of an API request with images.
+MIN_UPLOAD = 2_000_000
 UPLOAD_BODY_LIMIT = 16_000_000  # one upload request: a few such files with their form fields
 
 
@@ -119,7 +120,8 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     app.add_middleware(LoginGuard, access=access, login_on=login_on)
     limit = int(settings.max_request_mb * 1_000_000)
     image_limit = int(settings.max_input_request_mb * 1_000_000)
-    app.add_middleware(BodyLimit, limit=limit, upload_limit=UPLOAD_BODY_LIMIT, image_limit=image_limit)
+    upload_limit = max(UPLOAD_BODY_LIMIT, image_limit)
+    app.add_middleware(BodyLimit, limit=limit, upload_limit=upload_limit, image_limit=image_limit)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     lifetime = settings.url_expiry_days * 86400
@@ -154,7 +156,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         server_port=settings.port,
         auth=access.check_login if login_on else None,
         allowed_paths=[str(settings.output_dir)],
-        max_file_size=MAX_UPLOAD,
+        max_file_size=max(MIN_UPLOAD, int(settings.max_input_mb * 1_000_000)),
         show_error=False,  # a gr.Error's words reach the page; no other exception's do
         ssr_mode=False,
         enable_monitoring=False,

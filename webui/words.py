@@ -137,6 +137,17 @@ _EN: dict[str, Template] = {
     "history_columns": "when (UTC)|status|prompts|images|size|user|request",
     # Fields of the request's table (webui/request.py), and inputs.
     "name_seed_policy": "Seed policy",
+    "strength_steps": "Strength runs **{run} of {steps} steps** (the first ones are skipped: the image is their start).",
+    "add_images": "Add images above (or paint a product) for this kind of job.",
+    "count_inputs": lambda sources, n, per, images: (
+        f"{sources} image{_s(sources)} x {n} prompt{_s(n)} x {per} = **{images} image{_s(images)}**"
+    ),
+    "name_prompts": "The prompt box",
+    "name_images_per_prompt": "Images per prompt",
+    "name_guidance_scale": "Guidance scale",
+    "name_negative_prompt": "The negative prompt",
+    "input_gone": "This PNG was made from input image {name}, which is no longer stored here: its "
+    "settings are in the form, without the image; add it again to make the same picture.",
     "name_kind": "Kind",
     "name_strength": "Strength",
     "name_product_scale": "Product size",
@@ -268,6 +279,14 @@ _ZH: dict[str, Template] = {
     "queue_columns": "#|状态|提交者|提示词|图片|预计|停止|任务",
     "history_columns": "时间 (UTC)|状态|提示词|图片|尺寸|用户|请求",
     "name_seed_policy": "种子策略",
+    "strength_steps": "此强度运行 **{steps} 步中的 {run} 步**（跳过前面的步骤：以图片为起点）。",
+    "add_images": "这种任务需要在上方添加图片（或涂抹一个产品）。",
+    "count_inputs": "{sources} 张图片 x {n} 条提示词 x {per} = **{images} 张图片**",
+    "name_prompts": "提示词框",
+    "name_images_per_prompt": "每个提示词的图片数",
+    "name_guidance_scale": "引导系数",
+    "name_negative_prompt": "反向提示词",
+    "input_gone": "这张 PNG 由输入图片 {name} 生成，但该图片已不在本服务器上：表单已填入其设置（不含图片）；重新添加图片即可生成相同的画面。",
     "name_kind": "类型",
     "name_strength": "强度",
     "name_product_scale": "产品大小",

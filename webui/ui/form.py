@@ -4,9 +4,12 @@ part returns its components by name; `wire_form` connects the form's own behavio
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from webui.prompts import PROMPT_FILE_TYPES
+from webui.request import TEXT
 from webui.settings import (
     DEFAULT_GUIDANCE,
     DEFAULT_SIZE,
@@ -96,15 +99,28 @@ def wire_form(page: Page, c: Parts) -> None:
     """The form's own behaviour: the count line, presets, prompt files, reusing a PNG."""
     s = page.settings
 
-    def update_count(prompt_text: str, per_prompt: float, request: gr.Request) -> str:
-        return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images, language(request))
+    def update_count(
+        prompt_text: str,
+        per_prompt: float,
+        kind: str,
+        files: Any,
+        reused: Any,
+        painted: Any,
+        request: gr.Request,
+    ) -> str:
+        photo = isinstance(painted, dict) and bool(painted.get("background"))
+        sources = 0 if kind == TEXT else len(files or []) + len(reused or []) + photo
+        lang = language(request)
+        return text.count_text(prompt_text, per_prompt, s.max_prompts, s.max_images, lang, sources)
 
     gr.on(
-        [c["prompts"].change, c["images_per_prompt"].change],
+        [c[name].change for name in ("prompts", "images_per_prompt", "kind", "images", "reused")]
+        + [c["painted"].upload, c["painted"].clear],
         update_count,
-        [c["prompts"], c["images_per_prompt"]],
+        [c["prompts"], c["images_per_prompt"], c["kind"], c["images"], c["reused"], c["painted"]],
         c["count"],
         **QUIET,
+        **RAW,
     )
     c["preset"].change(_apply_preset, c["preset"], [c["width"], c["height"]], **QUIET, **RAW)
     # .input: sizes typed by hand, not those a preset sets.

@@ -15,10 +15,12 @@ from pathlib import Path
 import gradio as gr
 
 from webui.prompts import parse_prompts
+from webui.request import FORM_FIELDS as REQUEST_FORM_FIELDS
 from webui.ui.form import advanced_part, form_part, reuse_part, wire_form
 from webui.ui.history import History
 from webui.ui.i18n import t
-from webui.ui.page import Page
+from webui.ui.inputs_part import inputs_part, wire_inputs
+from webui.ui.page import IMAGE_INPUTS, Page
 from webui.ui.parts import QUIET, RAW, Parts
 from webui.ui.queue import queue_part, wire_queue
 from webui.ui.results import Results
@@ -29,33 +31,12 @@ FORM_MIN_WIDTH, RESULTS_MIN_WIDTH = 360, 480  # pixels: below both together, one
 # Ctrl+Enter and the tab's title: run once on page load (the server passes it to Gradio).
 PAGE_SCRIPT = Path(__file__).with_name("page.js").read_text("utf-8")
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "example_prompts.txt"
-# The form's fields in the order their values come back to scripts (/reuse_png).
-FORM_FIELDS = (
-    "prompts",
-    "images_per_prompt",
-    "seed",
-    "seed_policy",
-    "preset",
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "negative_prompt",
-    "style",
-)
-# The inputs of /generate and /submit, in their order: scripts pass them by name or place.
-GENERATE_INPUTS = (
-    "prompts",
-    "images_per_prompt",
-    "seed",
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "negative_prompt",
-    "style",
-    "seed_policy",
-)
+# The form's fields whose values reuse sets (/reuse_png answers them in this order): the
+# request's form fields, the preset, and the images a reuse brings back.
+FORM_FIELDS = (*(f.name for f in REQUEST_FORM_FIELDS), "preset", "reused")
+# The inputs of /generate and /submit, in their order (scripts pass them by name or place):
+# the request's form fields, then the images section (Page.generate's parameters).
+GENERATE_INPUTS = (*(f.name for f in REQUEST_FORM_FIELDS), *IMAGE_INPUTS)
 
 
 def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -> gr.Blocks:
@@ -88,7 +69,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
                 gr.Row(equal_height=False, elem_id="generate-columns"),
             ):
                 with gr.Column(scale=2, min_width=FORM_MIN_WIDTH, elem_id="form-column"):
-                    c |= form_part(s) | advanced_part(s) | reuse_part() | queue_part()
+                    c |= form_part(s) | inputs_part() | advanced_part(s) | reuse_part() | queue_part()
                 with gr.Column(scale=3, min_width=RESULTS_MIN_WIDTH, elem_id="results-column"):
                     results = Results(page)
                     _examples(c["prompts"])
@@ -99,6 +80,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         _wire_scripts(page)  # first, so that these API names are theirs
         _wire_jobs(page, demo, c, results)
         wire_form(page, c)
+        wire_inputs(page, c)
         results.wire()
         history.wire(demo, history_tab)
     return demo

@@ -27,11 +27,13 @@ from webui.jobs.record import FAILED, JobRecord, PlannedImage
 from webui.jobs.service import JobService
 from webui.jobs.views import Identity
 from webui.outputs import read_png_parameters
+from webui.product import DEFAULT_POSITION, DEFAULT_SCALE
 from webui.prompts import prompts_from_file
-from webui.request import GenerationRequest, RequestError
+from webui.request import FORM_FIELDS, TEXT, GenerationRequest, RequestError
 from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
 from webui.ui.parts import error, language
+from webui.ui.uploaded import stored_inputs
 from webui.uploads import PAGE_COOKIE, Uploads
 from webui.words import ENGLISH, Message, words
 
@@ -92,23 +94,22 @@ class Page:
         negative_prompt: str = "",
         style: str = "",
         seed_policy: str = SEED_PER_IMAGE,
+        kind: str = TEXT,
+        strength: float = 0.6,
+        product_scale: float = DEFAULT_SCALE,
+        position: str = DEFAULT_POSITION,
+        images: Any = None,
+        cutout: str = "auto",
+        painted: Any = None,
+        reused: Any = None,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
-        """Generate images for every prompt (one per line) and return them with their seeds."""
-        form = (
-            prompts,
-            images_per_prompt,
-            seed,
-            width,
-            height,
-            steps,
-            guidance_scale,
-            negative_prompt,
-            style,
-        )
-        # Off the event loop: acceptance reads the tokenizer and writes the job to disk.
-        record = await asyncio.to_thread(self.accept, request, *form, seed_policy)
+        """Generate images for every prompt (one per line; for every input image, with images)
+        and return them with their seeds."""
+        values = _form_values(locals())
+        # Off the event loop: acceptance reads the tokenizer, the images, and writes the job to disk.
+        record = await asyncio.to_thread(self.accept, request, values)
         if request is not None:
             _remember(self._following, request.session_hash, record.id)
         lang = language(request)
@@ -126,28 +127,29 @@ class Page:
         negative_prompt: str = "",
         style: str = "",
         seed_policy: str = SEED_PER_IMAGE,
+        kind: str = TEXT,
+        strength: float = 0.6,
+        product_scale: float = DEFAULT_SCALE,
+        position: str = DEFAULT_POSITION,
+        images: Any = None,
+        cutout: str = "auto",
+        painted: Any = None,
+        reused: Any = None,
         request: gr.Request = None,
     ) -> dict[str, Any]:
         """Queue a job and return at once: its id, and its place in the queue (`/job` follows it)."""
-        form = (
-            prompts,
-            images_per_prompt,
-            seed,
-            width,
-            height,
-            steps,
-            guidance_scale,
-            negative_prompt,
-            style,
-        )
-        record = self.accept(request, *form, seed_policy)
+        record = self.accept(request, _form_values(locals()))
         return text.job_status(record, self.service.view(record.id))
 
-    def accept(self, request: gr.Request | None, *form: Any) -> JobRecord:
-        """A job for the form's values (in `text.request_from_form`'s order), queued; gr.Error
-        says why not."""
+    def accept(self, request: gr.Request | None, values: dict[str, Any]) -> JobRecord:
+        """A job for the form's values (by name), its input images stored first, queued;
+        gr.Error says why not."""
         try:
-            job = text.request_from_form(self.settings.max_prompts, *form)
+            job = text.request_from_form(self.settings.max_prompts, values)
+            digests, names = stored_inputs(
+                values, self.settings, self.service.inputs, lambda file: self.upload(file, request)
+            )
+            job = dataclasses.replace(job, inputs=digests, input_names=names)
             return self.service.submit(job, self.identity(request))
         except ValueError as exc:  # RequestError and TemplateError included
             raise error(exc, request) from None
@@ -255,6 +257,9 @@ class Page:
             remade = text.request_from_png(read_png_parameters(path))
         except (KeyError, OSError, ValueError) as exc:  # not a PNG, or not ours
             raise error(exc if isinstance(exc, Message) else words("not_our_png"), request) from None
+        if remade.inputs and not all(map(self.service.inputs.has, remade.inputs)):
+            gr.Warning(words("input_gone", name=remade.input_names[0]).say(language(request)))
+            remade = dataclasses.replace(remade, kind=TEXT, inputs=(), input_names=())
         return self.form_of(remade)
 
     def use_seed(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
@@ -313,9 +318,21 @@ class Page:
 
 
 def _remake(record: JobRecord, image: PlannedImage) -> GenerationRequest:
-    """One image of a job, as a request that makes it again."""
+    """One image of a job, as a request that makes it again (from its input, if it had one)."""
     one = {"prompts": [record.prompt_of(image)], "images_per_prompt": 1, "seed": image.seed}
+    source = record.input_of(image)
+    if source is not None:
+        one |= {"inputs": [source[0]], "input_names": [source[1]]}
     return dataclasses.replace(record.request, **one, seed_policy=SEED_PER_IMAGE)
+
+
+# What the page's Generate sends besides the request's form fields: the input images section.
+IMAGE_INPUTS = ("images", "cutout", "painted", "reused")
+
+
+def _form_values(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A handler's arguments, by name: the request's form fields and the images section."""
+    return {name: arguments[name] for name in (*(f.name for f in FORM_FIELDS), *IMAGE_INPUTS)}
 
 
 def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None:

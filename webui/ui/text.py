@@ -6,13 +6,14 @@ handlers (webui/ui/page.py) stay short and the wording lives in one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
 from webui.jobs.record import JobRecord, PlannedImage
 from webui.jobs.views import Identity, JobSummary, JobView, about
 from webui.prompts import TemplateError, count_prompts, parse_prompts
-from webui.request import FORM_FIELDS, GenerationRequest
+from webui.request import FIELDS, FORM_FIELDS, GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
 from webui.words import ENGLISH, Message, columns, say, words
 
@@ -22,6 +23,7 @@ PRESETS = [
     ("1:1 (1024x1024)", 1024, 1024),
     ("9:7 (1152x896)", 1152, 896),
     ("7:9 (896x1152)", 896, 1152),
+    ("4:5 (896x1120)", 896, 1120),  # marketplaces' and social feeds' portrait
     ("4:3 (1152x864)", 1152, 864),
     ("3:4 (864x1152)", 864, 1152),
     ("3:2 (1248x832)", 1248, 832),
@@ -43,55 +45,47 @@ def preset_for(width: int, height: int) -> str:
 
 
 def count_text(
-    text: str, per_prompt: float, max_prompts: int, max_images: int, language: str = ENGLISH
+    text: str, per_prompt: float, max_prompts: int, max_images: int, language: str = ENGLISH, sources: int = 0
 ) -> str:
-    """The live line under the prompt box: prompts x variants = images."""
+    """The live line under the prompt box: prompts x variants = images (input images x prompts x
+    variants, with input images)."""
     try:
         n = count_prompts(text if isinstance(text, str) else "", limit=max_prompts)
     except TemplateError as exc:
         return f"**{say(exc, language)}**"
     per = int(per_prompt) if isinstance(per_prompt, (int, float)) and 1 <= per_prompt <= max_images else 1
-    images = n * per
-    line = words("count", n=n, per=per, images=images).say(language)
+    images = n * per * max(1, sources)
+    line = (
+        words("count_inputs", sources=sources, n=n, per=per, images=images)
+        if sources
+        else words("count", n=n, per=per, images=images)
+    ).say(language)
     if n > max_prompts or images > max_images:
         line += words("over_limit", prompts=max_prompts, images=max_images).say(language)
     return line
 
 
-def request_from_form(
-    max_prompts: int,
-    prompts: str,
-    images_per_prompt: float,
-    seed: float | None,
-    width: float,
-    height: float,
-    steps: float,
-    guidance_scale: float,
-    negative_prompt: str,
-    style: str,
-    seed_policy: str,
-) -> GenerationRequest:
-    """The request the form's values make; ValueError names what is wrong. Gradio holds no
-    textbox to any length or type on the server: a script may send anything in each."""
-    texts = {"name_box": prompts, "name_negative": negative_prompt, "name_style": style}
-    for name, value in texts.items():
-        if not isinstance(value, (str, type(None))):
+def request_from_form(max_prompts: int, values: Mapping[str, Any]) -> GenerationRequest:
+    """The request the form's values make (by field name, the request's form fields); Message
+    names what is wrong. Gradio holds no input to any length or type on the server: a script
+    may send anything in each, so each value is converted by its field's type."""
+    typed: dict[str, Any] = {}
+    for field in FORM_FIELDS:
+        value = values.get(field.name, field.default)
+        name = f"name_{field.name}"
+        if field.type is int:
+            typed[field.name] = -1 if field.name == "seed" and value is None else _whole(name, value)
+        elif field.type is float:
+            typed[field.name] = _number(name, value)
+        elif value is not None and not isinstance(value, str):
             raise Message("not_text", name=words(name), kind=type(value).__name__)
-    for name, value in (("name_negative", negative_prompt), ("name_style", style)):
-        if len(value or "") > MAX_PROMPT_CHARS:
+        elif field.name != "prompts" and len(value or "") > MAX_PROMPT_CHARS:
             raise Message("box_too_long", name=words(name), length=len(value), limit=MAX_PROMPT_CHARS)
-    return GenerationRequest(
-        prompts=parse_prompts(prompts or "", limit=max_prompts),  # refuses an over-long box unread
-        images_per_prompt=_whole("name_per_prompt", images_per_prompt),
-        seed=-1 if seed is None else _whole("name_seed", seed),
-        width=_whole("name_width", width),
-        height=_whole("name_height", height),
-        steps=_whole("name_steps", steps),
-        guidance_scale=_number("name_guidance", guidance_scale),
-        negative_prompt=negative_prompt or "",
-        style=style or "",
-        seed_policy=seed_policy if isinstance(seed_policy, str) and seed_policy else SEED_PER_IMAGE,
-    )
+        else:
+            typed[field.name] = value or field.default if field.spec.choices else value or ""
+    # The box is parsed last: it refuses an over-long box unread.
+    typed["prompts"] = parse_prompts(typed["prompts"], limit=max_prompts)
+    return GenerationRequest(**typed)
 
 
 def _number(name: str, value: Any) -> float:
@@ -110,17 +104,11 @@ def _whole(name: str, value: Any) -> int:
     return int(number)
 
 
-# What a PNG of ours carries, by type (webui/jobs/record.py: png_parameters).
-PNG_FIELDS: dict[str, tuple[type, ...]] = {
-    "prompt": (str,),
-    "seed": (int,),
-    "width": (int,),
-    "height": (int,),
-    "steps": (int,),
-    "guidance_scale": (int, float),
-    "style": (str,),
-    "seed_policy": (str,),
-    "negative_prompt": (str,),
+# What a PNG of ours carries, by type (webui/jobs/record.py: png_parameters): the table's fields.
+PNG_FIELDS: dict[str, tuple[type, ...]] = {"prompt": (str,)} | {
+    f.name: (int, float) if f.type is float else (list,) if f.name == "inputs" else (f.type,)
+    for f in FIELDS
+    if f.spec.png
 }
 
 
@@ -134,6 +122,9 @@ def request_from_png(parameters: Any) -> GenerationRequest:
             raise Message("png_field", field=name)
     typed = {name: parameters[name] for name in PNG_FIELDS if name in parameters}
     typed |= {"prompts": [typed.pop("prompt")], "images_per_prompt": 1, "seed_policy": SEED_PER_IMAGE}
+    if typed.get("inputs"):  # made from an input image: its name comes along
+        name = parameters.get("input_name")
+        typed["input_names"] = [name if isinstance(name, str) else "image 1"]
     return GenerationRequest(**typed)
 
 
@@ -147,6 +138,8 @@ def form_values(request: GenerationRequest) -> dict[str, Any]:
     """The Generate form as `request` fills it, by field name (the preset follows the size)."""
     values = {f.name: getattr(request, f.name) for f in FORM_FIELDS}
     values["prompts"] = "\n".join(request.prompts)
+    names = request.input_names or [f"image {n + 1}" for n in range(len(request.inputs))]
+    values["reused"] = [[d, n] for d, n in zip(request.inputs, names, strict=True)]  # the images section
     values["preset"] = preset_for(request.width, request.height)
     return values
 
@@ -178,7 +171,7 @@ def outputs(record: JobRecord, language: str = ENGLISH) -> dict[str, Any]:
     per-image details, the download (the zip, or the PNG itself for one image), the contact
     sheet."""
     saved = record.saved
-    gallery = [(str(record.path_of(i)), caption(record.prompt_of(i), i.seed, i.starred)) for i in saved]
+    gallery = [(str(record.path_of(i)), caption(record.label_of(i), i.seed, i.starred)) for i in saved]
     details = [image_details(record, i) for i in saved]
     download = sheet = None
     if len(saved) == 1:
@@ -199,6 +192,7 @@ def image_details(record: JobRecord, image: PlannedImage) -> dict[str, Any]:
     r = record.request
     return {
         "prompt": record.prompt_of(image),
+        "input": None if image.input_index is None else record.input_of(image)[1],  # type: ignore[index]
         "seed": image.seed,
         "width": r.width,
         "height": r.height,
