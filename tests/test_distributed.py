@@ -7,6 +7,8 @@ faults disarmed, Redis running).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import signal
@@ -30,7 +32,9 @@ from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker
 from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
 from webui.distributed import broker
 from webui.distributed.tasks import Turns
+from webui.inputs import InputStore, prepare_input
 from webui.request import GenerationRequest
+from webui.settings import Settings
 
 pytestmark = pytest.mark.skipif(REDIS is None, reason=WHY_NO_REDIS)
 
@@ -204,6 +208,69 @@ def test_a_job_spreads_over_both_workers_with_the_pixels_of_batch_mode(cluster: 
             image.load()
             assert json.loads(image.text["zimage-webui"])["seed"] == mine.seed
             difference = np.abs(np.asarray(image, dtype=int) - np.asarray(mine.image, dtype=int)).max()
+        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+
+
+def test_a_product_job_over_both_workers_equals_the_embedded_pixels(
+    cluster: Cluster, make_engine, tmp_path: Path
+) -> None:
+    """Inputs reach the workers through Redis by hash (no shared folder): the workers' state
+    folders are their own, and the pixels equal those made in this process."""
+    shots = []
+    for colour in ((200, 30, 30), (30, 30, 200)):
+        cut = Image.new("RGBA", (40, 60), (0, 0, 0, 0))
+        cut.paste(Image.new("RGBA", (20, 36), (*colour, 255)), (10, 12))
+        buffer = io.BytesIO()
+        cut.save(buffer, "PNG")
+        shots.append(buffer.getvalue())
+    body = {
+        "prompts": ["on a beach", "on snow"],
+        "images_per_prompt": 2,
+        "seed": 21,
+        "kind": "product",
+        "images": [
+            {"data": base64.b64encode(data).decode(), "name": f"p{n}"} for n, data in enumerate(shots)
+        ],
+        "width": 48,
+        "height": 48,
+        "steps": 2,
+    }
+    request = urllib.request.Request(
+        cluster.web.url + "api/v1/jobs",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    before = {name: w["images"] for name, w in cluster.online().items()}
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        job_id = json.loads(answer.read())["id"]
+    status = wait_job(cluster.client(), job_id)
+    assert status["status"] == "done" and status["images_done"] == 8, status
+    wait_for(lambda: sum(w["images"] - before[n] for n, w in cluster.online().items()) >= 8, 10, "heartbeats")
+    assert all(w["images"] > before[n] for n, w in cluster.online().items()), "a worker was left idle"
+    store = InputStore(tmp_path / "inputs")
+    digests = [store.put(prepare_input("product", data, "p", Settings())) for data in shots]
+    local = make(
+        make_engine(max_batch_size=4),
+        GenerationRequest(
+            ["on a beach", "on snow"],
+            images_per_prompt=2,
+            seed=21,
+            width=48,
+            height=48,
+            steps=2,
+            kind="product",
+            inputs=digests,
+            input_names=["p0", "p1"],
+        ),
+        inputs=store,
+    )
+    files = pngs(status)
+    assert [m.path.name for m in local.images] == [f.name for f in files]
+    for mine, theirs in zip(local.images, files, strict=True):
+        with Image.open(theirs) as image:
+            difference = np.abs(
+                np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
+            ).max()
         assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
 
 

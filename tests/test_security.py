@@ -39,6 +39,10 @@ from webui.users import Users
 PASSWORDS = {"alice": "alice-long-passphrase", "bob": "bob-long-passphrase", "carol": "carol-long-passphrase"}
 LINK_LIFETIME_S = 6  # the login server's signed URLs
 
+# The rest of a Generate event's values: kind, strength, product size, position, then the
+# images section (files, cut-out, painted photo, reused images), none of them used.
+IMAGES_OFF = ["text", 0.6, 0.6, "center", None, "auto", None, None]
+
 
 @dataclass
 class Site:
@@ -132,7 +136,7 @@ def test_no_event_hands_out_a_planted_file(site: Site) -> None:
     assert len(events) > 25  # the whole page, not a part of it
     # A job of this tab's in its grid: the image actions then have something to act on.
     generate = tab.event("generate")
-    made = tab.call(generate, ["a red mug", 1, 1, 64, 64, 2, 0, "", "", "per-image"])
+    made = tab.call(generate, ["a red mug", 1, 1, 64, 64, 2, 0, "", "", "per-image", *IMAGES_OFF])
     assert made.completed["success"], made.text
     secrets = [str(site.secret), str(site.state / "users.json"), "/etc/passwd"]
     for secret in secrets:
@@ -337,14 +341,22 @@ def healthz_latencies(site: Site, action) -> tuple[object, list[float]]:
 def test_a_body_over_the_limit_gets_413_unread_and_big_prompts_never_block(open_site: Site) -> None:
     host = urllib.parse.urlsplit(open_site.url).netloc
     # Declared: refused after its headers, though only 64 KB of its 5 MB came.
-    head = f"POST /api/v1/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head = f"POST /v1/images/generations HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
     declared = raw_request(open_site, head + "Content-Length: 5000000\r\n\r\n", [b"x" * 65536])
     assert declared.startswith(b"HTTP/1.1 413")
+    # A route that takes input images has a limit of its own (ZIMAGE_MAX_INPUT_REQUEST_MB, 100).
+    jobs = head.replace("/v1/images/generations", "/api/v1/jobs")
+    assert raw_request(open_site, jobs + "Content-Length: 200000000\r\n\r\n", [b"x"]).startswith(
+        b"HTTP/1.1 413"
+    )
     # Not declared (chunked): refused once past the limit; /healthz answers at once meanwhile.
     prompt = json.dumps({"prompts": "a" * 5_000_000}).encode()
     parts = [prompt[i : i + 65536] for i in range(0, len(prompt), 65536)]
     chunks = [b"%x\r\n%s\r\n" % (len(part), part) for part in parts] + [b"0\r\n\r\n"]
-    chunked = head.replace("/api/v1/jobs", "/gradio_api/queue/join") + "Transfer-Encoding: chunked\r\n\r\n"
+    chunked = (
+        head.replace("/v1/images/generations", "/gradio_api/queue/join")
+        + "Transfer-Encoding: chunked\r\n\r\n"
+    )
     answer, latencies = healthz_latencies(open_site, lambda: raw_request(open_site, chunked, chunks, 0.005))
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert max(latencies) < 0.1, latencies
@@ -357,7 +369,7 @@ def test_a_body_over_the_limit_gets_413_unread_and_big_prompts_never_block(open_
     refused, latencies = healthz_latencies(open_site, lambda: api.post("/api/v1/jobs", json={"prompts": box}))
     assert refused.status_code == 400 and "The prompt box holds 3,900,000 characters" in refused.text
     assert max(latencies) < 0.1, latencies
-    form = [box, 1, 1, 64, 64, 2, 0, "", "", "per-image"]
+    form = [box, 1, 1, 64, 64, 2, 0, "", "", "per-image", *IMAGES_OFF]
     refused, latencies = healthz_latencies(open_site, lambda: tab.call(tab.event("generate"), form))
     assert "The prompt box holds 3,900,000 characters" in refused.error
     assert max(latencies) < 0.1, latencies
@@ -423,9 +435,9 @@ def test_crafted_api_input_gets_4xx_in_plain_words(site: Site) -> None:
 def test_crafted_page_input_gets_our_words(site: Site) -> None:
     tab = site.tab()
     generate = tab.event("generate")
-    form = ["{" * 1000 + "a" + "}" * 1000, 1, 1, 64, 64, 2, 0, "", "", "per-image"]
+    form = ["{" * 1000 + "a" + "}" * 1000, 1, 1, 64, 64, 2, 0, "", "", "per-image", *IMAGES_OFF]
     assert "nest deeper than 8 levels" in tab.call(generate, form).error
-    form = ["a mug", 1, 1, 64, 64, 2, 0, "blur\0ry", "", "per-image"]
+    form = ["a mug", 1, 1, 64, 64, 2, 0, "blur\0ry", "", "per-image", *IMAGES_OFF]
     assert "The negative prompt contains a control character" in tab.call(generate, form).error
     # Values of the wrong type: refused by Gradio's component (a bare "Error") or by us.
     form = ["a mug", {"a": 1}, "x", [], 64, 2, None, 5, 7, {"p": 1}]

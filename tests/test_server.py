@@ -34,6 +34,10 @@ LONG = dict(
     guidance_scale=0.0,
 )
 
+# The rest of a Generate event's values, as raw JSON: kind, strength, product size, position,
+# then the images section (files, cut-out, painted photo, reused images), none of them used.
+IMAGES_OFF = b', "text", 0.6, 0.6, "center", null, "auto", null, null'
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
@@ -395,22 +399,28 @@ def join_queue(server: Server, data: bytes) -> dict:
 def test_bad_input_over_plain_http_gets_a_clear_error_and_the_next_request_runs(server: Server) -> None:
     before = pngs(server.output_dir)
     # NaN, which gradio_client cannot even send; Python's JSON reader takes it.
-    nan = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, "", "", "per-image"]')
+    nan = join_queue(
+        server, b'["a red sneaker", 1, 1, 32, 32, 1, NaN, "", "", "per-image"' + IMAGES_OFF + b"]"
+    )
     assert (
         not nan["success"] and nan["output"]["error"] == "Guidance scale must be between 0 and 20 (got nan)."
     )
-    bell = join_queue(server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')
+    bell = join_queue(
+        server, b'["a red \\u0007 sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"' + IMAGES_OFF + b"]"
+    )
     assert (
         not bell["success"]
         and "contains a control character or non-text byte (U+0007" in bell["output"]["error"]
     )
     raw_bytes = join_queue(
-        server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]'
+        server, b'["a red \xff\xfe sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"' + IMAGES_OFF + b"]"
     )  # not UTF-8
     assert raw_bytes["refused"] == 400 and "error parsing the body" in raw_bytes["detail"]
     assert pngs(server.output_dir) == before
 
-    normal = join_queue(server, b'["a red sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"]')
+    normal = join_queue(
+        server, b'["a red sneaker", 1, 1, 32, 32, 1, 0, "", "", "per-image"' + IMAGES_OFF + b"]"
+    )
     assert normal["success"] and len(normal["output"]["data"][0]) == 1
 
 
@@ -488,7 +498,8 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     )[2]
     original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
     form = user.predict(handle_file(str(original)), api_name="/reuse_png")
-    assert list(form) == ["a navy mug", 1, 12, "per-image", "Custom", 64, 48, 2, 0.0, "", "studio lighting"]
+    expected = ["a navy mug", 1, 12, 64, 48, 2, 0.0, "", "studio lighting", "per-image"]
+    assert list(form) == [*expected, "text", 0.6, 0.6, "center", "Custom"]  # the reused images: a State
 
     prompts, per, seed, policy, _, width, height, steps, guidance, negative, style = form
     again = generate(
