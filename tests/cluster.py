@@ -105,6 +105,8 @@ def spawn_worker(
         "ZIMAGE_BROKER_URL": broker_url,
         "ZIMAGE_MODEL": "demo",
         "ZIMAGE_MIN_SIZE": "32",
+        # A state folder of its own (the input images it fetched): no folder shared with the web host.
+        "ZIMAGE_STATE_DIR": str(workdir / f"{name}-state"),
         **(env or {}),
         **{f"ZIMAGE_{k.upper()}": v for k, v in settings.items()},
     }

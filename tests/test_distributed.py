@@ -247,6 +247,9 @@ def test_a_product_job_over_both_workers_equals_the_embedded_pixels(
     assert status["status"] == "done" and status["images_done"] == 8, status
     wait_for(lambda: sum(w["images"] - before[n] for n, w in cluster.online().items()) >= 8, 10, "heartbeats")
     assert all(w["images"] > before[n] for n, w in cluster.online().items()), "a worker was left idle"
+    for name in ("w1", "w2"):  # each fetched the two inputs once, by hash, into its own folder
+        kept = sorted(p.stem for p in (cluster.workdir / f"{name}-state" / "inputs").rglob("*.png"))
+        assert len(kept) == 2, (name, kept)
     store = InputStore(tmp_path / "inputs")
     digests = [store.put(prepare_input("product", data, "p", Settings())) for data in shots]
     local = make(

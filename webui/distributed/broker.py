@@ -45,6 +45,12 @@ def cancel_key(job_id: str) -> str:
     return f"{KEY_PREFIX}:cancel:{job_id}"
 
 
+def input_key(digest: str) -> str:
+    """An input image's PNG, by its content hash: how workers get the jobs' inputs (no shared
+    folder assumed); each worker keeps what it fetched in its own state folder."""
+    return f"{KEY_PREFIX}:input:{digest}"
+
+
 def starts_key(task_id: str) -> str:
     """How many times a task was started without finishing: its workers died under it."""
     return f"{KEY_PREFIX}:starts:{task_id}"

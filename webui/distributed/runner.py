@@ -26,6 +26,7 @@ from PIL import Image
 
 from webui.distributed import broker
 from webui.distributed.monitor import BROKER_ERRORS, Monitor
+from webui.inputs import input_store
 from webui.jobs.record import BLACK, PLANNED, SAVED, JobRecord, PlannedImage
 from webui.lane import Progress
 from webui.outputs import write_png
@@ -67,6 +68,7 @@ class CeleryRunner:
         self._closing = threading.Event()
         self._following: dict[str, _Following] = {}
         self.monitor = Monitor(self.redis, model, self.broker)
+        self.inputs = input_store(settings.state_path)
 
     # The Runner protocol.
 
@@ -149,6 +151,10 @@ class CeleryRunner:
         todo = [image for image in record.pending if image.index not in covered]
         if out:
             logger.info("job %s: following %d tasks already out", record.id, len(out))
+        for digest in record.request.inputs if todo else ():  # each once, for every worker to fetch
+            self.redis.set(
+                broker.input_key(digest), self.inputs.read(digest), nx=True, ex=broker.EVENTS_KEPT_S
+            )
         # A share per worker online, at most one call's worth: Redis hands waiting tasks to idle
         # workers in turn, so a job of 16 images on 4 workers runs 4 images on each.
         workers = max(1, len(self.monitor.serving()))
@@ -203,6 +209,7 @@ class CeleryRunner:
                     "index": i.index,
                     "prompt": request.text_of(record.prompt_of(i)),
                     "seed": i.seed,
+                    "input": i.input_index,
                     "parameters": record.png_parameters(i),
                 }
                 for i in images

@@ -23,8 +23,11 @@ from PIL import Image, ImageOps
 from webui.distributed import broker
 from webui.distributed.broker import WorkerInfo
 from webui.engine import Engine, ImageTask, Progress
+from webui.inputs import InputStore, input_store
+from webui.jobs.execute import prepare_inputs
 from webui.loading import dtype_name
 from webui.outputs import encode_png
+from webui.product import composite
 from webui.request import GenerationRequest, RequestError
 from webui.settings import Settings
 from webui.sheet import SHEET_CELL
@@ -70,6 +73,7 @@ class WorkerState:
         self.queue = broker.queue_for(self.model)
         self.redis = broker.redis_client(settings.broker_url)
         self.turns = Turns()
+        self.inputs = input_store(settings.state_path)  # the jobs' input images, fetched once each
         self.started = time.time()
         self._cancels: dict[str, list[threading.Event]] = {}  # job id -> its running tasks' flags
         self._lock = threading.Lock()
@@ -118,7 +122,17 @@ class WorkerState:
     def _run(self, payload: dict[str, Any], job: str, task: str, lost: int) -> None:
         request = GenerationRequest.from_record(payload["request"])
         images, sheet = {i["index"]: i for i in payload["images"]}, payload.get("sheet", False)
-        tasks = [ImageTask(i["index"], i["prompt"], i["seed"]) for i in payload["images"]]
+        try:
+            starts = prepare_inputs(request, self.fetch_inputs(request.inputs))
+        except RequestError as exc:
+            self._refuse(job, task, str(exc))
+            return
+        tasks = [
+            ImageTask(
+                i["index"], i["prompt"], i["seed"], None if i.get("input") is None else starts[i["input"]][0]
+            )
+            for i in payload["images"]
+        ]
         logger.info(
             "job %s task %s: %d images%s", job, task, len(tasks), f" (after {lost} lost workers)" * bool(lost)
         )
@@ -126,6 +140,10 @@ class WorkerState:
         last = 0.0
 
         def on_image(t: ImageTask, picture: Image.Image) -> None:
+            source = images[t.index].get("input")
+            placed = None if source is None else starts[source][1]
+            if placed is not None:  # the product's own pixels, as the embedded server does
+                picture = composite(picture, placed)
             data = encode_png(picture, images[t.index]["parameters"])
             # The contact sheet's thumbnail too: the web host need not decode the PNG for it.
             thumbnail = encode_png(ImageOps.contain(picture, (SHEET_CELL, SHEET_CELL)), {}) if sheet else b""
@@ -171,6 +189,19 @@ class WorkerState:
             self.emit(job, task, "black", index=index)
         self.emit(job, task, "done", stopped=outcome.stopped)
         logger.info("job %s task %s: done%s", job, task, " (stopped)" * outcome.stopped)
+
+    def fetch_inputs(self, digests: tuple[str, ...]) -> InputStore:
+        """The store holding every input of a task: those not here yet fetched from Redis,
+        checked against their hash, and kept for the next task that needs them."""
+        for digest in digests:
+            if self.inputs.has(digest):
+                continue
+            data = self.redis.get(broker.input_key(digest))
+            if data is None:
+                raise RequestError("no_input", digest=digest[:16])
+            if self.inputs.put_bytes(data) != digest:
+                raise RequestError("plain", text=f"Input image {digest[:16]}... arrived damaged from Redis.")
+        return self.inputs
 
     def watch(self) -> None:
         """Forever: stop the tasks of stopped jobs at their next step; say we are alive."""

@@ -47,7 +47,7 @@ def run_job(
     """
     request, todo = record.request, record.pending
     done_before, total = record.done_count, len(record.images)
-    starts = prepare_inputs(record, inputs) if todo else {}
+    starts = prepare_inputs(request, inputs) if todo else {}
     tasks = [
         ImageTask(i.index, request.text_of(record.prompt_of(i)), i.seed, _start(starts, i)) for i in todo
     ]
@@ -92,10 +92,9 @@ def run_job(
     return outcome.stopped
 
 
-def prepare_inputs(record: JobRecord, inputs: InputStore | None) -> dict[int, tuple[Start, Placed | None]]:
-    """Per input image of the job: what its calls start from, and for product shots the
+def prepare_inputs(r: GenerationRequest, inputs: InputStore | None) -> dict[int, tuple[Start, Placed | None]]:
+    """Per input image of a request: what its calls start from, and for product shots the
     placement its outputs are composited with. RequestError when an input is not stored."""
-    r = record.request
     if not r.inputs:
         return {}
     if inputs is None:
