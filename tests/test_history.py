@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from tests.helpers import make, running_server, wait_for
 from webui.engine import Engine
+from webui.inputs import InputStore
 from webui.jobs.record import QUEUED, RUNNING, JobRecord
 from webui.jobs.recovery import delete_older_than, rebuild
 from webui.jobs.store import DATABASE_NAME, JobStore
@@ -168,6 +171,26 @@ def test_retention_deletes_finished_jobs_older_than_n_days_and_nothing_else(engi
     assert not older_alone.parent.exists()  # its day folder was left empty
     assert sorted(r.id for r in store.listing(10)) == sorted(["recent", unfinished.id])
     assert delete_older_than(store, settings.output_dir, 30, NOW) == 0
+
+
+def test_retention_deletes_input_images_that_no_kept_job_uses(engine: Engine, settings) -> None:
+    store, inputs = JobStore(settings.state_path), InputStore(settings.state_path / "inputs")
+    colours = [Image.new("RGBA", (8, 8), (n, 0, 0, 255)) for n in (10, 20, 30)]
+    only_old, shared, unused = (inputs.put(c) for c in colours)
+    for age, used in ((40, [only_old, shared]), (5, [shared])):
+        record = JobRecord.plan(
+            GenerationRequest(["x"], kind="variation", inputs=used, **SMALL),
+            output_root=settings.output_dir,
+            model="demo model",
+            demo=True,
+        )
+        record.created, record.status = NOW - timedelta(days=age), "done"
+        store.add(record)
+    for path in inputs.folder.rglob("*.png"):  # stored long ago: past the grace of a job being accepted
+        os.utime(path, (0, 0))
+    fresh = inputs.put(Image.new("RGBA", (8, 8), "white"))  # just stored, its job not yet accepted
+    assert delete_older_than(store, settings.output_dir, 30, NOW, inputs) == 1
+    assert [inputs.has(d) for d in (only_old, shared, unused, fresh)] == [False, True, False, True]
 
 
 def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at_start_up(

@@ -246,7 +246,11 @@ def start_retention(service: JobService, settings: Settings) -> None:
         while True:
             try:
                 delete_older_than(
-                    service.store, settings.output_dir, settings.retention_days, datetime.now(UTC)
+                    service.store,
+                    settings.output_dir,
+                    settings.retention_days,
+                    datetime.now(UTC),
+                    service.inputs,
                 )
             except OSError as exc:  # a folder that cannot be removed now may be removable later
                 logger.error("Retention failed in %s: %s", settings.output_dir, exc)

@@ -14,6 +14,7 @@ import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from webui.inputs import InputStore
 from webui.jobs.record import DONE, FAILED, PLANNED, QUEUED, RUNNING, SAVED, JobRecord, now_utc
 from webui.jobs.store import JobStore, persist
 from webui.outputs import MANIFEST_NAME, remove_partial_files
@@ -96,9 +97,12 @@ def _end(store: JobStore, record: JobRecord, status: str) -> None:
     persist(store, record)
 
 
-def delete_older_than(store: JobStore, output_dir: Path, days: int, now: datetime) -> int:
+def delete_older_than(
+    store: JobStore, output_dir: Path, days: int, now: datetime, inputs: InputStore | None = None
+) -> int:
     """Delete finished jobs created more than `days` days before `now`: their folder and their
-    record; then day folders left empty. Returns how many jobs went."""
+    record; then day folders left empty, and `inputs` no kept job refers to. Returns how many
+    jobs went."""
     removed = 0
     for job_id, folder in store.finished_before(now - timedelta(days=days)):
         if folder.is_relative_to(output_dir.resolve()) and folder.is_dir():
@@ -110,4 +114,6 @@ def delete_older_than(store: JobStore, output_dir: Path, days: int, now: datetim
             day.rmdir()
     if removed:
         logger.info("Retention: deleted %d jobs older than %d days from %s", removed, days, output_dir)
+    if inputs is not None:
+        inputs.sweep(store.input_digests())
     return removed

@@ -151,6 +151,13 @@ class JobStore:
             ).fetchall()
         return [(job_id, Path(folder)) for job_id, folder in rows]
 
+    def input_digests(self) -> set[str]:
+        """Every input image hash a kept job refers to (what retention must not delete)."""
+        with self._cursor() as cur:
+            inputs = "json_extract(record, '$.inputs')"
+            rows = cur.execute(f"SELECT {inputs} FROM jobs WHERE json_array_length({inputs}) > 0").fetchall()
+        return {digest for (inputs,) in rows for digest in json.loads(inputs)}
+
     def delete(self, job_id: str) -> None:
         with self._cursor() as cur:
             cur.execute("DELETE FROM jobs WHERE id=?", (job_id,))
