@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import urllib.request
 from pathlib import Path
 
 from gradio_client import Client
 from PIL import Image
 
-from tests.helpers import Server, spawn_server, wait_for, wait_until_up
+from tests.helpers import Server, get_json, spawn_server, wait_for, wait_until_up
 from webui.engine import Engine
 from webui.jobs.record import QUEUED, RUNNING, SAVED, JobRecord
 from webui.jobs.recovery import recover
@@ -118,6 +122,73 @@ def test_a_poison_job_fails_after_its_resumes_and_the_next_job_completes(
         done = user.predict(healthy, api_name="/job")
         assert done["status"] == "done" and len(done["images"]) == 2
     finally:
+        for server in started:
+            if server.process.poll() is None:
+                server.process.terminate()
+                server.process.wait(30)
+
+
+def test_a_product_job_resumes_with_its_inputs_after_a_restart_and_a_kill(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """Stopped (SIGTERM) then killed (SIGKILL) mid-job, each time after some images: the next
+    start finds the inputs by hash and makes only the images still missing, each once."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    options = {"module": "tests.faults", "env": {"WEBUI_FAULTS": str(faults)}, "max_batch_size": "2"}
+    cut = Image.new("RGBA", (40, 60), (0, 0, 0, 0))
+    cut.paste(Image.new("RGBA", (20, 36), (180, 40, 40, 255)), (10, 12))
+    buffer = io.BytesIO()
+    cut.save(buffer, "PNG")
+    body = {
+        "prompts": ["on a beach", "on snow"],
+        "images_per_prompt": 2,
+        "seed": 3,
+        "kind": "product",
+        "images": [{"data": base64.b64encode(buffer.getvalue()).decode(), "name": n} for n in ("mug", "jug")],
+        "width": 48,
+        "height": 48,
+        "steps": 2,
+    }
+    started: list[Server] = []
+
+    def start(n: int) -> Server:
+        started.append(spawn_server(tmp_path, cache_dir, log_name=f"server-{n}.log", **options))
+        wait_until_up(started[-1])
+        return started[-1]
+
+    def job(server: Server, job_id: str) -> dict:
+        return get_json(f"{server.url}api/v1/jobs/{job_id}")
+
+    try:
+        (faults / "hold").write_text("2")  # one call of 2 images (2 steps), then the next call holds
+        server = start(0)
+        request = urllib.request.Request(
+            server.url + "api/v1/jobs", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            job_id = json.loads(answer.read())["id"]
+        wait_for(lambda: job(server, job_id)["progress"]["images_done"] == 2, 60, "the first call's images")
+        server.process.terminate()  # as supervisorctl restart does
+        (faults / "hold").unlink()
+        assert server.process.wait(60) in (0, -15)  # stopped, not killed
+        (faults / "hold").write_text("2")
+        server = start(1)
+        wait_for(lambda: job(server, job_id)["progress"]["images_done"] == 4, 60, "the next call's images")
+        server.process.kill()  # kill -9, mid-call
+        server.process.wait(30)
+        (faults / "hold").unlink()
+        server = start(2)
+        wait_for(lambda: job(server, job_id)["status"] == "done", 90, "the job to finish")
+        logs = [s.log_text() for s in started]
+        assert f"request {job_id}: 2 prompts x 2, 6 of 8 images to make" in logs[1]
+        assert f"request {job_id}: 2 prompts x 2, 4 of 8 images to make" in logs[2]
+        done = job(server, job_id)
+        assert [i["input"] for i in done["images"]] == ["mug"] * 4 + ["jug"] * 4
+        files = sorted(p.name for p in server.output_dir.rglob("[0-9]*.png"))
+        assert len(files) == len(set(files)) == 8  # every planned image, each once
+    finally:
+        (faults / "hold").unlink(missing_ok=True)
         for server in started:
             if server.process.poll() is None:
                 server.process.terminate()
