@@ -94,3 +94,39 @@ def test_a_bad_setting_exits_2_naming_it(tmp_path: Path, cache_dir: Path) -> Non
         ["--prompts-file", "-", "--out", str(tmp_path), "--dtype", "fp16"], cache_dir, stdin="a\n"
     )
     assert done.returncode == 2 and "ZIMAGE_DTYPE / --dtype=fp16 is refused" in done.stderr
+
+
+def test_products_from_a_folder_in_every_scene_of_the_file(tmp_path: Path, cache_dir: Path) -> None:
+    folder = tmp_path / "products"
+    folder.mkdir()
+    for name, colour in (("mug", (200, 20, 20)), ("vase", (20, 20, 200))):
+        cut = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+        cut.paste(Image.new("RGBA", (16, 24), (*colour, 255)), (12, 8))
+        cut.save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image: skipped in a folder")
+    scenes = tmp_path / "scenes.txt"
+    scenes.write_text("on a beach\non snow\n", "utf-8")
+    out, state = tmp_path / "renders", tmp_path / "state"
+    common = ["--prompts-file", str(scenes), "--out", str(out), "--state-dir", str(state), "--seed", "7"]
+    small = ["--width", "32", "--height", "32", "--steps", "2", "--kind", "product"]
+    done = run_batch([*common, *small, "--images", str(folder), "--position", "bottom"], cache_dir)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [prompt for _, _, prompt in rows] == [
+        "mug: on a beach",
+        "mug: on snow",
+        "vase: on a beach",
+        "vase: on snow",
+    ]
+    assert Path(rows[0][1]).name.startswith("001_mug-on-a-beach_s7")
+    parameters = read_png_parameters(Path(rows[3][1]))
+    assert (parameters["kind"], parameters["position"], parameters["input_name"]) == (
+        "product",
+        "bottom",
+        "vase",
+    )
+    assert len(list((state / "inputs").rglob("*.png"))) == 2  # stored by hash, as the server does
+    refused = run_batch([*common, *small, "--images", str(scenes)], cache_dir)  # a text file named itself
+    assert refused.returncode == 2 and "is not an image that can be read" in refused.stderr
+    text_only = run_batch([*common, "--width", "32", "--height", "32", "--images", str(folder)], cache_dir)
+    assert text_only.returncode == 2 and "Text-to-image jobs take no input images" in text_only.stderr
