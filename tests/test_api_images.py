@@ -230,3 +230,32 @@ def test_openai_edits_keep_the_masks_opaque_pixels_through_the_openai_package(se
         client.images.edit(image=("a.gif", gif.getvalue(), "image/gif"), prompt="x", size="64x64")
     with pytest.raises(BadRequestError, match="has no transparent pixels"):
         client.images.edit(image=("p.png", png(photo), "image/png"), prompt="x", size="64x64")
+
+
+def test_reuse_brings_the_inputs_back_or_says_they_are_gone(server: Server, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    user = Client(server.url, verbose=False)
+    cut = tmp_path / "teapot.png"
+    product((90, 60, 30)).save(cut)
+    made = user.predict(
+        prompts="on a shelf",
+        seed=4,
+        width=64,
+        height=64,
+        steps=2,
+        kind="product",
+        images=[handle_file(str(cut))],
+        api_name="/generate",
+    )[2]
+    [image] = made
+    assert image["input"] == "teapot"
+    job_id = Path(image["file"]).parent.name.split("-")[-1]
+    form = user.predict(job_id, api_name="/history_reuse")
+    assert form["kind"] == "product" and [name for _, name in form["reused"]] == ["teapot"]
+    reused = user.predict(handle_file(image["file"]), api_name="/reuse_png")
+    assert reused[10] == "product"  # kind, after the ten fields before it
+    for stored in (server.output_dir.parent / "state" / "inputs").rglob("*.png"):
+        stored.unlink()  # as retention would, once no kept job used it
+    again = user.predict(handle_file(image["file"]), api_name="/reuse_png")
+    assert again[10] == "text" and again[0] == "on a shelf"  # the settings, without the image
