@@ -259,3 +259,21 @@ def test_reuse_brings_the_inputs_back_or_says_they_are_gone(server: Server, tmp_
         stored.unlink()  # as retention would, once no kept job used it
     again = user.predict(handle_file(image["file"]), api_name="/reuse_png")
     assert again[10] == "text" and again[0] == "on a shelf"  # the settings, without the image
+
+
+def test_the_page_and_rest_answer_one_job_shape(server: Server) -> None:
+    from gradio_client import Client
+
+    status, job = post(server, "api/v1/jobs", {"prompts": ["a cup"], "images_per_prompt": 2, **SMALL})
+    assert status == 202 and job["status"] in ("queued", "running")
+    rest = finished(server, job["id"])
+    page = Client(server.url, verbose=False).predict(job["id"], api_name="/job")
+    assert page.keys() == rest.keys() and page["progress"].keys() == rest["progress"].keys()
+    assert [i.keys() for i in page["images"]] == [i.keys() for i in rest["images"]] and len(
+        rest["images"]
+    ) == 2
+    same = ("id", "status", "kind", "folder", "progress")
+    assert {k: page[k] for k in same} == {k: rest[k] for k in same}
+    for link in (page["images"][0]["url"], rest["images"][0]["url"]):  # each opens the PNG
+        absolute = link if link.startswith("http") else server.url.rstrip("/") + link
+        assert Image.open(io.BytesIO(get(absolute))).size == (64, 64)

@@ -175,7 +175,7 @@ def test_two_users_see_both_jobs_in_the_queue_panel_and_one_stops_their_own(
         for page, mine in ((first, 0), (second, 1)):  # the panel refreshes itself every 1.5 s
             wait_for(lambda page=page: len(queue_rows(page)) == 2, 30, "both jobs in the panel")
             rows = queue_rows(page)
-            assert [r[1] for r in rows] == ["running", "waiting"] and [r[0] for r in rows] == ["", "1"]
+            assert [r[1] for r in rows] == ["running", "queued"] and [r[0] for r in rows] == ["", "1"]
             assert [r[3] for r in rows] == ["queue panel 0 (+5 more)", "a navy mug"]
             assert [r[2] for r in rows] == (["you", "someone else"] if mine == 0 else ["someone else", "you"])
             assert [r[6] for r in rows] == (["■ Stop", ""] if mine == 0 else ["", "■ Stop"])

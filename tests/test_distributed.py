@@ -142,7 +142,7 @@ def pngs(status: dict[str, Any]) -> list[Path]:
 
 
 def submit(user: Client, **request: Any) -> str:
-    return user.predict(**{**SMALL, **request}, api_name="/submit")["job_id"]
+    return user.predict(**{**SMALL, **request}, api_name="/submit")["id"]
 
 
 def page_says(url: str, text: str) -> None:
@@ -183,7 +183,7 @@ def test_a_job_spreads_over_both_workers_with_the_pixels_of_batch_mode(cluster: 
     user = cluster.client()
     request = dict(prompts="a red sneaker\na blue kettle", images_per_prompt=6, seed=11, width=48, height=48)
     status = wait_job(user, submit(user, **request))
-    assert status["status"] == "done" and status["images_done"] == 12, status
+    assert status["status"] == "done" and status["progress"]["images_done"] == 12, status
     files = pngs(status)
     assert len(files) == 12 and (Path(status["folder"]) / "contact-sheet.png").is_file()
 
@@ -244,7 +244,7 @@ def test_a_product_job_over_both_workers_equals_the_embedded_pixels(
     with urllib.request.urlopen(request, timeout=60) as answer:
         job_id = json.loads(answer.read())["id"]
     status = wait_job(cluster.client(), job_id)
-    assert status["status"] == "done" and status["images_done"] == 8, status
+    assert status["status"] == "done" and status["progress"]["images_done"] == 8, status
     wait_for(lambda: sum(w["images"] - before[n] for n, w in cluster.online().items()) >= 8, 10, "heartbeats")
     assert all(w["images"] > before[n] for n, w in cluster.online().items()), "a worker was left idle"
     for name in ("w1", "w2"):  # each fetched the two inputs once, by hash, into its own folder
@@ -300,7 +300,7 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
         job_id = submit(user, prompts="a cup")
         time.sleep(4)
         status = user.predict(job_id, api_name="/job")
-        assert status["status"] in ("waiting", "running") and status["images_done"] == 0
+        assert status["status"] in ("queued", "running") and status["progress"]["images_done"] == 0
         assert "No GPU worker is online for demo model (bf16)" in status["notice"]
         page_says(web.url, "No GPU worker is online for demo model (bf16)")
         # The HTTP API says so at once: 503, with the same words.
@@ -344,7 +344,7 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
         finally:
             stuck.stop()
         assert "Exiting with status 70 so that Supervisor starts a fresh process" in stuck.log_text()
-        assert user.predict(job_id, api_name="/job")["status"] in ("waiting", "running")
+        assert user.predict(job_id, api_name="/job")["status"] in ("queued", "running")
     assert {name: w["images"] for name, w in cluster.online().items() if name in before} == before
 
     # A task for another model that reaches this model's queue anyway is refused with a message.
@@ -364,23 +364,23 @@ def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(
 
     def first_image() -> bool:
         seen.append(user.predict(job_id, api_name="/job"))
-        return seen[-1]["images_done"] >= 1
+        return seen[-1]["progress"]["images_done"] >= 1
 
     wait_for(first_image, 60, "a first image")
     # Per-step progress from the workers (ahead of the images finished), and who runs the job.
-    assert any(s["progress"] * 16 > s["images_done"] for s in seen), [
-        (s["progress"], s["images_done"]) for s in seen
+    assert any(s["progress"]["fraction"] * 16 > s["progress"]["images_done"] for s in seen), [
+        (s["progress"]["fraction"], s["progress"]["images_done"]) for s in seen
     ]
     assert {"w1", "w2"} & {name.split("@")[0] for s in seen for name in s["workers"].split(", ") if name}
     assert user.predict(job_id, api_name="/stop_job") is True
     status = wait_job(user, job_id, 30)
     assert status["status"] == "stopped"
-    assert 1 <= status["images_done"] < 16
+    assert 1 <= status["progress"]["images_done"] < 16
     client = redis.Redis.from_url(cluster.redis.url)
     assert client.llen(DEMO_QUEUE) == 0  # no task of it left waiting
     wait_for(lambda: not any(w["busy"] for w in cluster.online().values()), 15, "the workers to stop")
     kept = pngs(status)
-    assert len(kept) == status["images_done"]
+    assert len(kept) == status["progress"]["images_done"]
     time.sleep(1.5)
     assert pngs(status) == kept  # nothing arrives after the stop
 
@@ -402,7 +402,7 @@ def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) 
     os.kill(cluster.workers[victim].process.pid, signal.SIGKILL)
     cluster.workers[victim].process.wait()
     status = wait_job(user, job_id, 120)
-    assert status["status"] == "done" and status["images_done"] == 16, status
+    assert status["status"] == "done" and status["progress"]["images_done"] == 16, status
     [survivor] = [w for name, w in cluster.workers.items() if name != victim]
     assert "(after 1 lost workers)" in survivor.log_text()  # it knew the task's worker died
     files = pngs(status)
@@ -416,7 +416,9 @@ def test_a_web_restart_mid_job_loses_nothing(cluster: Cluster) -> None:
     cluster.arm("slow", "0.5")  # two calls of 4 images on each worker, 2 s each
     user = cluster.client()
     job_id = submit(user, prompts="a vase", images_per_prompt=16, width=48, height=48, steps=4)
-    wait_for(lambda: user.predict(job_id, api_name="/job")["images_done"] >= 1, 60, "a first image")
+    wait_for(
+        lambda: user.predict(job_id, api_name="/job")["progress"]["images_done"] >= 1, 60, "a first image"
+    )
     cluster.web.process.terminate()
     cluster.web.process.wait(30)
     cluster.web = spawn_server(
@@ -453,7 +455,7 @@ def test_redis_away_is_said_plainly_and_work_resumes_when_it_is_back(cluster: Cl
         job_id = submit(user, prompts="a bowl", images_per_prompt=2)
         time.sleep(2)
         status = user.predict(job_id, api_name="/job")
-        assert status["status"] in ("waiting", "running")
+        assert status["status"] in ("queued", "running")
         assert (
             f"The broker (redis://:***@127.0.0.1:{cluster.redis.port}/0) is unreachable" in status["notice"]
         )

@@ -104,7 +104,7 @@ def test_limits_name_themselves_and_count_per_person(make_engine, gpu_gate: thre
         service.submit(GenerationRequest(["a"], width=40), Identity(user="carol"))
     assert service.counts() == (3, 1)
     views = service.views()
-    assert [v.status for v in views] == ["running", "waiting", "waiting", "waiting"]
+    assert [v.status for v in views] == ["running", "queued", "queued", "queued"]
     assert [(v.position, v.ahead) for v in views] == [(None, 0), (1, 1), (2, 2), (3, 3)]
     assert [v.owner for v in views] == ["alice", "alice", "bob", "bob"] and views[0].id == first.id
     gpu_gate.set()

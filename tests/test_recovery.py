@@ -96,8 +96,8 @@ def test_a_poison_job_fails_after_its_resumes_and_the_next_job_completes(
         user = Client(server.url, verbose=False)
         (faults / "hang").write_text("")  # hold the first call until both jobs are in
         common = {"images_per_prompt": 2, "seed": 1, "height": 32, "steps": 2, "guidance_scale": 0.0}
-        poison = user.predict(prompts="poison", width=48, **common, api_name="/submit")["job_id"]
-        healthy = user.predict(prompts="healthy", width=32, **common, api_name="/submit")["job_id"]
+        poison = user.predict(prompts="poison", width=48, **common, api_name="/submit")["id"]
+        healthy = user.predict(prompts="healthy", width=32, **common, api_name="/submit")["id"]
         (faults / "hang").unlink()
         assert server.process.wait(60) == -9  # killed by its first call
 
@@ -117,7 +117,7 @@ def test_a_poison_job_fails_after_its_resumes_and_the_next_job_completes(
             failed["status"] == "failed"
             and "Not resumed again: the server went down 3 times" in failed["error"]
         )
-        assert user.predict(healthy, api_name="/job")["status"] in ("waiting", "running", "done")
+        assert user.predict(healthy, api_name="/job")["status"] in ("queued", "running", "done")
         wait_for(lambda: user.predict(healthy, api_name="/job")["status"] == "done", 60, "the healthy job")
         done = user.predict(healthy, api_name="/job")
         assert done["status"] == "done" and len(done["images"]) == 2

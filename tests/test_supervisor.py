@@ -86,7 +86,7 @@ def submit_four_users(url: str, tag: str) -> list[str]:
         answer = Client(url, verbose=False).predict(
             prompts=prompts, seed=1000 * n, **SHOT, api_name="/submit"
         )
-        ids.append(answer["job_id"])
+        ids.append(answer["id"])
     return ids
 
 
@@ -239,7 +239,7 @@ def test_launch_runs_redis_the_web_and_workers_under_supervisor(
     job_id = user.predict(
         prompts="a teapot", seed=3, **{**SHOT, "width": 64, "height": 64}, api_name="/submit"
     )
-    job_id = job_id["job_id"]
+    job_id = job_id["id"]
     wait_for(lambda: user.predict(job_id, api_name="/job")["status"] == "done", 120, "the job")
 
     # kill -9 of a worker: Supervisor starts a fresh one, which comes back online.

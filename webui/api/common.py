@@ -15,7 +15,7 @@ from fastapi import HTTPException, Request
 from webui.access import Access
 from webui.jobs.record import JobRecord
 from webui.jobs.service import JobService
-from webui.jobs.views import Identity, JobView
+from webui.jobs.views import Identity, JobView, job_json
 from webui.keys import UrlKey
 from webui.words import Message, Words, words
 
@@ -23,7 +23,6 @@ from webui.words import Message, Words, words
 TOO_MANY = {"queue_full", "per_person_cap"}  # 429: try again later
 UNAVAILABLE = {"restarting_submit", "shutting_down", "stalled"}  # 503
 FORBIDDEN = {"not_yours"}  # 403
-STATUS = {"waiting": "queued"}  # the API's word for a job not yet running
 
 
 @dataclass(frozen=True)
@@ -75,39 +74,8 @@ class ApiContext:
         return hmac.compare_digest(sig.encode("utf-8", "replace"), expected)
 
     def job_json(self, request: Request, record: JobRecord, view: JobView | None) -> dict[str, Any]:
-        """A job as the REST API shows it: status, progress, and every image made so far."""
-        live = view is not None and not view.finished
-        progress = view.progress if live and view is not None else None
-        r = record.request
-        return {
-            "id": record.id,
-            "status": STATUS.get(view.status, view.status) if live and view is not None else record.status,
-            "error": record.error,
-            "created": record.created.isoformat(),
-            "owner": record.owner,
-            "kind": r.kind,
-            "position": view.position if live and view is not None else None,
-            "progress": {
-                "images_done": record.done_count,
-                "images_total": len(record.images),
-                "step": progress.step if progress else None,
-                "steps": progress.steps if progress else r.steps,
-                "fraction": round(view.fraction, 4) if live and view is not None else 1.0,
-            },
-            "images": [
-                {
-                    "index": i.index,
-                    "prompt": record.prompt_of(i),
-                    "input": None if i.input_index is None else record.input_of(i)[1],  # type: ignore[index]
-                    "seed": i.seed,
-                    "width": r.width,
-                    "height": r.height,
-                    "starred": i.starred,
-                    "url": self.image_url(request, record.id, i.index),
-                }
-                for i in record.saved
-            ],
-        }
+        """A job as the REST API shows it (the page's `/job` shape), its images by signed URL."""
+        return job_json(record, view, url_of=lambda n: self.image_url(request, record.id, n))
 
 
 class ApiError(HTTPException):

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,19 @@ from webui.request import PRODUCT, VARIATION, GenerationRequest
 from webui.settings import RANDOM_SEED_RANGE
 
 RECORD_VERSION = 2
-QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+
+
+class Status(StrEnum):
+    """A job's one status: as the database, the manifest, the pages, scripts and the APIs say it."""
+
+    QUEUED = "queued"  # accepted, waiting its turn
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"  # Stop (or a shutdown that did not resume it) left images unmade
+    FAILED = "failed"
+
+
+QUEUED, RUNNING, DONE, STOPPED, FAILED = Status
 UNFINISHED = (QUEUED, RUNNING)
 PLANNED, SAVED, BLACK = "planned", "saved", "black"
 # A job's bundles, in its folder beside the images.
@@ -55,7 +68,7 @@ class JobRecord:
     images: list[PlannedImage]
     owner: str | None = None  # the login name, when a login is on
     client: str | None = None  # the browser or script session that submitted it
-    status: str = QUEUED
+    status: Status = QUEUED
     error: str | None = None  # why it failed
     started: datetime | None = None  # first pipeline call
     finished: datetime | None = None
@@ -233,7 +246,7 @@ class JobRecord:
             images=images,
             owner=record.get("user"),
             client=record.get("client"),
-            status=record.get("status", DONE),
+            status=Status(record.get("status", DONE)),
             error=record.get("error"),
             started=_parse(record.get("started")),
             finished=_parse(record.get("finished")),

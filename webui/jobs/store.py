@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from webui.jobs.record import UNFINISHED, JobRecord
+from webui.jobs.record import UNFINISHED, JobRecord, Status
 from webui.jobs.views import JobSummary
 from webui.outputs import write_manifest
 
@@ -139,7 +139,7 @@ class JobStore:
                 f" width, height FROM jobs {where} ORDER BY seq DESC LIMIT ?",
                 args,
             ).fetchall()
-        return [JobSummary(r[0], datetime.fromisoformat(r[1]), *r[2:]) for r in rows]
+        return [JobSummary(r[0], datetime.fromisoformat(r[1]), Status(r[2]), *r[3:]) for r in rows]
 
     def finished_before(self, cutoff: datetime) -> list[tuple[str, Path]]:
         """Id and folder of each finished job created before `cutoff`."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from webui.jobs.record import JobRecord
+from webui.jobs.record import QUEUED, RUNNING, JobRecord, Status
 from webui.lane import Progress
+from webui.request import steps_run
 from webui.words import ENGLISH, words
-
-WAITING, RUNNING_NOW = "waiting", "running"
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class JobSummary:
 
     id: str
     created: datetime
-    status: str
+    status: Status
     owner: str | None
     first_prompt: str
     prompt_count: int
@@ -58,7 +58,7 @@ class JobView:
     """A job at one moment."""
 
     id: str
-    status: str  # waiting, running, or how it ended: done, stopped, failed
+    status: Status
     owner: str | None
     client: str | None
     first_prompt: str
@@ -75,7 +75,7 @@ class JobView:
 
     @property
     def finished(self) -> bool:
-        return self.status not in (WAITING, RUNNING_NOW)
+        return self.status not in (QUEUED, RUNNING)
 
     @property
     def fraction(self) -> float:
@@ -86,7 +86,7 @@ class JobView:
     def describe(self, language: str = ENGLISH) -> str:
         """The progress line: "images 5-8 of 24, step 3 of 8", or where it waits."""
         p = self.progress
-        if self.status == RUNNING_NOW and p is not None:
+        if self.status == RUNNING and p is not None:
             first, last = p.images_done + 1, p.images_done + p.chunk_images
             line = words(
                 "progress",
@@ -98,7 +98,7 @@ class JobView:
                 on=self.where,
             )
             return line.say(language)
-        if self.status == RUNNING_NOW:
+        if self.status == RUNNING:
             return words("starting", done=self.images_done, total=self.images_total).say(language)
         ahead = words("ahead", n=self.ahead)
         if self.eta_start_s is None:
@@ -127,14 +127,14 @@ def views_of(
     views, work_before, waiting = [], 0.0, 0
     for ahead, (record, running, progress) in enumerate(jobs):
         r = record.request
-        left = len(record.pending) * r.width * r.height * r.steps
+        left = len(record.pending) * r.width * r.height * steps_run(r.kind, r.steps, r.strength)
         if progress is not None and running:  # the running call's share is partly done
             left -= progress.chunk_images * r.width * r.height * progress.step
         position = None
         if record.unfinished and not running:
             waiting += 1
             position = waiting
-        status = (RUNNING_NOW if running else WAITING) if record.unfinished else record.status
+        status = (RUNNING if running else QUEUED) if record.unfinished else record.status
         rate = seconds_per_unit if record.unfinished else None
         views.append(
             JobView(
@@ -157,3 +157,57 @@ def views_of(
         )
         work_before += max(0, left)
     return views
+
+
+def job_json(
+    record: JobRecord,
+    view: JobView | None,
+    *,
+    url_of: Callable[[int], str],
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """A job as scripts see it, one shape for the page's `/job` and the REST API: status,
+    progress, place, and every image made so far. `url_of` gives image n's URL (a signed
+    REST link, or the page's file route); `notice` says why an unfinished job is not moving."""
+    live = view is not None and not view.finished
+    progress = view.progress if live and view is not None else None
+    r = record.request
+    return {
+        "id": record.id,
+        "status": view.status if live and view is not None else record.status,
+        "error": record.error,
+        "created": record.created.isoformat(),
+        "owner": record.owner,
+        "kind": r.kind,
+        "position": view.position if live and view is not None else None,
+        "eta_s": None if not live or view is None or view.eta_done_s is None else round(view.eta_done_s, 1),
+        "notice": notice if live else None,
+        "workers": view.where if live and view is not None else "",
+        "resumed": record.resumed,
+        "folder": str(record.folder),  # where the server saved them, for scripts on its machine
+        "progress": {
+            "images_done": record.done_count,
+            "images_total": len(record.images),
+            "step": progress.step if progress else None,
+            "steps": progress.steps if progress else steps_run(r.kind, r.steps, r.strength),
+            "fraction": round(view.fraction, 4) if live and view is not None else 1.0,
+        },
+        "images": [
+            {
+                "index": i.index,
+                "prompt": record.prompt_of(i),
+                "input": None
+                if i.input_index is None
+                else r.input_names[i.input_index]
+                if r.input_names
+                else None,
+                "seed": i.seed,
+                "width": r.width,
+                "height": r.height,
+                "starred": i.starred,
+                "file": str(record.path_of(i)),
+                "url": url_of(i.index),
+            }
+            for i in record.saved
+        ],
+    }

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
-from webui.jobs.record import JobRecord, PlannedImage
-from webui.jobs.views import Identity, JobSummary, JobView, about
+from webui.jobs.record import JobRecord, PlannedImage, Status
+from webui.jobs.views import Identity, JobSummary, JobView, about, job_json
 from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.request import FIELDS, FORM_FIELDS, GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
@@ -215,36 +215,11 @@ def picked_line(image: dict[str, Any]) -> str:
 
 
 def job_status(record: JobRecord, view: JobView | None, notice: str | None = None) -> dict[str, Any]:
-    """A job for scripts (`/job`): status, progress, position, and every image made so far;
-    `notice` says why an unfinished job is not moving (no worker online, broker away)."""
-    r = record.request
-    live = view is not None and not view.finished
-    return {
-        "job_id": record.id,
-        "status": view.status if live else record.status,
-        "error": record.error,
-        "created": record.created.isoformat(),
-        "user": record.owner,
-        "images_done": record.done_count,
-        "images_total": len(record.images),
-        "progress": round(view.fraction, 4) if live else 1.0,
-        "position": view.position if live else None,
-        "eta_s": None if not live or view.eta_done_s is None else round(view.eta_done_s, 1),
-        "folder": str(record.folder),
-        "resumed": record.resumed,
-        "notice": notice if live else None,
-        "workers": view.where if live and view is not None else "",
-        "images": [
-            {
-                "prompt": record.prompt_of(i),
-                "seed": i.seed,
-                "width": r.width,
-                "height": r.height,
-                "file": str(record.path_of(i)),
-            }
-            for i in record.saved
-        ],
-    }
+    """A job for the page's scripts (`/job`): the REST API's shape, each image's URL the page's
+    file route; `notice` says why an unfinished job is not moving (no worker online, broker away)."""
+    return job_json(
+        record, view, url_of=lambda n: f"/gradio_api/file={record.path_of(record.images[n])}", notice=notice
+    )
 
 
 def history_row(job: JobSummary, language: str = ENGLISH) -> list:
@@ -285,8 +260,4 @@ def _more(prompt_count: int, language: str) -> str:
 
 
 def _status(status: str, language: str) -> str:
-    return (
-        words(status).say(language)
-        if status in ("queued", "waiting", "running", "done", "stopped", "failed")
-        else status
-    )
+    return words(status).say(language) if status in set(Status) else status
