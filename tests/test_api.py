@@ -280,7 +280,8 @@ def test_the_readme_api_examples_run_as_written(team: dict[str, Any], tmp_path: 
         [sys.executable, "-c", python], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["sneaker-0.png", "sneaker-1.png"]
+    made = ["sneaker-0.png", "sneaker-1.png", "sneaker-mask.png", "sneaker-on-a-beach.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == made
 
 
 def test_each_person_logs_in_to_the_page_and_history_shows_their_jobs_as_mine(team: dict[str, Any]) -> None:

@@ -277,3 +277,20 @@ def test_the_page_and_rest_answer_one_job_shape(server: Server) -> None:
     for link in (page["images"][0]["url"], rest["images"][0]["url"]):  # each opens the PNG
         absolute = link if link.startswith("http") else server.url.rstrip("/") + link
         assert Image.open(io.BytesIO(get(absolute))).size == (64, 64)
+
+
+def test_the_docs_input_images_example_runs_as_written(server: Server, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import readme_code_blocks
+
+    [example] = [b for b in readme_code_blocks("python") if '"kind": "product"' in b]
+    env = {**os.environ, "WEBUI_URL": server.url.rstrip("/"), "WEBUI_KEY": "unused without a login"}
+    done = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.split(" ", 2) for line in done.stdout.splitlines()]
+    assert len(lines) == 8 and {line[0] for line in lines} == {"red", "blue"}  # "red bottle", "blue jar"

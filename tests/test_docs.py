@@ -13,7 +13,7 @@ from tests.helpers import DOCS, PROJECT, readme_code_blocks
 
 
 def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_dir: Path) -> None:
-    [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b]
+    [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b and "--images " not in b]
     argv = shlex.split(command.replace("\\\n", " "))
     assert argv[0] == ".venv/bin/python"
     (tmp_path / "assets").symlink_to(PROJECT / "assets")
@@ -59,3 +59,38 @@ def test_every_relative_link_in_the_readme_and_docs_points_to_a_file() -> None:
                 broken.append(f"{page.relative_to(PROJECT)} -> {target}")
     assert broken == []
     assert len((PROJECT / "README.md").read_text("utf-8").splitlines()) <= 200  # a guide, not the manual
+
+
+def test_the_product_batch_example_works(tmp_path: Path, cache_dir: Path) -> None:
+    from PIL import Image
+
+    [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b and "--images " in b]
+    argv = shlex.split(command.replace("\\\n", " "))
+    (tmp_path / "scenes.txt").write_text("on a sunlit beach\non a marble counter\n", "utf-8")
+    (tmp_path / "products").mkdir()
+    for name in ("bottle", "jar"):
+        cut = Image.new("RGBA", (60, 90), (0, 0, 0, 0))
+        cut.paste(Image.new("RGBA", (30, 60), "crimson"), (15, 15))
+        cut.save(tmp_path / "products" / f"{name}.png")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "HF_HUB_OFFLINE": "1",
+        "ZIMAGE_CACHE_DIR": str(cache_dir),
+    }
+    done = subprocess.run(
+        [sys.executable, *argv[1:], "--width", "256", "--height", "256"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    labels = [line.split("\t")[2] for line in done.stdout.splitlines()]
+    assert labels == [
+        f"{p}: {s}"
+        for p in ("bottle", "jar")
+        for s in ("on a sunlit beach", "on a marble counter")
+        for _ in range(4)
+    ]

@@ -4,6 +4,7 @@ in-process on small images."""
 from __future__ import annotations
 
 import io
+from collections import deque
 
 import numpy as np
 import pytest
@@ -37,6 +38,13 @@ def test_a_cutout_comes_from_transparency_binarised() -> None:
     assert set(np.unique(alpha)) == {0, 255} and alpha[0, 0] == 255 and alpha.sum() == 255 * 401
     with pytest.raises(RequestError, match="no transparent pixels"):
         cutout_from_alpha(Image.new("RGB", (10, 10)))
+    grey = Image.new("LA", (4, 4), (90, 0))
+    grey.putpixel((1, 2), (90, 200))
+    assert cutout_from_alpha(grey).getchannel("A").getbbox() == (1, 2, 2, 3)
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpixel((3, 3), 1)
+    palette.info["transparency"] = 0  # palette entry 0 is transparent
+    assert cutout_from_alpha(palette).getchannel("A").getbbox() == (3, 3, 4, 4)
 
 
 def test_a_painted_brush_layer_marks_the_product_and_sizes_must_match() -> None:
@@ -47,6 +55,9 @@ def test_a_painted_brush_layer_marks_the_product_and_sizes_must_match() -> None:
     grey = Image.new("L", (40, 40), 0)
     grey.paste(255, (1, 2, 3, 4))
     assert cutout_from_mask(photo, grey).getchannel("A").getbbox() == (1, 2, 3, 4)  # bright = product
+    opaque = Image.new("RGBA", (40, 40), (0, 0, 0, 255))  # black and white, saved with alpha
+    opaque.paste((255, 255, 255, 255), (7, 8, 9, 10))
+    assert cutout_from_mask(photo, opaque).getchannel("A").getbbox() == (7, 8, 9, 10)
     with pytest.raises(RequestError, match="The mask is 5x5 but the image is 40x40"):
         cutout_from_mask(photo, Image.new("L", (5, 5)))
 
@@ -59,6 +70,39 @@ def test_plain_background_removes_the_border_colour_but_not_enclosed_white() -> 
     alpha = np.asarray(cutout_plain_background(Image.fromarray(photo)).getchannel("A"))
     assert alpha[:10].max() == 0 and alpha[45:].max() == 0  # the background went
     assert alpha[10:40, 10:40].min() == 255  # the product, its white label included, stayed
+
+
+def flood_from_border(near: np.ndarray) -> np.ndarray:
+    """The test's own reference: a breadth-first fill, 4-connected, from every border pixel."""
+    height, width = near.shape
+    seen = np.zeros_like(near)
+    queue = deque(
+        (y, x) for y in range(height) for x in range(width) if y in (0, height - 1) or x in (0, width - 1)
+    )
+    while queue:
+        y, x = queue.popleft()
+        if 0 <= y < height and 0 <= x < width and near[y, x] and not seen[y, x]:
+            seen[y, x] = True
+            queue.extend(((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)))
+    return seen
+
+
+def test_plain_background_follows_winding_paths_but_not_diagonals() -> None:
+    rng = np.random.default_rng(7)
+    for density in (0.35, 0.5, 0.6):  # around the percolation threshold: mazes of background
+        product = rng.random((41, 37)) < density
+        border = np.ones_like(product)
+        border[1:-1, 1:-1] = False
+        product[border] = rng.random(border.sum()) < 0.3  # mostly white: the median stays white
+        photo = np.where(product[..., None], (20, 20, 20), (255, 255, 255)).astype(np.uint8)
+        alpha = np.asarray(cutout_plain_background(Image.fromarray(photo)).getchannel("A"))
+        assert np.array_equal(alpha == 0, flood_from_border(~product))
+    touching_corners = np.full((5, 5, 3), 255, np.uint8)
+    touching_corners[1:4, 1:4] = 0
+    touching_corners[2, 2] = 255  # white, reaching the background only diagonally
+    touching_corners[1, 1] = 255
+    alpha = np.asarray(cutout_plain_background(Image.fromarray(touching_corners)).getchannel("A"))
+    assert alpha[1, 1] == 0 and alpha[2, 2] == 255
 
 
 def test_a_cutout_needs_something_to_keep_and_something_to_generate() -> None:
@@ -82,8 +126,12 @@ def test_placement_sizes_and_positions_the_product() -> None:
     assert generate[0, 0] and not generate[50, 100]  # white: generate; the product's middle: keep
     with pytest.raises(RequestError, match="Position must be one of center, bottom, frame"):
         place(square(), 64, 64, position="left")
-    with pytest.raises(RequestError, match=r"between 0\.1 and 1"):
-        place(square(), 64, 64, scale=1.5)
+    for scale in (1.5, 0.05, float("nan"), "0.5"):
+        with pytest.raises(RequestError, match=r"between 0\.1 and 1"):
+            place(square(), 64, 64, scale=scale)  # type: ignore[arg-type]
+    tiny = place(square(), 40, 40, scale=0.1)  # 4 px: small, still placed
+    assert tiny.keep.getbbox() == (18, 18, 22, 22) and tiny.canvas.size == (40, 40)
+    assert place(square(), 64, 48, position="frame").keep.size == (64, 48)
 
 
 def test_compositing_keeps_every_product_pixel_and_the_scene_elsewhere() -> None:

@@ -501,7 +501,7 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     expected = ["a navy mug", 1, 12, 64, 48, 2, 0.0, "", "studio lighting", "per-image"]
     assert list(form) == [*expected, "text", 0.6, 0.6, "center", "Custom"]  # the reused images: a State
 
-    prompts, per, seed, policy, _, width, height, steps, guidance, negative, style = form
+    prompts, per, seed, width, height, steps, guidance, negative, style, policy, *_ = form
     again = generate(
         user,
         prompts=prompts,

@@ -54,7 +54,13 @@ def cutout_from_mask(image: Image.Image, mask: Image.Image) -> Image.Image:
         )
     if mask.mode == "P":
         mask = mask.convert("RGBA")
-    painted = mask.getchannel("A") if mask.mode in ("RGBA", "LA", "PA") else mask.convert("L")
+    painted = mask.convert("L")
+    if mask.mode in ("RGBA", "LA", "PA"):
+        alpha = mask.getchannel("A")
+        # Opaque everywhere, the alpha tells nothing: a black-and-white mask saved with an
+        # alpha channel, whose brightness marks the product.
+        if alpha.getextrema()[0] < 255:
+            painted = alpha
     return _with_alpha(image, painted)
 
 
@@ -62,10 +68,14 @@ def cutout_plain_background(image: Image.Image, tolerance: int = PLAIN_TOLERANCE
     """A cut-out of a product shot on a plain background: the border's colour (its median), and
     every pixel near that colour and connected to the border through such pixels, removed.
     Parts of the product in the background's colour but enclosed by it stay."""
-    rgb = np.asarray(image.convert("RGB"), np.int16)
+    rgb = np.asarray(image.convert("RGB"))
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    colour = np.median(border, axis=0).round().astype(np.int16)
-    near = np.abs(rgb - colour).max(axis=2) <= tolerance
+    near = np.ones(rgb.shape[:2], bool)
+    for channel, value in enumerate(np.median(border, axis=0)):
+        # A table of the 256 levels near this channel's value: one lookup per pixel, no
+        # widening of the whole image to signed integers.
+        table = np.abs(np.arange(256) - value) <= tolerance
+        near &= table[rgb[..., channel]]
     background = _reached_from_border(near)
     return _with_alpha(image, Image.fromarray(np.where(background, 0, 255).astype(np.uint8), "L"))
 
@@ -74,23 +84,40 @@ def _reached_from_border(near: np.ndarray) -> np.ndarray:
     """The `near` pixels 4-connected to the image's border through `near` pixels.
 
     A pixel-by-pixel flood fill (ImageDraw.floodfill) runs in Python: seconds for a 2000x2000
-    photo. Instead, whole runs of `near` pixels along rows, then along columns, are reached at
-    once (a run touched anywhere is reached everywhere), alternating until nothing changes:
-    each sweep is a few numpy passes, and a background needs as many sweeps as its paths to
-    the border have turns (a handful for photos; a maze would need more, still correct)."""
+    photo. Here the nodes are the horizontal runs of `near` pixels, joined where runs in
+    adjacent rows touch, and node 0 stands for the border, joined to every run that reaches
+    it; the runs in node 0's component are the background. Noise near the tolerance makes
+    a maze of runs, which this handles in the same few numpy passes."""
     rows = _run_labels(near)
-    columns = _run_labels(near.T).T
-    reached = np.zeros_like(near)
-    for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
-        reached[edge] = near[edge]
-    count = -1
-    while count != (count := int(reached.sum())):
-        for labels in (rows, columns):
-            hit = np.zeros(int(labels.max()) + 1, bool)
-            hit[labels[reached]] = True
-            hit[0] = False  # label 0: not near, never reached
-            reached = hit[labels]
-    return reached
+    above, below = rows[:-1], rows[1:]
+    touching = (above > 0) & (below > 0)
+    # One edge per stretch where the same two runs touch, not one per pixel of it.
+    touching[:, 1:] &= (above[:, 1:] != above[:, :-1]) | (below[:, 1:] != below[:, :-1])
+    edge = np.concatenate([rows[0], rows[-1], rows[:, 0], rows[:, -1]])
+    edge = edge[edge > 0]
+    first = np.concatenate([above[touching], np.zeros(edge.size, np.int32)])
+    second = np.concatenate([below[touching], edge])
+    root = _components(first, second, int(rows.max()) + 1)
+    return near & (root[rows] == 0)
+
+
+def _components(first: np.ndarray, second: np.ndarray, nodes: int) -> np.ndarray:
+    """Each node's component as its smallest node, for the edges first[i]-second[i].
+
+    Hook and compress, vectorised: every root with an edge to a smaller root points to the
+    smallest such, then pointer jumping flattens the trees; a few rounds, each O(edges)."""
+    parent = np.arange(nodes)
+    while True:
+        a, b = parent[first], parent[second]
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        apart = low != high
+        if not apart.any():
+            return parent
+        # Roots only: after compressing, parent[x] is x's root, so `high` is a root here
+        # and pointing it to a smaller node can make no cycle.
+        np.minimum.at(parent, high[apart], low[apart])
+        while not np.array_equal(jumped := parent[parent], parent):
+            parent = jumped
 
 
 def _run_labels(near: np.ndarray) -> np.ndarray:
@@ -137,7 +164,8 @@ def place(
         raise RequestError(
             "choice", name=words("name_position"), choices=", ".join(POSITIONS), value=position
         )
-    if not 0.1 <= scale <= 1:
+    number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+    if not (number and 0.1 <= scale <= 1):  # NaN fails the comparison too
         raise RequestError("scale_range", value=scale)
     cutout = cutout.convert("RGBA")
     canvas = Image.new("RGBA", (width, height), (*CANVAS_GREY, 0))
