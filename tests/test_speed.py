@@ -141,6 +141,14 @@ def test_the_full_size_benchmark_runs_on_the_demo_model_and_reports(tmp_path: Pa
     assert "flash" in flash["error"]  # not installed here: reported, not fatal
     assert report["fastest_eager_backend"] in ("default", "native")
     assert report["idle_gap"]["n"] > 0
+    kinds = report["kinds"]["kinds"]  # each kind of call timed in the same rounds
+    assert set(kinds) == {"text", "variation", "product"}, report["kinds"]
+    assert [kinds[k]["steps_run"] for k in ("text", "variation", "product")] == [
+        8,
+        5,
+        8,
+    ]  # 8 x 0.6 = 4.8: the first 3 skipped, as diffusers does
+    assert kinds["text"]["step_cost_vs_text"] == 1.0 and all(k["images_per_s"] > 0 for k in kinds.values())
     assert "CUDA" in report["fp8"]["skipped"]
     assert "ratios" in report["served"], report["served"]  # else the error of the served step
     assert set(report["served"]["ratios"]) >= {"served_users_vs_engine_batched"}

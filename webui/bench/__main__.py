@@ -14,6 +14,8 @@ the same pipeline class and our lane, at 1024x1024 unless told otherwise:
   3. FP8 (ZIMAGE_QUANTIZE=fp8) on top, where torchao and the GPU allow: speed, and how far the
      pixels move from the same images in bf16;
   4. the idle gap between back-to-back calls (jobs of several calls);
+  4b. calls of each kind (text, variation at strength 0.6, product in scene) side by side, in
+     rounds: images/s, and per denoising step against text (what starting from an image costs);
   5. the served/engine ratio through the real web server with 8 users (tools/bench.py, run
      with the fastest settings found).
 It prints a table and writes a JSON report. `--model demo --device cpu` runs the same code
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace, target: Path) -> dict[str, Any]:
     compile_wins = "batches" in compiled and compiled["batches"][str(largest)]["per_image_s"] < eager_s
     report["recommended"] = {"ZIMAGE_ATTENTION_BACKEND": backend, "ZIMAGE_COMPILE": compile_wins}
     step("idle_gap", partial(bench.idle_gap, backend))
+    step("kinds", partial(bench.kinds, backend))
     step("fp8", partial(bench.fp8, backend) if args.fp8 else partial(dict, skipped="--no-fp8"))
     del bench, model
     step("memory_left_gib", free_memory)
@@ -126,6 +129,14 @@ def print_table(report: dict[str, Any]) -> None:
             made = f"{b['images_made']}/{b['images_blank']}"
             print(f"{name:<28}{batch:>12}{b['per_image_s']:>10}{b['first_call_s']:>14}{memory:>10}{made:>12}")
     print(f"idle gap between calls: {report['idle_gap']}")
+    kinds = report.get("kinds", {})
+    for kind, row in kinds.get("kinds", {}).items():
+        print(
+            f"{kind:<10} {row['images_per_s']:>8} images/s  {row['steps_run']} steps run  "
+            f"per step x{row['step_cost_vs_text']} of text"
+        )
+    if "error" in kinds:
+        print(f"kinds: not run: {kinds['error'][:80]}")
     print(f"fp8: {report['fp8'].get('skipped') or report['fp8'].get('pixels_moved_mean_of_255')}")
     served = report.get("served")
     if served:

@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from webui import speed
-from webui.engine import Engine, ImageTask
+from webui.engine import Engine, ImageTask, Start
 from webui.loading import LoadedModel
-from webui.request import GenerationRequest
-from webui.settings import Settings
+from webui.product import place
+from webui.request import PRODUCT, TEXT, VARIATION, GenerationRequest, steps_run
+from webui.settings import DEFAULT_STEPS, Settings
 
 # Fast candidates, the default (PyTorch SDPA) first; a backend whose package is missing is
 # reported as such. `_native_math` (the slow reference) is left out.
@@ -51,14 +53,16 @@ class Bench:
         speed.set_attention_backend(self.model.pipe.transformer, backend)
         return Engine(self.model, replace(self.settings, attention_backend=backend, **changes))
 
-    def job(self, engine: Engine, count: int) -> tuple[float, int, int, dict[int, torch.Tensor]]:
-        """One request of `count` images: seconds, images made, images blank, and the pixels of
-        those made, by index."""
+    def job(
+        self, engine: Engine, count: int, kind: str = TEXT, start: Start | None = None
+    ) -> tuple[float, int, int, dict[int, torch.Tensor]]:
+        """One request of `count` images (of `kind`, each starting from `start`): seconds,
+        images made, images blank, and the pixels of those made, by index."""
         texts = [PROMPT.format(n=self.prompts + n) for n in range(count)]
         self.prompts += count
         size = self.args.size
-        request = GenerationRequest(texts, seed=1, width=size, height=size)
-        tasks = [ImageTask(n, text, 1 + n) for n, text in enumerate(texts)]
+        request = GenerationRequest(texts, seed=1, width=size, height=size, kind=kind)
+        tasks = [ImageTask(n, text, 1 + n, start) for n, text in enumerate(texts)]
         pixels: dict[int, torch.Tensor] = {}
         keep = threading.Lock()
 
@@ -155,6 +159,40 @@ class Bench:
             return engine.stats.gap_summary()
         finally:
             engine.close()
+
+    def kinds(self, backend: str) -> dict[str, Any]:
+        """Calls of each kind side by side, in rounds (text, variation, product, then again), at
+        the same size and batch: what starting from an image (its encoding, the mask) costs."""
+        say("kinds of call: text, variation (strength 0.6), product in scene")
+        batch, size = max(self.args.batches), self.args.size
+        engine = self.engine(backend, max_batch_size=batch)
+        noise = Image.effect_noise((size, size), 64).convert("RGB")
+        cutout = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        cutout.paste(Image.new("RGBA", (size // 3, size // 2), (180, 40, 40, 255)), (size // 3, size // 4))
+        placed = place(cutout, size, size)
+        starts = {TEXT: None, VARIATION: Start(noise), PRODUCT: Start(placed.canvas, placed.generate)}
+        times: dict[str, list[float]] = {kind: [] for kind in starts}
+        try:
+            for _ in range(self.args.repeats + 1):  # the first round warms each kind's pipeline
+                for kind, start in starts.items():
+                    seconds, *_ = self.job(engine, batch, kind=kind, start=start)
+                    times[kind].append(seconds)
+        finally:
+            engine.close()
+        rows = {}
+        for kind, seconds in times.items():
+            run = steps_run(kind, DEFAULT_STEPS, 0.6)
+            per_image = statistics.median(seconds[1:]) / batch
+            rows[kind] = {
+                "steps_run": run,
+                "per_image_s": round(per_image, 4),
+                "images_per_s": round(1 / per_image, 3),
+                "per_image_step_s": round(per_image / run, 4),
+            }
+        text = rows[TEXT]["per_image_step_s"]
+        for row in rows.values():  # per denoising step, against text calls measured in the same rounds
+            row["step_cost_vs_text"] = round(row["per_image_step_s"] / text, 3)
+        return {"batch": batch, "size": size, "kinds": rows}
 
     def reset_peak(self) -> None:
         if self.cuda:
