@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -294,3 +295,45 @@ def test_the_docs_input_images_example_runs_as_written(server: Server, tmp_path:
     assert done.returncode == 0, done.stderr
     lines = [line.split(" ", 2) for line in done.stdout.splitlines()]
     assert len(lines) == 8 and {line[0] for line in lines} == {"red", "blue"}  # "red bottle", "blue jar"
+
+
+def test_every_bad_input_is_refused_on_the_page_and_by_edits_with_the_same_words(
+    server: Server, tmp_path: Path
+) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    user = Client(server.url, verbose=False)
+    client = OpenAI(base_url=server.url + "v1", api_key="unused")
+    before = len(get(server.url + "api/v1/jobs"))
+    checked = 0
+    for changes, words in refusals():
+        images = changes.get("images", [])
+        if any("mask" in i or i["data"] == "@@@" for i in images):
+            continue  # the page has no mask upload (it paints), and sends files, not base64
+        files = []
+        for n, image in enumerate(images):
+            path = tmp_path / f"input-{checked}-{n}.png"
+            path.write_bytes(base64.b64decode(image["data"]))
+            files.append(handle_file(str(path)))
+        form = {"kind": "product", **{k: v for k, v in changes.items() if k != "images"}}
+        with pytest.raises(AppError, match=re.escape(words)):
+            user.predict(
+                prompts="a scene",
+                images=files,
+                images_per_prompt=1,
+                seed=1,
+                guidance_scale=0,
+                **SMALL,
+                **form,
+                api_name="/submit",
+            )
+        if len(files) == 1 and form == {"kind": "product"}:  # one image, nothing else changed: edits too
+            with (
+                open(files[0]["path"], "rb") as image,
+                pytest.raises(BadRequestError, match=re.escape(words)),
+            ):
+                client.images.edit(image=image, prompt="a scene", size="64x64")
+        checked += 1
+    assert checked >= 10
+    assert len(get(server.url + "api/v1/jobs")) == before

@@ -86,7 +86,8 @@ def test_transparent_cutouts_preview_then_results_grouped_by_product(
     page.screenshot(path=str(ARTIFACTS / "browser-products-form.png"), full_page=True)
     page.locator("#generate").click()
     expect(page.locator("#gallery img")).to_have_count(4, timeout=120_000)
-    captions = [c.split(" (seed")[0] for c in page.locator("#gallery .caption-label").all_inner_texts()]
+    captions_with_seeds = page.locator("#gallery .caption-label").all_inner_texts()
+    captions = [c.split(" (seed")[0] for c in captions_with_seeds]
     assert captions == [
         "red-bottle: on a beach",
         "red-bottle: in a kitchen",
@@ -94,6 +95,16 @@ def test_transparent_cutouts_preview_then_results_grouped_by_product(
         "blue-box: in a kitchen",
     ]
     page.screenshot(path=str(ARTIFACTS / "browser-products-results.png"), full_page=True)
+    # "Use this seed" on the blue box's beach: its input comes back instead of the uploads.
+    page.locator("#gallery img").nth(2).click()
+    page.locator("#use-seed").click()
+    expect(page.locator("#prompts textarea")).to_have_value("on a beach")
+    expect(page.locator("#count")).to_contain_text("1 image x 1 prompt x 1 = 1 image")
+    expect(page.locator("#input-preview img")).to_have_count(1, timeout=30_000)
+    page.locator("#generate").click()
+    expect(page.locator("#summary")).to_contain_text("1 image in", timeout=120_000)
+    [again] = page.locator("#gallery .caption-label").all_inner_texts()
+    assert again == captions_with_seeds[2]
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=str(ARTIFACTS / "browser-products-phone.png"), full_page=True)
 

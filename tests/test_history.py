@@ -255,6 +255,8 @@ def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at
             "product_scale": 0.6,
             "position": "center",
             "reused": [],
+            "images": None,
+            "painted": None,
         }
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")

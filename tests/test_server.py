@@ -499,7 +499,8 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
     form = user.predict(handle_file(str(original)), api_name="/reuse_png")
     expected = ["a navy mug", 1, 12, 64, 48, 2, 0.0, "", "studio lighting", "per-image"]
-    assert list(form) == [*expected, "text", 0.6, 0.6, "center", "Custom"]  # the reused images: a State
+    # Then the reused images (a State: not sent), and the uploads and painted photo, cleared.
+    assert list(form) == [*expected, "text", 0.6, 0.6, "center", "Custom", None, None]
 
     prompts, per, seed, width, height, steps, guidance, negative, style, policy, *_ = form
     again = generate(

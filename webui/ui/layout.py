@@ -32,8 +32,9 @@ FORM_MIN_WIDTH, RESULTS_MIN_WIDTH = 360, 480  # pixels: below both together, one
 PAGE_SCRIPT = Path(__file__).with_name("page.js").read_text("utf-8")
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "example_prompts.txt"
 # The form's fields whose values reuse sets (/reuse_png answers them in this order): the
-# request's form fields, the preset, and the images a reuse brings back.
-FORM_FIELDS = (*(f.name for f in REQUEST_FORM_FIELDS), "preset", "reused")
+# request's form fields, the preset, the images a reuse brings back, and the uploads and
+# painted photo it clears (the reused job's images take their place).
+FORM_FIELDS = (*(f.name for f in REQUEST_FORM_FIELDS), "preset", "reused", "images", "painted")
 # The inputs of /generate and /submit, in their order (scripts pass them by name or place):
 # the request's form fields, then the images section (Page.generate's parameters).
 GENERATE_INPUTS = (*(f.name for f in REQUEST_FORM_FIELDS), *IMAGE_INPUTS)
