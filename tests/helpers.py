@@ -251,3 +251,16 @@ def generate(user: Any, **request: Any) -> tuple:
     """/generate as a script calls it (`user` a gradio_client Client), SMALL_REQUEST unless
     `request` says otherwise."""
     return user.predict(**{**SMALL_REQUEST, **request}, api_name="/generate")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium under Playwright, closed afterwards (a playwright Browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

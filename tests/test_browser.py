@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, arm, server_with_faults, wait_for
+from tests.helpers import ARTIFACTS, CHROMIUM, Server, arm, chromium, server_with_faults, wait_for
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -24,7 +24,7 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +56,8 @@ def held(faults: Path, forwards: int) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Browser]:
     """One Chromium for the module; each page opens in a context of its own."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(autouse=True)

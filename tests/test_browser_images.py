@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, running_server
+from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, running_server
 
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"needs Chromium at {CHROMIUM} (./launch.sh test installs it)", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterato
 
 @pytest.fixture(scope="module")
 def browser(server: Server) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -14,25 +14,8 @@ from tests.helpers import DOCS, PROJECT, readme_code_blocks
 
 def test_the_batch_example_and_the_metadata_snippet_work(tmp_path: Path, cache_dir: Path) -> None:
     [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b and "--images " not in b]
-    argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[0] == ".venv/bin/python"
     (tmp_path / "assets").symlink_to(PROJECT / "assets")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT),
-        "HF_HUB_OFFLINE": "1",
-        "ZIMAGE_CACHE_DIR": str(cache_dir),
-    }
-    # The example as written, only smaller images so that the demo model is quick.
-    done = subprocess.run(
-        [sys.executable, *argv[1:], "--width", "256", "--height", "256"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_batch_example(command, tmp_path, cache_dir)
     assert len(done.stdout.splitlines()) == 12  # six example prompts, two variants each
 
     [snippet] = [b for b in readme_code_blocks("python") if "read_png_parameters" in b]
@@ -65,13 +48,27 @@ def test_the_product_batch_example_works(tmp_path: Path, cache_dir: Path) -> Non
     from PIL import Image
 
     [command] = [b for b in readme_code_blocks("bash") if "webui.batch" in b and "--images " in b]
-    argv = shlex.split(command.replace("\\\n", " "))
     (tmp_path / "scenes.txt").write_text("on a sunlit beach\non a marble counter\n", "utf-8")
     (tmp_path / "products").mkdir()
     for name in ("bottle", "jar"):
         cut = Image.new("RGBA", (60, 90), (0, 0, 0, 0))
         cut.paste(Image.new("RGBA", (30, 60), "crimson"), (15, 15))
         cut.save(tmp_path / "products" / f"{name}.png")
+    done = run_batch_example(command, tmp_path, cache_dir)
+    labels = [line.split("\t")[2] for line in done.stdout.splitlines()]
+    assert labels == [
+        f"{p}: {s}"
+        for p in ("bottle", "jar")
+        for s in ("on a sunlit beach", "on a marble counter")
+        for _ in range(4)
+    ]
+
+
+def run_batch_example(command: str, cwd: Path, cache_dir: Path) -> subprocess.CompletedProcess:
+    """A batch command of the docs as written, only with smaller images so that the demo model
+    is quick; it must succeed."""
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[0] == ".venv/bin/python"
     env = {
         **os.environ,
         "PYTHONPATH": str(PROJECT),
@@ -80,17 +77,11 @@ def test_the_product_batch_example_works(tmp_path: Path, cache_dir: Path) -> Non
     }
     done = subprocess.run(
         [sys.executable, *argv[1:], "--width", "256", "--height", "256"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    labels = [line.split("\t")[2] for line in done.stdout.splitlines()]
-    assert labels == [
-        f"{p}: {s}"
-        for p in ("bottle", "jar")
-        for s in ("on a sunlit beach", "on a marble counter")
-        for _ in range(4)
-    ]
+    return done
