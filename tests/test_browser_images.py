@@ -90,6 +90,9 @@ def test_transparent_cutouts_preview_then_results_grouped_by_product(
         "blue-box: on a beach",
         "blue-box: in a kitchen",
     ]
+    boxes = [page.locator("#gallery img").nth(n).bounding_box() for n in range(4)]
+    rows = [round(box["y"]) for box in boxes if box is not None]
+    assert rows[0] == rows[1] < rows[2] == rows[3]  # a row per product
     page.screenshot(path=str(ARTIFACTS / "browser-products-results.png"), full_page=True)
     # "Use this seed" on the blue box's beach: its input comes back instead of the uploads.
     page.locator("#gallery img").nth(2).click()

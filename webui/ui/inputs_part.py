@@ -78,7 +78,12 @@ def inputs_part() -> Parts:
             c["strength_note"] = gr.Markdown(elem_id="strength-note")
         c["reused"] = gr.State([])  # (hash, name) of inputs a reuse brought back
         c["preview"] = gr.Gallery(
-            label=t("preview"), columns=4, height="auto", format="png", elem_id="input-preview"
+            label=t("preview"),
+            columns=4,
+            height=240,
+            object_fit="contain",
+            format="png",
+            elem_id="input-preview",
         )
         c["preview_note"] = gr.Markdown(elem_id="preview-note")
     return c

@@ -14,7 +14,7 @@ import threading
 import gradio as gr
 
 from webui.jobs.record import JobRecord
-from webui.request import RequestError
+from webui.request import GenerationRequest, RequestError
 from webui.ui import text
 from webui.ui.i18n import t
 from webui.ui.page import Page
@@ -116,7 +116,7 @@ class Results:
         c = self.c
         gallery = starred = gr.skip()
         if record is not None:
-            columns = _columns(record.request.images_per_prompt)
+            columns = _columns(record.request)
             gallery = (
                 gr.Gallery(columns=columns)
                 if images is None
@@ -170,7 +170,12 @@ class Results:
         return gr.DownloadButton(value=str(path) if path else None, visible=path is not None)
 
 
-def _columns(per_prompt: int) -> int:
-    """A column per variant: prompt-then-variant order then makes a row per prompt. With one
-    image per prompt, a wrapping grid instead of one image a row."""
+def _columns(request: GenerationRequest) -> int:
+    """A column per variant: prompt-then-variant order then makes a row per prompt; with input
+    images, a row per input when its scenes and variants fit in one. With one image per row,
+    a wrapping grid instead."""
+    per_input = len(request.prompts) * request.images_per_prompt
+    if request.inputs and 1 < per_input <= MAX_GRID_COLUMNS:
+        return per_input
+    per_prompt = request.images_per_prompt
     return WRAP_COLUMNS if per_prompt == 1 else min(per_prompt, MAX_GRID_COLUMNS)
