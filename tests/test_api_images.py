@@ -309,8 +309,8 @@ def test_every_bad_input_is_refused_on_the_page_and_by_edits_with_the_same_words
     checked = 0
     for changes, words in refusals():
         images = changes.get("images", [])
-        if any("mask" in i or i["data"] == "@@@" for i in images):
-            continue  # the page has no mask upload (it paints), and sends files, not base64
+        if any("mask" in i or i["data"] == "@@@" for i in images) or changes.get("kind") == "text":
+            continue  # the page has no mask upload (it paints), sends files; "prompts only" ignores images
         files = []
         for n, image in enumerate(images):
             path = tmp_path / f"input-{checked}-{n}.png"

@@ -14,16 +14,20 @@ from typing import Any
 from PIL import Image
 
 from webui.inputs import CUTOUTS, InputStore, input_name, prepare_input, prepare_painted
-from webui.request import KINDS, TEXT, RequestError
+from webui.request import KINDS, PRODUCT, TEXT, RequestError
 from webui.settings import Settings
 
 Opener = Callable[[Any], Path]  # an upload's path, or gr.Error when it is not this page's
+MAX_LAYERS = 4  # brush layers of the painted photo (the editor makes one)
 
 
 def stored_inputs(
     values: Mapping[str, Any], settings: Settings, store: InputStore, open_upload: Opener
 ) -> tuple[list[str], list[str]]:
-    """The job's inputs: reused ones, then each upload prepared for its kind and stored by hash."""
+    """The job's inputs: reused ones, then each upload prepared for its kind and stored by hash.
+    "Prompts only" takes none: images left in the section are not the job's."""
+    if values.get("kind") not in KINDS or values.get("kind") == TEXT:
+        return [], []
     reused = values.get("reused") or []
     digests = [d for d, _ in reused if isinstance(d, str)]
     names = [n for _, n in reused if isinstance(n, str)]
@@ -50,18 +54,28 @@ def read_uploads(
     made = []
     for n, file in enumerate(files, 1):
         name = input_name(file.get("orig_name") if isinstance(file, dict) else None, n)
-        data = open_upload(_path(file)).read_bytes()
+        data = _read(open_upload(_path(file)), name, settings)
         made.append((prepare_input(kind, data, name, settings, cutout=cutout), name))
     painted = values.get("painted")
-    if isinstance(painted, dict) and painted.get("background"):
-        background = painted["background"]
+    if kind == PRODUCT and isinstance(painted, dict) and painted.get("background"):
+        background, layers = painted["background"], painted.get("layers") or []
+        if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
+            raise RequestError("not_an_upload")
         name = input_name(
             background.get("orig_name") if isinstance(background, dict) else None, len(made) + 1
         )
-        photo = open_upload(_path(background)).read_bytes()
-        layers = [open_upload(_path(layer)).read_bytes() for layer in painted.get("layers") or []]
-        made.append((prepare_painted(photo, layers, name, settings), name))
+        photo = _read(open_upload(_path(background)), name, settings)
+        strokes = [_read(open_upload(_path(layer)), name, settings) for layer in layers]
+        made.append((prepare_painted(photo, strokes, name, settings), name))
     return made
+
+
+def _read(path: Path, name: str, settings: Settings) -> bytes:
+    """An upload's bytes, its size checked first."""
+    size = path.stat().st_size
+    if size > settings.max_input_mb * 1e6:
+        raise RequestError("input_too_big", name=name, mb=size / 1e6, limit=settings.max_input_mb)
+    return path.read_bytes()
 
 
 def _path(file: Any) -> Any:
