@@ -337,3 +337,39 @@ def test_every_bad_input_is_refused_on_the_page_and_by_edits_with_the_same_words
         checked += 1
     assert checked >= 10
     assert len(get(server.url + "api/v1/jobs")) == before
+
+
+def test_scripts_may_send_reused_inputs_only_as_stored_hashes_with_safe_names(server: Server) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    image = {"data": b64(png(product((9, 9, 9))))}
+    status, job = post(
+        server, "api/v1/jobs", {"prompts": ["x"], "kind": "variation", "images": [image], **SMALL}
+    )
+    assert status == 202 and finished(server, job["id"])["status"] == "done"
+    user = Client(server.url, verbose=False)
+    form = user.predict(job["id"], api_name="/history_reuse")
+    [[stored, _]] = form["reused"]
+    common = dict(prompts="y", images_per_prompt=1, seed=1, guidance_scale=0, kind="variation", **SMALL)
+    for crafted in ([1, 2], [None], "abc", [[stored, "n", "extra"]], [["../../etc/passwd", "x"]]):
+        with pytest.raises(AppError, match="not a list of \\[hash, name\\] pairs"):
+            user.predict(**common, reused=crafted, api_name="/submit")
+    with pytest.raises(AppError, match="is not stored on this server"):
+        user.predict(**common, reused=[["0" * 64, "x"]], api_name="/submit")
+    made = user.predict(**common, reused=[[stored, "N\x1b[31m\u202e" + "x" * 10_000]], api_name="/submit")
+    done = finished(server, made["id"])
+    assert (
+        done["status"] == "done" and done["images"][0]["input"] == "N[31m" + "x" * 55
+    )  # printable, 60 at most
+
+
+def test_rest_numbers_are_strict_and_base64_may_be_wrapped(server: Server) -> None:
+    status, answer = post(server, "api/v1/jobs", {"prompts": ["x"], "strength": True, **SMALL})
+    assert status == 422 and "strength" in answer["error"]["message"]
+    data = b64(png(product((1, 90, 1))))
+    wrapped = "\n".join(data[i : i + 76] for i in range(0, len(data), 76))  # as `base64` writes it
+    status, job = post(
+        server, "api/v1/jobs", {"prompts": ["x"], "kind": "product", "images": [{"data": wrapped}], **SMALL}
+    )
+    assert status == 202, job

@@ -4,6 +4,7 @@ in-process on small images."""
 from __future__ import annotations
 
 import io
+import zlib
 from collections import deque
 
 import numpy as np
@@ -182,3 +183,20 @@ def test_inputs_are_checked_before_decoding_and_stored_once_by_hash(tmp_path) ->
         store.path("../../etc/passwd")  # a hash is 64 hex digits, never a path
     assert input_name("C:\\photos\\red bottle.final.png", 1) == "red bottle.final"
     assert input_name("../../x\x07y.png", 2) == "xy" and input_name("", 3) == "image 3"
+
+
+def test_a_key_colour_is_transparency_and_a_huge_header_is_named_a_bomb() -> None:
+    keyed = Image.new("RGB", (20, 20), (0, 255, 0))
+    keyed.paste(Image.new("RGB", (8, 8), (200, 0, 0)), (6, 6))
+    keyed.info["transparency"] = (0, 255, 0)  # tRNS: green is transparent
+    assert cutout_from_alpha(Image.open(io.BytesIO(png_bytes(keyed)))).getchannel("A").getbbox() == (
+        6,
+        6,
+        14,
+        14,
+    )
+    header = bytearray(png_bytes(Image.new("L", (1, 1))))
+    header[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR: 100000 x 100000, far past Pillow's own limit
+    header[29:33] = zlib.crc32(bytes(header[12:29])).to_bytes(4, "big")  # the chunk's checksum, made right
+    with pytest.raises(RequestError, match="more pixels than the limit of 1,000,000"):
+        read_image(bytes(header), "huge.png", 20, 10**6)

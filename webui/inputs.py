@@ -45,7 +45,9 @@ def read_image(data: bytes, name: str, max_mb: float, max_pixels: int) -> Image.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))  # reads the header only
             kind, (width, height) = image.format, image.size
-    except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's own limit, met first
+        raise RequestError("input_bomb", name=name, limit=max_pixels) from None
+    except (OSError, ValueError):
         raise RequestError("not_an_image", name=name) from None
     if kind not in FORMATS:
         raise RequestError("input_format", name=name, format=kind or "?")

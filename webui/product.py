@@ -38,7 +38,7 @@ def _with_alpha(image: Image.Image, alpha: Image.Image) -> Image.Image:
 
 def cutout_from_alpha(image: Image.Image) -> Image.Image:
     """A cut-out from an image's own transparency."""
-    if image.mode == "P" and "transparency" in image.info:
+    if "transparency" in image.info:  # a palette's, or a grey or RGB image's key colour (tRNS)
         image = image.convert("RGBA")
     if image.mode not in ("RGBA", "LA", "PA"):
         raise RequestError("no_transparency")

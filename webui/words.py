@@ -165,6 +165,11 @@ _EN: dict[str, Template] = {
     "input_pixels": "{name} is {width}x{height} pixels; the limit is {limit:,} pixels per input "
     "image (it also stops decompression bombs).",
     "name_cutout": "Cut-out",
+    "reused_invalid": "The reused images are not a list of [hash, name] pairs of stored inputs: reuse "
+    "the job from History (or /history_reuse) again.",
+    "painted_layers": "The painted photo has more than {limit} brush layers; paint on one layer.",
+    "input_bomb": "{name} has more pixels than the limit of {limit:,} per input image (it also "
+    "stops decompression bombs).",
     "no_transparency": "The image has no transparent pixels to tell the product from its "
     'background: upload a PNG with transparency, paint the product area, or choose "plain background".',
     "mask_size": "The mask is {mask} but the image is {image}: they must be the same size.",
@@ -300,6 +305,9 @@ _ZH: dict[str, Template] = {
     "input_format": "{name} 是 {format} 文件；输入图片必须是 PNG、JPEG 或 WebP。",
     "input_pixels": "{name} 为 {width}x{height} 像素；每张输入图片上限 {limit:,} 像素（也用于阻止解压炸弹）。",
     "name_cutout": "抠图方式",
+    "reused_invalid": "复用的图片不是已存储输入的 [哈希, 名称] 列表：请从历史（或 /history_reuse）重新复用该任务。",
+    "painted_layers": "涂抹的照片有超过 {limit} 个画笔图层；请在一个图层上涂抹。",
+    "input_bomb": "{name} 的像素超过每张输入图片 {limit:,} 像素的上限（也用于阻止解压炸弹）。",
     "no_transparency": "图片没有透明像素，无法区分产品与背景：请上传带透明通道的 PNG、涂抹产品区域，或选择“纯色背景”。",
     "mask_size": "蒙版为 {mask}，而图片为 {image}：两者尺寸必须相同。",
     "nothing_to_keep": "没有要保留的内容：图片中没有任何像素被标记为产品（请涂抹产品，或使用产品不透明的图片）。",

@@ -47,7 +47,11 @@ def _body_field(field: Any) -> tuple[Any, Any]:
     if field.spec.low is not None:
         extra |= {"minimum": field.spec.low, "maximum": field.spec.high}
     kind = list[str] if field.type == tuple[str, ...] else field.type
-    return kind, Field(field.default, description=field.spec.help, json_schema_extra=extra or None)
+    # Numbers strictly: true is not 1 (the page's form refuses it too); an int is a float.
+    strict = field.type in (int, float) or None
+    return kind, Field(
+        field.default, description=field.spec.help, json_schema_extra=extra or None, strict=strict
+    )
 
 
 JobIn: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -64,7 +68,8 @@ def decode(text: str, what: str) -> bytes:
     """Base64 (standard or URL-safe, with or without a data: prefix) to bytes; 400 when not."""
     body = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
     try:
-        return base64.b64decode(body.replace("-", "+").replace("_", "/"), validate=True)
+        # Line breaks and spaces (the `base64` command wraps at 76 columns) are not data.
+        return base64.b64decode("".join(body.split()).replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
         raise RequestError("not_base64", name=what) from None
 

@@ -10,6 +10,7 @@ stopped jobs and says every few seconds that the worker is alive.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -199,8 +200,9 @@ class WorkerState:
             data = self.redis.get(broker.input_key(digest))
             if data is None:
                 raise RequestError("no_input", digest=digest[:16])
-            if self.inputs.put_bytes(data) != digest:
+            if hashlib.sha256(data).hexdigest() != digest:  # checked before it is kept
                 raise RequestError("plain", text=f"Input image {digest[:16]}... arrived damaged from Redis.")
+            self.inputs.put_bytes(data)
         return self.inputs
 
     def watch(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from webui.inputs import CUTOUTS, InputStore, input_name, prepare_input, prepare_painted
+from webui.inputs import CUTOUTS, HASH, InputStore, input_name, prepare_input, prepare_painted
 from webui.request import KINDS, PRODUCT, TEXT, RequestError
 from webui.settings import Settings
 
@@ -28,14 +28,32 @@ def stored_inputs(
     "Prompts only" takes none: images left in the section are not the job's."""
     if values.get("kind") not in KINDS or values.get("kind") == TEXT:
         return [], []
-    reused = values.get("reused") or []
-    digests = [d for d, _ in reused if isinstance(d, str)]
-    names = [n for _, n in reused if isinstance(n, str)]
+    digests, names = reused_inputs(values.get("reused"), settings)
     for image, name in read_uploads(values, settings, open_upload):
         digests.append(store.put(image))
         names.append(name)
     if len(digests) > settings.max_input_images:
         raise RequestError("too_many_inputs", count=len(digests), limit=settings.max_input_images)
+    return digests, names
+
+
+def reused_inputs(reused: Any, settings: Settings) -> tuple[list[str], list[str]]:
+    """The inputs a reuse brought back, as (hash, name) pairs: on the page a server-side State,
+    but a script's `/submit` may send them too, so each is checked (a stored input's hash, a
+    name made safe as an upload's is). Any job's inputs may be reused, as History shows any
+    job; a hash cannot be guessed, only read from a job or its PNGs."""
+    if reused is None:
+        return [], []
+    if not isinstance(reused, list) or len(reused) > settings.max_input_images:
+        raise RequestError("reused_invalid")
+    digests, names = [], []
+    for n, entry in enumerate(reused, 1):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise RequestError("reused_invalid")
+        if not HASH.fullmatch(entry[0]):
+            raise RequestError("reused_invalid")
+        digests.append(entry[0])
+        names.append(input_name(entry[1] if isinstance(entry[1], str) else None, n))
     return digests, names
 
 
@@ -60,7 +78,7 @@ def read_uploads(
     if kind == PRODUCT and isinstance(painted, dict) and painted.get("background"):
         background, layers = painted["background"], painted.get("layers") or []
         if not isinstance(layers, list) or len(layers) > MAX_LAYERS:
-            raise RequestError("not_an_upload")
+            raise RequestError("painted_layers", limit=MAX_LAYERS)
         name = input_name(
             background.get("orig_name") if isinstance(background, dict) else None, len(made) + 1
         )
