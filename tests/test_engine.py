@@ -507,6 +507,7 @@ def test_every_request_writes_a_manifest_next_to_its_images(engine: Engine) -> N
         "strength": 0.6,
         "product_scale": 0.6,
         "position": "center",
+        "loras": [],
         "images": [
             {
                 "index": k,

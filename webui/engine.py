@@ -22,6 +22,7 @@ from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, Start, WorkItem
 from webui.loading import LoadedModel
+from webui.loras import LoraLibrary
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS, Settings
 from webui.validation import Validator
@@ -69,6 +70,8 @@ class Engine:
             # Prompts encoded ahead on a CUDA stream of their own; not with CPU offload, whose
             # hooks move whole models on and off the GPU around each call.
             prefetch=model.device.type == "cuda" and not s.cpu_offload,
+            loras=LoraLibrary(s.lora_path),
+            loras_kept=s.max_loras_loaded,
         )
         self.validator = Validator(model.pipe.tokenizer, settings)
         if s.compile:  # before any request: the first user must not wait for the compiler
@@ -144,7 +147,9 @@ class Engine:
         by_index = {task.index: task for task in tasks}
         tokens = {text: self.count_tokens(text) for text in {task.prompt for task in tasks}}
         r = request
-        shape = CallShape(r.width, r.height, r.steps, r.guidance_scale, r.negative_prompt, r.kind, r.strength)
+        shape = CallShape(
+            r.width, r.height, r.steps, r.guidance_scale, r.negative_prompt, r.kind, r.strength, r.loras
+        )
         job = Job(
             request_id=label,
             items=[

@@ -53,6 +53,13 @@ def check_numbers(request: GenerationRequest, s: Settings) -> None:
         raise RequestError("inputs_for_text" if request.inputs else "inputs_needed", kind=request.kind)
     if request.kind == VARIATION and steps_run(VARIATION, request.steps, request.strength) < 1:
         raise RequestError("strength_too_low", strength=request.strength, steps=request.steps)
+    if len(request.loras) > MAX_LORAS:
+        raise RequestError("too_many_loras", count=len(request.loras), limit=MAX_LORAS)
+    for entry in request.loras:
+        name, strength = (entry[0], entry[1]) if len(entry) == 3 else ("?", None)
+        number = isinstance(strength, (int, float)) and not isinstance(strength, bool)
+        if not (number and math.isfinite(strength) and -2 <= strength <= 2):
+            raise RequestError("lora_strength", name=name, value=strength)
     if len(request.inputs) > s.max_input_images:
         raise RequestError("too_many_inputs", count=len(request.inputs), limit=s.max_input_images)
     if len(request.input_names) not in (0, len(request.inputs)):
@@ -60,6 +67,9 @@ def check_numbers(request: GenerationRequest, s: Settings) -> None:
     if request.seed != -1:
         highest = request.seed_offset(request.image_count - 1)  # the last image's, either policy
         check_int(words("name_seed"), request.seed, 0, MAX_SEED - highest, or_random=True)
+
+
+MAX_LORAS = 4  # per job, as other Z-Image front ends offer
 
 
 def check_table(request: GenerationRequest) -> None:

@@ -113,10 +113,18 @@ class GenerationRequest:
         choices=POSITIONS,
     )
 
+    loras: tuple[tuple[str, float, str], ...] = _field(
+        (),
+        "LoRAs of the library, at most 4: (name, strength -2..2, the file's SHA-256 as accepted).",
+        api=False,
+        form=False,
+    )
+
     def __post_init__(self) -> None:
         # Tuples: nothing downstream (the pipeline rewrites lists in place) can change them.
         for name in ("prompts", "inputs", "input_names"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "loras", tuple(tuple(entry) for entry in self.loras))
 
     @property
     def sources(self) -> int:
@@ -159,7 +167,7 @@ def steps_run(kind: str, steps: int, strength: float) -> int:
 
 
 def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
 
 
 # The table, as the derived parts read it: (name, type, default, spec) per field, in order.

@@ -149,6 +149,15 @@ class Settings:
     min_steps: int = _setting(1, "Fewest inference steps a request may ask for.")
     max_steps: int = _setting(50, "Most inference steps a request may ask for.")
     output_dir: Path = _setting(Path("outputs"), "Folder where generated PNGs are written.")
+    lora_dir: str = _setting(
+        "",
+        "Folder of LoRA files (`.safetensors`); a job names each by its file name without the "
+        "suffix. Empty: `loras` next to the output folder. Files added or removed are seen at once.",
+    )
+    max_loras_loaded: int = _setting(
+        8,
+        "LoRA adapters kept loaded on the model for reuse; the least recently used beyond this are unloaded.",
+    )
     cache_dir: Path = _setting(
         Path(".cache"),
         "Folder for the built-in demo model (built there once). Hub weights go "
@@ -258,6 +267,11 @@ class Settings:
         return Path(self.state_dir).expanduser() if self.state_dir else self.output_dir.parent / "state"
 
     @property
+    def lora_path(self) -> Path:
+        """Where the LoRA library is."""
+        return Path(self.lora_dir).expanduser() if self.lora_dir else self.output_dir.parent / "loras"
+
+    @property
     def extra_hosts(self) -> list[str]:
         return _items(self.allowed_hosts)
 
@@ -303,6 +317,7 @@ class Settings:
             "cache_max_age",
             "max_input_images",
             "max_input_pixels",
+            "max_loras_loaded",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_names(name)} must be at least 1 (got {getattr(self, name)}).")

@@ -165,6 +165,12 @@ _EN: dict[str, Template] = {
     "input_pixels": "{name} is {width}x{height} pixels; the limit is {limit:,} pixels per input "
     "image (it also stops decompression bombs).",
     "name_cutout": "Cut-out",
+    "too_many_loras": "Too many LoRAs: {count} (the limit is {limit} per job).",
+    "lora_strength": "LoRA {name!r}: strength must be a number from -2 to 2 (got {value!r}).",
+    "lora_missing": "No LoRA named {name!r} in the library ({folder}): name a file there without "
+    "its .safetensors suffix.",
+    "lora_not_safetensors": "LoRA {name!r} is not a safetensors file that can be read.",
+    "lora_changed": "LoRA {name!r} changed or was replaced since the job was accepted: submit the job again.",
     "reused_invalid": "The reused images are not a list of [hash, name] pairs of stored inputs: reuse "
     "the job from History (or /history_reuse) again.",
     "painted_layers": "The painted photo has more than {limit} brush layers; paint on one layer.",
@@ -305,6 +311,11 @@ _ZH: dict[str, Template] = {
     "input_format": "{name} 是 {format} 文件；输入图片必须是 PNG、JPEG 或 WebP。",
     "input_pixels": "{name} 为 {width}x{height} 像素；每张输入图片上限 {limit:,} 像素（也用于阻止解压炸弹）。",
     "name_cutout": "抠图方式",
+    "too_many_loras": "LoRA 过多：{count} 个（每个任务上限 {limit} 个）。",
+    "lora_strength": "LoRA {name!r}：强度必须是 -2 到 2 之间的数（当前为 {value!r}）。",
+    "lora_missing": "LoRA 库（{folder}）中没有名为 {name!r} 的 LoRA：请填写其中的文件名（不含 .safetensors 后缀）。",
+    "lora_not_safetensors": "LoRA {name!r} 不是可读取的 safetensors 文件。",
+    "lora_changed": "LoRA {name!r} 在任务被接受后已更改或被替换：请重新提交任务。",
     "reused_invalid": "复用的图片不是已存储输入的 [哈希, 名称] 列表：请从历史（或 /history_reuse）重新复用该任务。",
     "painted_layers": "涂抹的照片有超过 {limit} 个画笔图层；请在一个图层上涂抹。",
     "input_bomb": "{name} 的像素超过每张输入图片 {limit:,} 像素的上限（也用于阻止解压炸弹）。",

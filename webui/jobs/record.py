@@ -194,6 +194,8 @@ class JobRecord:
         parameters["seed_policy"] = r.seed_policy
         if r.guidance_scale > 0 and r.negative_prompt:
             parameters["negative_prompt"] = r.negative_prompt
+        if r.loras:  # each LoRA's name, strength and file hash
+            parameters["loras"] = [list(entry) for entry in r.loras]
         source = self.input_of(image)
         if source is not None:  # what the image was made from, by content hash
             parameters |= {"kind": r.kind, "inputs": [source[0]], "input_name": source[1]}

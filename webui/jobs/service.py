@@ -29,6 +29,7 @@ from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, Job
 from webui.jobs.runners import Runner
 from webui.jobs.store import JobStore, persist
 from webui.jobs.views import Identity, JobSummary, JobView, views_of
+from webui.loras import LoraLibrary, with_lora_hashes
 from webui.outputs import write_manifest
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
@@ -67,6 +68,7 @@ class JobService:
     ) -> None:
         self.store, self.runner, self.settings = store, runner, settings
         self.inputs = input_store(settings.state_path)  # jobs' input images, by content hash
+        self.loras = LoraLibrary(settings.lora_path)
         self._validate, self._model, self._demo = validate, model_label, is_demo
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
@@ -92,6 +94,7 @@ class JobService:
         happens outside the lock: running jobs never wait on that write.
         """
         self._validate(request)
+        request = with_lora_hashes(request, self.loras)
         for digest in request.inputs:  # stored by the caller before this: a restart finds them
             if not self.inputs.has(digest):
                 raise RequestError("no_input", digest=digest[:16])

@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from webui.lane.adapters import Adapters
 from webui.lane.kinds import Kinds, Start, steps_run
 from webui.loading import LoadedModel
+from webui.loras import LoraLibrary
 from webui.request import TEXT
 from webui.settings import MODEL_MAX_TOKENS
 
@@ -39,6 +41,7 @@ class CallShape:
     negative_prompt: str
     kind: str = TEXT  # what the images start from (webui/lane/kinds.py)
     strength: float = 1.0  # variation calls: how far from the input image
+    loras: tuple[tuple[str, float, str], ...] = ()  # (name, strength, sha256): the call's adapters
 
     @property
     def steps_run(self) -> int:
@@ -68,10 +71,18 @@ class PipelineCalls:
     """Makes pipeline calls on one loaded model: run() on the lane's thread only; prefetch()
     may run on one other thread meanwhile."""
 
-    def __init__(self, model: LoadedModel, tiling_above_mp: float = 1.5) -> None:
-        """Images above `tiling_above_mp` megapixels are decoded in tiles, one at a time."""
+    def __init__(
+        self,
+        model: LoadedModel,
+        tiling_above_mp: float = 1.5,
+        loras: LoraLibrary | None = None,
+        loras_kept: int = 8,
+    ) -> None:
+        """Images above `tiling_above_mp` megapixels are decoded in tiles, one at a time; LoRAs
+        come from `loras` (at most `loras_kept` adapters stay loaded)."""
         self.model = model
         self.kinds = Kinds(model.pipe)
+        self.adapters = None if loras is None else Adapters(model.pipe, loras, loras_kept)
         self.tiling_above = tiling_above_mp * 1e6
         self.last: CallTiming | None = None
         self.on_embedded: Callable[[], None] | None = None  # each call's prompts are encoded
@@ -96,6 +107,10 @@ class PipelineCalls:
         """One call: per image, uint8 HWC pixels (GPU) or the float decoder output (CPU);
         None if `on_step` stopped it. `starts`: each image's start image, for other kinds than text."""
         pipe, device = self.kinds.pipe(shape.kind), self.model.device
+        if self.adapters is not None:  # this call's LoRAs and no others: every call says which
+            self.adapters.use(shape.loras)
+        elif shape.loras:
+            raise RuntimeError("this lane has no LoRA library")
         extra = self.kinds.arguments(shape.kind, starts or [None] * len(prompts), shape.strength)
         entered, self.last = time.monotonic(), None  # a call that fails leaves no timing behind
         embeds = self.embed(list(prompts))

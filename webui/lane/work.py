@@ -82,6 +82,7 @@ class Job:
             s.strength if s.kind != TEXT else 1.0,
             s.guidance_scale,
             s.negative_prompt if s.guidance_scale > 0 else "",
+            s.loras,  # images of different LoRA sets never share a call
         )
 
     @property

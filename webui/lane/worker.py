@@ -29,6 +29,7 @@ from webui.lane.packing import Waiting, next_call
 from webui.lane.watchdog import start_watchdog
 from webui.lane.work import CallStats, Job, LoggedCall, OutOfMemory, Progress, Stalled, WorkItem
 from webui.loading import LoadedModel
+from webui.loras import LoraLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Lane:
         on_stuck: Callable[[], None] | None = None,
         vae_tiling_above: float = 1.5,
         prefetch: bool = False,
+        loras: LoraLibrary | None = None,
+        loras_kept: int = 8,
     ) -> None:
         """`prefetch`: encode the next call's prompts on a thread of its own while a call runs."""
         self.model = model
@@ -63,7 +66,7 @@ class Lane:
         self.call_limit = max_batch_size  # lowered after an out-of-memory error, until idle
         self.cross_batching = cross_batching
         self.one_bucket = attention_backend in MASKLESS_BACKENDS
-        self.calls = PipelineCalls(model, vae_tiling_above)
+        self.calls = PipelineCalls(model, vae_tiling_above, loras, loras_kept)
         self._backlog_since: float | None = None  # the last call's end, if work was waiting then
         self._prefetch_wanted = threading.Event()
         # Once a call's own prompts are encoded, the next call's may be (the encoder thread).

@@ -106,7 +106,7 @@ def _whole(name: str, value: Any) -> int:
 
 # What a PNG of ours carries, by type (webui/jobs/record.py: png_parameters): the table's fields.
 PNG_FIELDS: dict[str, tuple[type, ...]] = {"prompt": (str,)} | {
-    f.name: (int, float) if f.type is float else (list,) if f.name == "inputs" else (f.type,)
+    f.name: (int, float) if f.type is float else (f.type,) if f.type in (int, str) else (list,)
     for f in FIELDS
     if f.spec.png
 }

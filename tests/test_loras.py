@@ -1,0 +1,104 @@
+"""LoRAs on the real demo pipeline: a LoRA made in the test with PEFT over the demo
+transformer and saved with diffusers' saver, put in the library folder; it changes the
+pixels, strength 0 and "none" equal the plain model, and nothing leaks between jobs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ZImagePipeline
+from peft import LoraConfig, get_peft_model_state_dict
+
+from tests.helpers import make
+from tests.test_lane import hold_first_call, queue_behind
+from webui.engine import ImageTask, RequestError
+from webui.loading import LoadedModel
+from webui.loras import LoraLibrary
+from webui.outputs import read_png_parameters
+from webui.request import GenerationRequest
+
+SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 5}
+
+
+def make_lora(model: LoadedModel, folder: Path, name: str, seed: int) -> Path:
+    """A LoRA for the demo transformer: PEFT adapters on its attention, random weights."""
+    transformer = model.pipe.transformer
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"]), "made")
+    state = get_peft_model_state_dict(transformer, adapter_name="made")
+    transformer.delete_adapters("made")
+    generator = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=generator) * 0.3 for k, v in state.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    ZImagePipeline.save_lora_weights(folder, transformer_lora_layers=state, weight_name=f"{name}.safetensors")
+    return folder / f"{name}.safetensors"
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(result.images[0].image, np.int16)
+
+
+@pytest.fixture
+def lora_engine(make_engine, demo_model: LoadedModel, settings):
+    make_lora(demo_model, settings.lora_path, "brand-look", 1)
+    engine = make_engine(max_batch_size=4)
+    yield engine
+    engine.lane.calls.adapters.use(())  # the shared demo model: no adapter active for later tests
+    for adapter in list(engine.lane.calls.adapters._loaded):
+        demo_model.pipe.delete_adapters(adapter)
+
+
+def test_a_lora_changes_the_pixels_and_none_or_strength_0_equal_the_plain_model(lora_engine) -> None:
+    engine = lora_engine
+    plain = pixels(make(engine, GenerationRequest(["a mug"], **SMALL)))
+    looked = make(engine, GenerationRequest(["a mug"], loras=[("brand-look", 1.0, "")], **SMALL))
+    assert np.abs(pixels(looked) - plain).mean() > 1
+    name, strength, digest = looked.record.request.loras[0]
+    assert (name, strength, digest) == (
+        "brand-look",
+        1.0,
+        LoraLibrary(engine.settings.lora_path).get(name).sha256,
+    )
+    assert read_png_parameters(looked.images[0].path)["loras"] == [["brand-look", 1.0, digest]]
+    zero = make(engine, GenerationRequest(["a mug"], loras=[("brand-look", 0.0, "")], **SMALL))
+    assert np.abs(pixels(zero) - plain).max() <= 1
+    after = make(engine, GenerationRequest(["a mug"], **SMALL))  # right after a LoRA job: no leak
+    assert np.abs(pixels(after) - plain).max() <= 1
+
+
+def test_jobs_with_and_without_a_lora_together_each_equal_their_run_alone(lora_engine) -> None:
+    engine = lora_engine
+    with_lora = GenerationRequest(["a vase"], loras=[("brand-look", 0.8, "")], **SMALL)
+    without = GenerationRequest(["a vase"], **SMALL)
+    alone = [pixels(make(engine, r)) for r in (with_lora, without)]
+    first, gate = hold_first_call(engine, GenerationRequest(["hold"], **SMALL))
+    together = queue_behind(engine, with_lora, without, with_lora, without)
+    gate.set()
+    first.join()
+    results = [r.join() for r in together]
+    for result, expected in zip(results, alone * 2, strict=True):
+        assert np.abs(pixels(result) - expected).max() <= 1
+    sets = {r.record.id: r.record.request.loras for r in results}
+    for call in engine.stats.log:  # images of different LoRA sets never share a call
+        assert len({sets.get(job, ()) for job, _ in call.served}) == 1
+
+
+def test_missing_unreadable_and_changed_lora_files_are_refused_by_name(lora_engine, settings) -> None:
+    engine = lora_engine
+    with pytest.raises(RequestError, match="No LoRA named 'nope' in the library"):
+        make(engine, GenerationRequest(["x"], loras=[("nope", 1.0, "")], **SMALL))
+    (settings.lora_path / "broken.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(RequestError, match="LoRA 'broken' is not a safetensors file"):
+        make(engine, GenerationRequest(["x"], loras=[("broken", 1.0, "")], **SMALL))
+    with pytest.raises(RequestError, match=re.escape("No LoRA named '../secret'")):
+        make(engine, GenerationRequest(["x"], loras=[("../secret", 1.0, "")], **SMALL))
+    with pytest.raises(RequestError, match="strength must be a number from -2 to 2"):
+        engine.validate(GenerationRequest(["x"], loras=[("brand-look", 3.0, "")], **SMALL))
+    with pytest.raises(RequestError, match="Too many LoRAs: 5"):
+        engine.validate(GenerationRequest(["x"], loras=[("brand-look", 1.0, "")] * 5, **SMALL))
+    accepted = GenerationRequest(["x"], loras=[("brand-look", 1.0, "0" * 64)], **SMALL)  # another version
+    with pytest.raises(RequestError, match="changed or was replaced since the job was accepted"):
+        engine.run(accepted, [ImageTask(0, "x", 5)], on_image=lambda task, image: None)

@@ -1,0 +1,118 @@
+"""The LoRA library: `.safetensors` files in one folder, looked up by name, read as they are now.
+
+A file added to or removed from the folder is seen at the next look (no restart). A job names
+each LoRA by its file name without `.safetensors`; when the job is accepted the name is checked
+here and the file's SHA-256 is kept with it, so that the record, the PNGs and "Reuse" can tell
+when a file changed. Only a file's header is read to check it (safetensors keeps its tensor
+names and shapes there); the weights are read by diffusers' loader in the lane.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webui.request import GenerationRequest, RequestError
+
+SUFFIX = ".safetensors"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")  # a file name of the folder, never a path
+HEADER_MAX = 100_000_000  # bytes of a safetensors header we read at most
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """One LoRA of the library."""
+
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    description: str  # trigger words or description from the file's metadata, if any
+
+
+class LoraLibrary:
+    """The LoRA files of one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._hashes: dict[tuple[str, int, int], str] = {}  # (name, size, mtime) -> sha256
+
+    def names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name.removesuffix(SUFFIX) for p in self.folder.glob(f"*{SUFFIX}") if p.is_file())
+
+    def listing(self) -> list[LoraFile]:
+        return [self.get(name) for name in self.names()]
+
+    def get(self, name: str) -> LoraFile:
+        """The file of `name`; RequestError naming it when there is none or it is not a LoRA."""
+        if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
+            raise RequestError("lora_missing", name=str(name)[:60], folder=self.folder)
+        path = self.folder / f"{name}{SUFFIX}"
+        if not path.is_file() or path.is_symlink():
+            raise RequestError("lora_missing", name=name, folder=self.folder)
+        metadata = _header(path, name).get("__metadata__") or {}
+        stat = path.stat()
+        key = (name, stat.st_size, stat.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = _sha256(path)
+        return LoraFile(name, path, stat.st_size, self._hashes[key], _description(metadata))
+
+    def tensors(self, name: str) -> dict[str, Any]:
+        """The tensor names of a LoRA file with their shapes (from its header)."""
+        header = _header(self.get(name).path, name)
+        return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
+def _header(path: Path, name: str) -> dict[str, Any]:
+    """A safetensors file's JSON header; RequestError when the file is not one."""
+    try:
+        with path.open("rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            if length > HEADER_MAX:
+                raise ValueError("header too long")
+            header = json.loads(file.read(length))
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        raise RequestError("lora_not_safetensors", name=name) from None
+    if not isinstance(header, dict):
+        raise RequestError("lora_not_safetensors", name=name)
+    return header
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _description(metadata: dict[str, Any]) -> str:
+    """Trigger words or a description, from the keys trainers commonly write."""
+    for key in (
+        "modelspec.trigger_phrase",
+        "trigger_words",
+        "ss_trigger_words",
+        "description",
+        "modelspec.description",
+    ):
+        value = metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:300]
+    return ""
+
+
+def with_lora_hashes(request: GenerationRequest, library: LoraLibrary) -> GenerationRequest:
+    """The request with each LoRA checked in the library (RequestError naming a missing or
+    unreadable file) and its file's SHA-256 as it is now, before the job is accepted."""
+    if not request.loras:
+        return request
+    checked = tuple((name, strength, library.get(name).sha256) for name, strength, *_ in request.loras)
+    return dataclasses.replace(request, loras=checked)
