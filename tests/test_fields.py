@@ -20,10 +20,11 @@ def test_every_api_field_is_in_the_rest_schema_with_its_help_default_and_limits(
     schema = JobIn.model_json_schema()
     properties = schema["properties"]
     assert set(properties) == {f.name for f in API_FIELDS} | {"images"}
+    assert properties["loras"]["default"] == [] and "LoraIn" in str(properties["loras"]["items"])
     for field in API_FIELDS:
         shown = properties[field.name]
         assert shown["description"] == field.spec.help
-        if field.name != "prompts":
+        if field.name not in ("prompts", "loras"):  # loras: a list of {"name", "strength"}
             assert shown["default"] == (
                 list(field.default) if isinstance(field.default, tuple) else field.default
             )
@@ -39,7 +40,10 @@ def test_every_api_field_is_a_batch_flag_with_its_default() -> None:
     defaults = vars(parser.parse_args(["--prompts-file", "p.txt", "--out", "o"]))
     for field in API_FIELDS:
         if field.name != "prompts":
-            assert defaults[field.name] == field.default, field.name
+            found = defaults[field.name]
+            assert (found if field.name != "loras" else found or ()) == field.default, (
+                field.name
+            )  # --lora appends
     changed = vars(
         parser.parse_args(["--prompts-file", "p", "--out", "o", "--kind", "product", "--strength", "0.3"])
     )

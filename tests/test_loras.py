@@ -4,7 +4,10 @@ pixels, strength 0 and "none" equal the plain model, and nothing leaks between j
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 from diffusers import ZImagePipeline
 from peft import LoraConfig, get_peft_model_state_dict
 
-from tests.helpers import make
+from tests.helpers import Server, make, running_server, wait_for
 from tests.test_lane import hold_first_call, queue_behind
 from webui.engine import ImageTask, RequestError
 from webui.loading import LoadedModel
@@ -102,3 +105,40 @@ def test_missing_unreadable_and_changed_lora_files_are_refused_by_name(lora_engi
     accepted = GenerationRequest(["x"], loras=[("brand-look", 1.0, "0" * 64)], **SMALL)  # another version
     with pytest.raises(RequestError, match="changed or was replaced since the job was accepted"):
         engine.run(accepted, [ImageTask(0, "x", 5)], on_image=lambda task, image: None)
+
+
+def test_the_library_is_listed_and_rest_jobs_take_loras_by_name(
+    demo_model: LoadedModel, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A file put in a running server's folder is listed at once and used by name over REST."""
+    work = tmp_path_factory.mktemp("lora-server")
+    make_lora(demo_model, work / "loras", "brand-look", 2)
+    (work / "loras" / "broken.safetensors").write_bytes(b"\x00" * 16)
+    with running_server(work, cache_dir) as server:
+        with urllib.request.urlopen(server.url + "api/v1/loras", timeout=30) as answer:
+            listed = {entry["name"]: entry for entry in json.loads(answer.read())}
+        assert listed["brand-look"]["size"] > 0 and len(listed["brand-look"]["sha256"]) == 64
+        assert "not a safetensors file" in listed["broken"]["error"]
+        body = {"prompts": ["a mug"], "loras": [{"name": "brand-look", "strength": 0.8}], **SMALL}
+        request = urllib.request.Request(
+            server.url + "api/v1/jobs", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            job_id = json.loads(answer.read())["id"]
+        wait_for(lambda: _job(server, job_id)["status"] == "done", 60, "the LoRA job")
+        [image] = _job(server, job_id)["images"]
+        sha = listed["brand-look"]["sha256"]
+        assert read_png_parameters(Path(image["file"]))["loras"] == [["brand-look", 0.8, sha]]
+        bad = urllib.request.Request(
+            server.url + "api/v1/jobs",
+            json.dumps({**body, "loras": [{"name": "nope"}]}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=60)
+        assert refused.value.code == 400 and "No LoRA named 'nope'" in refused.value.read().decode()
+
+
+def _job(server: Server, job_id: str) -> dict:
+    with urllib.request.urlopen(f"{server.url}api/v1/jobs/{job_id}", timeout=30) as answer:
+        return json.loads(answer.read())

@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     """A flag per field of the request's table (webui/request.py), with its default and help."""
     for field in API_FIELDS:
+        if field.name == "loras":
+            parser.add_argument(
+                "--lora",
+                dest="loras",
+                action="append",
+                type=lora_argument,
+                default=None,
+                metavar="NAME[:STRENGTH]",
+                help="a LoRA of the library (ZIMAGE_LORA_DIR) and its strength (default 1); up to 4 times",
+            )
+            continue
         if field.name == "prompts":
             continue
         kind = {int: int, float: float}.get(field.type, str)
@@ -81,6 +92,15 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
             choices=choices,
             help=field.spec.help + shown,
         )
+
+
+def lora_argument(text: str) -> tuple[str, float, str]:
+    """`--lora NAME[:STRENGTH]` as the request has it (its hash is filled in at acceptance)."""
+    name, _, strength = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        return name, float(strength), ""
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the strength after ':' must be a number") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = input_store(settings.state_path)
     try:
         values = {f.name: getattr(args, f.name) for f in API_FIELDS if f.name != "prompts"}
+        values["loras"] = values["loras"] or ()
         digests, names = store_images(args.images, values["kind"], args.cutout, settings, store)
         request = GenerationRequest(prompts=prompts, **values, inputs=digests, input_names=names)
         engine = Engine(load_model(settings), settings)

@@ -115,8 +115,8 @@ class GenerationRequest:
 
     loras: tuple[tuple[str, float, str], ...] = _field(
         (),
-        "LoRAs of the library, at most 4: (name, strength -2..2, the file's SHA-256 as accepted).",
-        api=False,
+        "LoRAs of the library, at most 4, each a file's name without .safetensors and a strength "
+        "(-2..2, default 1); the file's SHA-256 is kept as it was when the job was accepted.",
         form=False,
     )
 

@@ -6,6 +6,7 @@ GET    /api/v1/jobs/{id}              status, progress, images (each with a PNG 
 GET    /api/v1/jobs/{id}/events       server-sent events: progress, then the end
 DELETE /api/v1/jobs/{id}              Stop (finished images are kept)
 GET    /api/v1/jobs/{id}/images/{n}.png
+GET    /api/v1/loras                  the LoRA library
 GET    /api/v1/openapi.json, /api/v1/docs
 """
 
@@ -102,6 +103,26 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         except Message as exc:
             raise refusal(exc) from None
         return ctx.job_json(request, record, ctx.service.view(job_id))
+
+    @api.get("/loras")
+    async def loras(who: Identity = caller) -> list[dict[str, Any]]:
+        """The LoRA library: each file's name, size, SHA-256 and trigger words or description."""
+        library, listed = ctx.service.loras, []
+        for name in await asyncio.to_thread(library.names):
+            try:
+                found = await asyncio.to_thread(library.get, name)
+            except Message as exc:  # a file that cannot be read is listed with the reason
+                listed.append({"name": name, "error": str(exc)})
+                continue
+            listed.append(
+                {
+                    "name": found.name,
+                    "size": found.size,
+                    "sha256": found.sha256,
+                    "description": found.description,
+                }
+            )
+        return listed
 
     @api.get("/jobs/{job_id}/images/{index}.png", response_class=FileResponse)
     async def image(job_id: str, index: int, request: Request, exp: str = "", sig: str = "") -> FileResponse:

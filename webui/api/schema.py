@@ -40,7 +40,17 @@ class ImageIn(BaseModel):
     )
 
 
+class LoraIn(BaseModel):
+    """One LoRA of the library (GET /api/v1/loras lists them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="The file's name without .safetensors.")
+    strength: float = Field(1.0, description="-2..2; 0 is the plain model.", strict=True)
+
+
 def _body_field(field: Any) -> tuple[Any, Any]:
+    if field.name == "loras":
+        return list[LoraIn], Field([], description=field.spec.help)
     extra: dict[str, Any] = {}
     if field.spec.choices:
         extra["enum"] = list(field.spec.choices)
@@ -76,7 +86,8 @@ def decode(text: str, what: str) -> bytes:
 
 def request_of(job: BaseModel, settings: Settings, store: InputStore) -> GenerationRequest:
     """The generation request of a body: prompts parsed, input images checked and stored."""
-    values = job.model_dump(exclude={"prompts", "images"})
+    values = job.model_dump(exclude={"prompts", "images", "loras"})
+    values["loras"] = [(lora.name, lora.strength, "") for lora in job.loras]  # type: ignore[attr-defined]
     lines = job.prompts if isinstance(job.prompts, str) else "\n".join(job.prompts)  # type: ignore[attr-defined]
     images: list[ImageIn] = job.images  # type: ignore[attr-defined]
     if len(images) > settings.max_input_images:
