@@ -216,6 +216,11 @@ def test_keys_are_needed_and_a_revoked_one_is_refused(team: dict[str, Any]) -> N
     for key in (None, "zit_not-a-key"):
         status, error = call(server, "POST", "/api/v1/jobs", key, body)
         assert status == 401 and "Authorization: Bearer KEY" in error["error"]["message"]
+    assert call(server, "GET", "/api/v1/loras")[0] == 401  # the new routes too
+    edits = httpx.post(
+        server.url + "v1/images/edits", data={"prompt": "x"}, files={"image": b"x"}, timeout=30
+    )
+    assert edits.status_code == 401 and edits.json()["error"]["type"] == "authentication_error"
     carol = cli("webui.keys", "add", "carol", state=state).stdout.strip()
     status, job = call(server, "POST", "/api/v1/jobs", carol, body)
     assert status == 202 and job["owner"] == "carol"

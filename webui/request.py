@@ -132,6 +132,11 @@ class GenerationRequest:
         return max(1, len(self.inputs))
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """Each input's name: as given, or "image N" (what an unnamed upload is called)."""
+        return self.input_names or tuple(f"image {n + 1}" for n in range(len(self.inputs)))
+
+    @property
     def image_count(self) -> int:
         return self.sources * len(self.prompts) * self.images_per_prompt
 

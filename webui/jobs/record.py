@@ -162,9 +162,7 @@ class JobRecord:
         """The image's input as (content hash, name), if the job has inputs."""
         if image.input_index is None:
             return None
-        r = self.request
-        names = r.input_names or [f"input {n + 1}" for n in range(len(r.inputs))]
-        return r.inputs[image.input_index], names[image.input_index]
+        return self.request.inputs[image.input_index], self.request.names[image.input_index]
 
     def label_of(self, image: PlannedImage) -> str:
         """The image's caption text: its input's name (with inputs), then its prompt."""

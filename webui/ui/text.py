@@ -138,8 +138,9 @@ def form_values(request: GenerationRequest) -> dict[str, Any]:
     """The Generate form as `request` fills it, by field name (the preset follows the size)."""
     values = {f.name: getattr(request, f.name) for f in FORM_FIELDS}
     values["prompts"] = "\n".join(request.prompts)
-    names = request.input_names or [f"image {n + 1}" for n in range(len(request.inputs))]
-    values["reused"] = [[d, n] for d, n in zip(request.inputs, names, strict=True)]  # the images section
+    values["reused"] = [
+        [d, n] for d, n in zip(request.inputs, request.names, strict=True)
+    ]  # the images section
     values["images"] = values["painted"] = None  # uploads of before: the reused job's images replace them
     values["preset"] = preset_for(request.width, request.height)
     return values

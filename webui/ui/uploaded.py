@@ -29,6 +29,10 @@ def stored_inputs(
     if values.get("kind") not in KINDS or values.get("kind") == TEXT:
         return [], []
     digests, names = reused_inputs(values.get("reused"), settings)
+    files = values.get("images")
+    uploads = len(files) if isinstance(files, list) else 0
+    if len(digests) + uploads > settings.max_input_images:  # before any upload is read
+        raise RequestError("too_many_inputs", count=len(digests) + uploads, limit=settings.max_input_images)
     for image, name in read_uploads(values, settings, open_upload):
         digests.append(store.put(image))
         names.append(name)
