@@ -4,6 +4,8 @@ pixels, strength 0 and "none" equal the plain model, and nothing leaks between j
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import urllib.error
@@ -13,15 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import ZImagePipeline
+from diffusers import ZImagePipeline, ZImageTransformer2DModel
+from openai import BadRequestError, OpenAI
 from peft import LoraConfig, get_peft_model_state_dict
+from PIL import Image
+from safetensors.torch import save_file
 
 from tests.helpers import Server, make, running_server, wait_for
+from tests.test_api_images import png
 from tests.test_lane import hold_first_call, queue_behind
 from webui.engine import ImageTask, RequestError
 from webui.loading import LoadedModel
 from webui.loras import LoraLibrary
-from webui.outputs import read_png_parameters
+from webui.outputs import PARAMETERS_KEY, read_png_parameters
 from webui.request import GenerationRequest
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 5}
@@ -107,6 +113,37 @@ def test_missing_unreadable_and_changed_lora_files_are_refused_by_name(lora_engi
         engine.run(accepted, [ImageTask(0, "x", 5)], on_image=lambda task, image: None)
 
 
+def _lora_for_a_wider_model(model: LoadedModel, folder: Path, name: str) -> None:
+    """A LoRA for Z-Image's architecture at another width: its layers' names match, not their shapes."""
+    config = {**dict(model.pipe.transformer.config), "dim": 64, "n_heads": 4, "n_kv_heads": 4}
+    transformer = ZImageTransformer2DModel.from_config(config)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"]), "made")
+    state = get_peft_model_state_dict(transformer, adapter_name="made")
+    ZImagePipeline.save_lora_weights(folder, transformer_lora_layers=state, weight_name=f"{name}.safetensors")
+
+
+def test_files_for_another_model_or_naming_nothing_are_refused_at_submit(lora_engine, settings) -> None:
+    engine, folder = lora_engine, settings.lora_path
+    _lora_for_a_wider_model(engine.model, folder, "wider")
+    sdxl = {"transformer.down_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 32)}
+    save_file(sdxl, folder / "sdxl.safetensors")
+    save_file({"weight": torch.zeros(4, 4)}, folder / "not-a-lora.safetensors")
+    whole = (folder / "brand-look.safetensors").read_bytes()
+    (folder / "cut-short.safetensors").write_bytes(whole[: len(whole) - 100])  # header intact, data not
+    refused = {
+        "wider": r"LoRA 'wider' does not fit this model \(\S+\.to_[qkv]: 4x64, the model needs 4x32\)",
+        "sdxl": r"LoRA 'sdxl' does not fit this model \(no layer down_blocks\.0\.attn\.to_q\)",
+        "not-a-lora": r"LoRA 'not-a-lora' does not fit this model \(none of its weights names a layer",
+        "cut-short": r"LoRA 'cut-short' is not a safetensors file that can be read",
+    }
+    for name, words in refused.items():
+        calls = engine.lane.stats.calls
+        with pytest.raises(RequestError, match=words):
+            make(engine, GenerationRequest(["x"], loras=[("brand-look", 1.0, ""), (name, 1.0, "")], **SMALL))
+        assert engine.lane.stats.calls == calls  # refused before any work
+    assert make(engine, GenerationRequest(["x"], loras=[("brand-look", 1.0, "")], **SMALL)).images
+
+
 def test_the_library_is_listed_and_rest_jobs_take_loras_by_name(
     demo_model: LoadedModel, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -137,6 +174,31 @@ def test_the_library_is_listed_and_rest_jobs_take_loras_by_name(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad, timeout=60)
         assert refused.value.code == 400 and "No LoRA named 'nope'" in refused.value.read().decode()
+        _lora_for_a_wider_model(demo_model, work / "loras", "wider")  # added while it runs
+        bad.data = json.dumps({**body, "loras": [{"name": "wider"}]}).encode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=60)
+        assert refused.value.code == 400
+        assert "LoRA 'wider' does not fit this model" in refused.value.read().decode()
+        # OpenAI's routes take the same extra field (edits: as JSON text in a form field).
+        client = OpenAI(base_url=server.url + "v1", api_key="unused: no login on this server")
+        chosen = [{"name": "brand-look", "strength": -0.5}]
+        made = client.images.generate(prompt="a mug", size="64x64", extra_body={"steps": 2, "loras": chosen})
+        cut = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        cut.paste(Image.new("RGBA", (20, 20), (200, 30, 30, 255)), (22, 22))
+        edited = client.images.edit(
+            image=("cut.png", png(cut), "image/png"),
+            prompt="on a desk",
+            size="64x64",
+            extra_body={"steps": 2, "loras": json.dumps(chosen)},
+        )
+        for result in (made, edited):
+            picture = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+            assert json.loads(picture.info[PARAMETERS_KEY])["loras"] == [["brand-look", -0.5, sha]]
+        with pytest.raises(BadRequestError, match="does not fit this model"):
+            client.images.generate(prompt="x", size="64x64", extra_body={"loras": [{"name": "wider"}]})
+        with pytest.raises(BadRequestError, match="loras must be a JSON list"):
+            client.images.edit(image=("c.png", png(cut), "image/png"), prompt="x", extra_body={"loras": "[{"})
 
 
 def _job(server: Server, job_id: str) -> dict:

@@ -91,7 +91,8 @@ def distributed_backend(settings: Settings, load_tokenizer: TokenizerLoader | No
     tokenizer, label, dtype, is_demo = (load_tokenizer or loading.load_tokenizer)(settings)
     runner = CeleryRunner(settings, model_key(label, dtype))
     logger.info("Distributed mode: jobs go to the workers serving %s through %s", runner.model, runner.broker)
-    return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, local=False)
+    shapes = loading.transformer_shapes(settings)  # LoRA files checked at submit
+    return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, False, shapes)
 
 
 if __name__ == "__main__":

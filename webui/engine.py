@@ -22,6 +22,7 @@ from PIL import Image
 
 from webui.lane import CAPTION_MULTIPLE, CallShape, CallStats, Job, Lane, LaneError, Progress, Start, WorkItem
 from webui.loading import LoadedModel
+from webui.lora_fit import linear_shapes
 from webui.loras import LoraLibrary
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS, Settings
@@ -59,6 +60,8 @@ class Engine:
         self.model = model
         self.settings = settings
         s = settings
+        # The library the lane loads from; it checks files against the layers of this model.
+        self.loras = LoraLibrary(s.lora_path, linear_shapes(model.pipe.transformer))
         self.lane = Lane(
             model,
             s.max_batch_size,
@@ -70,7 +73,7 @@ class Engine:
             # Prompts encoded ahead on a CUDA stream of their own; not with CPU offload, whose
             # hooks move whole models on and off the GPU around each call.
             prefetch=model.device.type == "cuda" and not s.cpu_offload,
-            loras=LoraLibrary(s.lora_path),
+            loras=self.loras,
             loras_kept=s.max_loras_loaded,
         )
         self.validator = Validator(model.pipe.tokenizer, settings)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import ZImagePipeline
+from diffusers import ZImagePipeline, ZImageTransformer2DModel
 from transformers import AutoTokenizer
 
 from webui import speed
 from webui.demo_model import DEMO_LABEL, ensure_demo_model
-from webui.full_model import build_components
+from webui.full_model import TRANSFORMER, build_components
+from webui.lora_fit import Shapes, shapes_from_config
 from webui.preflight import ModelLoadError, local_model_folder
 from webui.settings import FULL_RANDOM, HUB_MODEL_ID, Settings, env_name
 
@@ -98,6 +99,21 @@ def load_tokenizer(settings: Settings) -> tuple[Any, str, str, bool]:
             f"{env_name('model')} to a local folder or hub id of {HUB_MODEL_ID}, as on the workers."
         ) from exc
     return tokenizer, name, dtype, False
+
+
+def transformer_shapes(settings: Settings) -> Shapes | None:
+    """The transformer's linear layers, from its config on the meta device: a web host that
+    loads no model checks LoRA files against them. None (and the lane's loader checks alone)
+    when the config cannot be read here."""
+    name = resolve_model_name(settings, torch.cuda.is_available())
+    try:
+        if name == FULL_RANDOM:
+            return shapes_from_config(TRANSFORMER)
+        where = ensure_demo_model(settings.cache_dir) if name == "demo" else name
+        return shapes_from_config(ZImageTransformer2DModel.load_config(where, subfolder="transformer"))
+    except Exception as exc:
+        logger.warning("LoRA files are not checked at submit: no transformer config of %s (%s)", name, exc)
+        return None
 
 
 def load_model(settings: Settings) -> LoadedModel:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webui.lora_fit import Shapes, check_fit
 from webui.request import GenerationRequest, RequestError
 
 SUFFIX = ".safetensors"
@@ -37,19 +38,31 @@ class LoraFile:
 
 
 class LoraLibrary:
-    """The LoRA files of one folder."""
+    """The LoRA files of one folder; with the model's layers, each file is checked to fit it."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, shapes: Shapes | None = None) -> None:
+        self.folder, self.shapes = folder, shapes
         self._hashes: dict[tuple[str, int, int], str] = {}  # (name, size, mtime) -> sha256
+        self._fits: dict[tuple[str, str], RequestError | None] = {}  # (name, sha256) -> why not
 
     def names(self) -> list[str]:
         if not self.folder.is_dir():
             return []
         return sorted(p.name.removesuffix(SUFFIX) for p in self.folder.glob(f"*{SUFFIX}") if p.is_file())
 
-    def listing(self) -> list[LoraFile]:
-        return [self.get(name) for name in self.names()]
+    def entries(self) -> list[dict[str, Any]]:
+        """Every file as the API and the page list it; one that cannot be used, with the reason."""
+        listed: list[dict[str, Any]] = []
+        for name in self.names():
+            try:
+                found = self.checked(name)
+            except RequestError as exc:
+                listed.append({"name": name, "error": str(exc)})
+                continue
+            listed.append(
+                {"name": name, "size": found.size, "sha256": found.sha256, "description": found.description}
+            )
+        return listed
 
     def get(self, name: str) -> LoraFile:
         """The file of `name`; RequestError naming it when there is none or it is not a LoRA."""
@@ -64,6 +77,21 @@ class LoraLibrary:
         if key not in self._hashes:
             self._hashes[key] = _sha256(path)
         return LoraFile(name, path, stat.st_size, self._hashes[key], _description(metadata))
+
+    def checked(self, name: str) -> LoraFile:
+        """The file of `name`, refused by name when it does not fit the model (once per version)."""
+        found = self.get(name)
+        if self.shapes is not None:
+            key = (name, found.sha256)
+            if key not in self._fits:
+                try:
+                    check_fit(found.path, name, self.shapes)
+                    self._fits[key] = None
+                except RequestError as exc:
+                    self._fits[key] = exc
+            if (refused := self._fits[key]) is not None:
+                raise refused
+        return found
 
     def tensors(self, name: str) -> dict[str, Any]:
         """The tensor names of a LoRA file with their shapes (from its header)."""
@@ -110,9 +138,9 @@ def _description(metadata: dict[str, Any]) -> str:
 
 
 def with_lora_hashes(request: GenerationRequest, library: LoraLibrary) -> GenerationRequest:
-    """The request with each LoRA checked in the library (RequestError naming a missing or
-    unreadable file) and its file's SHA-256 as it is now, before the job is accepted."""
+    """The request with each LoRA checked in the library (RequestError naming a missing,
+    unreadable or unfitting file) and its file's SHA-256 as it is now, before the job is accepted."""
     if not request.loras:
         return request
-    checked = tuple((name, strength, library.get(name).sha256) for name, strength, *_ in request.loras)
+    checked = tuple((name, strength, library.checked(name).sha256) for name, strength, *_ in request.loras)
     return dataclasses.replace(request, loras=checked)

@@ -170,6 +170,7 @@ _EN: dict[str, Template] = {
     "lora_missing": "No LoRA named {name!r} in the library ({folder}): name a file there without "
     "its .safetensors suffix.",
     "lora_not_safetensors": "LoRA {name!r} is not a safetensors file that can be read.",
+    "lora_no_fit": "LoRA {name!r} does not fit this model ({detail}): it was made for another model.",
     "lora_changed": "LoRA {name!r} changed or was replaced since the job was accepted: submit the job again.",
     "reused_invalid": "The reused images are not a list of [hash, name] pairs of stored inputs: reuse "
     "the job from History (or /history_reuse) again.",
@@ -315,6 +316,7 @@ _ZH: dict[str, Template] = {
     "lora_strength": "LoRA {name!r}：强度必须是 -2 到 2 之间的数（当前为 {value!r}）。",
     "lora_missing": "LoRA 库（{folder}）中没有名为 {name!r} 的 LoRA：请填写其中的文件名（不含 .safetensors 后缀）。",
     "lora_not_safetensors": "LoRA {name!r} 不是可读取的 safetensors 文件。",
+    "lora_no_fit": "LoRA {name!r} 与当前模型不匹配（{detail}）：它是为其他模型制作的。",
     "lora_changed": "LoRA {name!r} 在任务被接受后已更改或被替换：请重新提交任务。",
     "reused_invalid": "复用的图片不是已存储输入的 [哈希, 名称] 列表：请从历史（或 /history_reuse）重新复用该任务。",
     "painted_layers": "涂抹的照片有超过 {limit} 个画笔图层；请在一个图层上涂抹。",

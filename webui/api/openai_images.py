@@ -10,8 +10,10 @@ image fills the frame).
 
 Fields: `prompt`, `n` (images of the prompt), `size` ("WxH"), `response_format` (`b64_json`,
 the default, or `url`), `model` (any: this server has one model), and the extras `seed`,
-`steps`, `negative_prompt`. Other OpenAI fields (quality, style, user...) are accepted and
-ignored. Errors come in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+`steps`, `negative_prompt` and `loras` (as REST has it: `[{"name", "strength"}]`; in the
+multipart edits, that list as JSON text in a form field). Other OpenAI fields (quality,
+style, user...) are accepted and ignored. Errors come in OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from webui.api.common import ApiContext, ApiError, refusal
+from webui.api.schema import LoraIn
 from webui.inputs import input_name, prepare_input
 from webui.jobs.record import FAILED, STOPPED, JobRecord
 from webui.request import PRODUCT, GenerationRequest
@@ -47,6 +50,10 @@ class ImagesIn(BaseModel):
     seed: int = -1
     steps: int = DEFAULT_STEPS
     negative_prompt: str = ""
+    loras: list[LoraIn] = []
+
+
+LORAS = TypeAdapter(list[LoraIn])
 
 
 def openai_router(ctx: ApiContext) -> APIRouter:
@@ -66,6 +73,7 @@ def openai_router(ctx: ApiContext) -> APIRouter:
                 height=height,
                 steps=body.steps,
                 negative_prompt=body.negative_prompt,
+                loras=_loras(body.loras),
             )
             record = await asyncio.to_thread(ctx.service.submit, job, who)
         except Message as exc:
@@ -85,11 +93,13 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         response_format: Literal["b64_json", "url"] = Form("b64_json"),
         seed: int = Form(-1),
         steps: int = Form(DEFAULT_STEPS),
+        loras: str = Form("[]"),
     ) -> JSONResponse:
         try:
             who = ctx.caller(request)
             ctx.check_workers()
             width, height = _size(size)
+            chosen = _loras(_loras_form(loras))
             settings, store = ctx.service.settings, ctx.service.inputs
             limit = int(settings.max_input_mb * 1e6) + 1  # read no further than one byte past it
             data = await image.read(limit)
@@ -109,6 +119,7 @@ def openai_router(ctx: ApiContext) -> APIRouter:
                     inputs=[store.put(cutout)],
                     input_names=[name],
                     position="frame",
+                    loras=chosen,
                 )
                 return ctx.service.submit(job, who)
 
@@ -120,6 +131,21 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         return await _answer(ctx, request, record.id, response_format)
 
     return router
+
+
+def _loras(loras: list[LoraIn]) -> list[tuple[str, float, str]]:
+    return [(lora.name, lora.strength, "") for lora in loras]
+
+
+def _loras_form(text: str) -> list[LoraIn]:
+    """The `loras` form field of a multipart call: the REST list as JSON text."""
+    try:
+        return LORAS.validate_json(text)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(map(str, problem["loc"]))
+        shape = "a JSON list of {name, strength}"
+        raise ApiError(400, f"loras must be {shape} ({where}: {problem['msg']}).") from None
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -106,23 +106,9 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
 
     @api.get("/loras")
     async def loras(who: Identity = caller) -> list[dict[str, Any]]:
-        """The LoRA library: each file's name, size, SHA-256 and trigger words or description."""
-        library, listed = ctx.service.loras, []
-        for name in await asyncio.to_thread(library.names):
-            try:
-                found = await asyncio.to_thread(library.get, name)
-            except Message as exc:  # a file that cannot be read is listed with the reason
-                listed.append({"name": name, "error": str(exc)})
-                continue
-            listed.append(
-                {
-                    "name": found.name,
-                    "size": found.size,
-                    "sha256": found.sha256,
-                    "description": found.description,
-                }
-            )
-        return listed
+        """The LoRA library: each file's name, size, SHA-256 and trigger words or description; a
+        file that cannot be used (unreadable, made for another model) with the reason instead."""
+        return await asyncio.to_thread(ctx.service.loras.entries)
 
     @api.get("/jobs/{job_id}/images/{index}.png", response_class=FileResponse)
     async def image(job_id: str, index: int, request: Request, exp: str = "", sig: str = "") -> FileResponse:

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from webui.engine import Engine, ImageTask, Progress, Start
 from webui.inputs import InputStore
 from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
-from webui.loras import LoraLibrary, with_lora_hashes
+from webui.loras import with_lora_hashes
 from webui.outputs import save_png, write_manifest, write_zip
 from webui.product import Placed, composite, place
 from webui.request import PRODUCT, GenerationRequest, RequestError
@@ -166,7 +166,7 @@ def generate(
     folder of its own under the output setting.
     """
     engine.validate(request)
-    request = with_lora_hashes(request, LoraLibrary(engine.settings.lora_path))
+    request = with_lora_hashes(request, engine.loras)
     model = engine.model
     record = JobRecord.plan(
         request,
