@@ -1,9 +1,12 @@
 """The images section in a real Chromium: transparent cut-outs with their preview, a photo with
 the product painted over, a product on white cut out by "plain background", and results
-grouped by product. Screenshots land in the artifacts folder (wide and phone sizes)."""
+grouped by product; then the looks section: a LoRA chosen with its strength, seen in the picked
+image's details, and reuse saying when its file changed or is gone. Screenshots land in the
+artifacts folder (wide and phone sizes)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,9 @@ import pytest
 from PIL import Image
 
 from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, running_server
+from tests.test_loras import make_lora
+from webui.loading import LoadedModel
+from webui.outputs import read_png_parameters
 
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"needs Chromium at {CHROMIUM} (./launch.sh test installs it)", allow_module_level=True)
@@ -154,3 +160,40 @@ def test_variations_say_how_many_steps_their_strength_runs(page: Page, files: di
     page.locator("#generate").click()
     expect(page.locator("#gallery img")).to_have_count(1, timeout=120_000)
     expect(page.locator("#gallery .caption-label")).to_contain_text("on-white: a watercolour")
+
+
+def test_a_lora_chosen_with_its_strength_shows_in_the_picked_image_and_reuse_says_it_changed(
+    page: Page, server: Server, demo_model: LoadedModel
+) -> None:
+    folder = server.output_dir.parent / "loras"  # the default library folder, seen without a restart
+    make_lora(demo_model, folder, "brand-look", 3)
+    page.reload()
+    page.locator("#looks").get_by_text("Brand looks (LoRA)").click()
+    expect(page.locator("#lora-list")).to_contain_text("brand-look", timeout=30_000)
+    page.locator("#lora-1 input").click()
+    page.get_by_role("option", name="brand-look").click()
+    page.locator("#lora-strength-1 input[type=number]").fill("0.5")
+    page.locator("#lora-strength-1 input[type=number]").press("Enter")
+    small(page, "a mug, brand look")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-looks-form.png"), full_page=True)
+    page.locator("#generate").click()
+    expect(page.locator("#gallery img")).to_have_count(1, timeout=120_000)
+    page.locator("#gallery img").first.click()
+    expect(page.locator("#picked-info")).to_contain_text("LoRA brand-look 0.5")
+    [made] = server.output_dir.rglob("*a-mug-brand-look*.png")
+    sha = hashlib.sha256((folder / "brand-look.safetensors").read_bytes()).hexdigest()
+    assert read_png_parameters(made)["loras"] == [["brand-look", 0.5, sha]]
+    # The file replaced by another version: "Use this seed" says so and keeps the row.
+    make_lora(demo_model, folder, "brand-look", 4)
+    page.locator("#use-seed").click()
+    expect(page.get_by_text("has changed since these images were made")).to_be_visible(timeout=30_000)
+    expect(page.locator("#lora-1 input")).to_have_value("brand-look")
+    expect(page.locator("#lora-strength-1 input[type=number]")).to_have_value("0.5")
+    # Gone: the settings come back without it.
+    (folder / "brand-look.safetensors").unlink()
+    page.locator("#use-seed").click()
+    expect(page.get_by_text("is no longer in the library")).to_be_visible(timeout=30_000)
+    expect(page.locator("#lora-1 input")).to_have_value("(none)")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "browser-looks-phone.png"), full_page=True)

@@ -257,6 +257,8 @@ def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at
             "reused": [],
             "images": None,
             "painted": None,
+            **{f"lora_{n}": "" for n in range(1, 5)},  # no LoRA: the rows cleared
+            **{f"lora_strength_{n}": 1.0 for n in range(1, 5)},
         }
         with pytest.raises(AppError, match="No request 'nope' in the history"):
             user.predict("nope", api_name="/history_reuse")

@@ -170,6 +170,11 @@ _EN: dict[str, Template] = {
     "lora_missing": "No LoRA named {name!r} in the library ({folder}): name a file there without "
     "its .safetensors suffix.",
     "lora_not_safetensors": "LoRA {name!r} is not a safetensors file that can be read.",
+    "lora_gone": "LoRA {name!r} is no longer in the library: the settings are loaded without it.",
+    "lora_changed_since": "LoRA {name!r} has changed since these images were made: the file as it is now will be used.",
+    "lora_library_empty": "No LoRA files yet: an admin puts `.safetensors` files in the LoRA folder (ZIMAGE_LORA_DIR).",
+    "name_lora": "A LoRA",
+    "lora_table_head": "| LoRA | size | trigger words or description |",
     "lora_no_fit": "LoRA {name!r} does not fit this model ({detail}): it was made for another model.",
     "lora_changed": "LoRA {name!r} changed or was replaced since the job was accepted: submit the job again.",
     "reused_invalid": "The reused images are not a list of [hash, name] pairs of stored inputs: reuse "
@@ -316,6 +321,11 @@ _ZH: dict[str, Template] = {
     "lora_strength": "LoRA {name!r}：强度必须是 -2 到 2 之间的数（当前为 {value!r}）。",
     "lora_missing": "LoRA 库（{folder}）中没有名为 {name!r} 的 LoRA：请填写其中的文件名（不含 .safetensors 后缀）。",
     "lora_not_safetensors": "LoRA {name!r} 不是可读取的 safetensors 文件。",
+    "lora_gone": "LoRA {name!r} 已不在库中：已载入其余设置，不含该 LoRA。",
+    "lora_changed_since": "LoRA {name!r} 在这些图片生成后已更改：将使用现在的文件。",
+    "lora_library_empty": "还没有 LoRA 文件：管理员可将 `.safetensors` 文件放入 LoRA 文件夹（ZIMAGE_LORA_DIR）。",
+    "name_lora": "LoRA",
+    "lora_table_head": "| LoRA | 大小 | 触发词或说明 |",
     "lora_no_fit": "LoRA {name!r} 与当前模型不匹配（{detail}）：它是为其他模型制作的。",
     "lora_changed": "LoRA {name!r} 在任务被接受后已更改或被替换：请重新提交任务。",
     "reused_invalid": "复用的图片不是已存储输入的 [哈希, 名称] 列表：请从历史（或 /history_reuse）重新复用该任务。",

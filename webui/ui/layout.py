@@ -20,6 +20,7 @@ from webui.ui.form import advanced_part, form_part, reuse_part, wire_form
 from webui.ui.history import History
 from webui.ui.i18n import t
 from webui.ui.inputs_part import inputs_part, wire_inputs
+from webui.ui.looks_part import LORA_INPUTS, looks_part, wire_looks
 from webui.ui.page import IMAGE_INPUTS, Page
 from webui.ui.parts import QUIET, RAW, Parts
 from webui.ui.queue import queue_part, wire_queue
@@ -33,11 +34,11 @@ PAGE_SCRIPT = Path(__file__).with_name("page.js").read_text("utf-8")
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "example_prompts.txt"
 # The form's fields whose values reuse sets (/reuse_png answers them in this order): the
 # request's form fields, the preset, the images a reuse brings back, and the uploads and
-# painted photo it clears (the reused job's images take their place).
-FORM_FIELDS = (*(f.name for f in REQUEST_FORM_FIELDS), "preset", "reused", "images", "painted")
+# painted photo it clears (the reused job's images take their place), then the LoRA rows.
+FORM_FIELDS = (*(f.name for f in REQUEST_FORM_FIELDS), "preset", "reused", "images", "painted", *LORA_INPUTS)
 # The inputs of /generate and /submit, in their order (scripts pass them by name or place):
-# the request's form fields, then the images section (Page.generate's parameters).
-GENERATE_INPUTS = (*(f.name for f in REQUEST_FORM_FIELDS), *IMAGE_INPUTS)
+# the request's form fields, then the images and looks sections (Page.generate's parameters).
+GENERATE_INPUTS = (*(f.name for f in REQUEST_FORM_FIELDS), *IMAGE_INPUTS, *LORA_INPUTS)
 
 
 def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -> gr.Blocks:
@@ -70,7 +71,8 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
                 gr.Row(equal_height=False, elem_id="generate-columns"),
             ):
                 with gr.Column(scale=2, min_width=FORM_MIN_WIDTH, elem_id="form-column"):
-                    c |= form_part(s) | inputs_part() | advanced_part(s) | reuse_part() | queue_part()
+                    c |= form_part(s) | inputs_part() | looks_part() | advanced_part(s)
+                    c |= reuse_part() | queue_part()
                 with gr.Column(scale=3, min_width=RESULTS_MIN_WIDTH, elem_id="results-column"):
                     results = Results(page)
                     _examples(c["prompts"])
@@ -82,6 +84,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         _wire_jobs(page, demo, c, results)
         wire_form(page, c)
         wire_inputs(page, c)
+        wire_looks(page.service.loras, demo, c)
         results.wire()
         history.wire(demo, history_tab)
     return demo

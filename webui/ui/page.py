@@ -32,10 +32,11 @@ from webui.prompts import prompts_from_file
 from webui.request import FORM_FIELDS, TEXT, GenerationRequest, RequestError
 from webui.settings import SEED_PER_IMAGE, Settings
 from webui.ui import text
+from webui.ui.looks_part import LORA_INPUTS, loras_from_form, reuse_notes
 from webui.ui.parts import error, language
 from webui.ui.uploaded import stored_inputs
 from webui.uploads import PAGE_COOKIE, Uploads
-from webui.words import ENGLISH, Message, words
+from webui.words import ENGLISH, Message, say, words
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ class Page:
         cutout: str = "auto",
         painted: Any = None,
         reused: Any = None,
+        lora_1: str | None = None,
+        lora_strength_1: float = 1.0,
+        lora_2: str | None = None,
+        lora_strength_2: float = 1.0,
+        lora_3: str | None = None,
+        lora_strength_3: float = 1.0,
+        lora_4: str | None = None,
+        lora_strength_4: float = 1.0,
         request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple:
@@ -135,6 +144,14 @@ class Page:
         cutout: str = "auto",
         painted: Any = None,
         reused: Any = None,
+        lora_1: str | None = None,
+        lora_strength_1: float = 1.0,
+        lora_2: str | None = None,
+        lora_strength_2: float = 1.0,
+        lora_3: str | None = None,
+        lora_strength_3: float = 1.0,
+        lora_4: str | None = None,
+        lora_strength_4: float = 1.0,
         request: gr.Request = None,
     ) -> dict[str, Any]:
         """Queue a job and return at once: its id, and its place in the queue (`/job` follows it)."""
@@ -149,7 +166,7 @@ class Page:
             digests, names = stored_inputs(
                 values, self.settings, self.service.inputs, lambda file: self.upload(file, request)
             )
-            job = dataclasses.replace(job, inputs=digests, input_names=names)
+            job = dataclasses.replace(job, inputs=digests, input_names=names, loras=loras_from_form(values))
             return self.service.submit(job, self.identity(request))
         except ValueError as exc:  # RequestError and TemplateError included
             raise error(exc, request) from None
@@ -244,7 +261,7 @@ class Page:
         return text.form_values(self.record(job_id, None).request)
 
     def reuse_history_into_form(self, job_id: str, request: gr.Request) -> dict:
-        form = self.form_of(self.record(job_id, request).request)
+        form = self.form_of(self.record(job_id, request).request, request)
         return form | {self.form["tabs"]: gr.Tabs(selected="generate")}
 
     def reuse_png(self, file: str | None, request: gr.Request = None) -> dict:
@@ -260,23 +277,27 @@ class Page:
         if remade.inputs and not all(map(self.service.inputs.has, remade.inputs)):
             gr.Warning(words("input_gone", name=remade.input_names[0]).say(language(request)))
             remade = dataclasses.replace(remade, kind=TEXT, inputs=(), input_names=())
-        return self.form_of(remade)
+        return self.form_of(remade, request)
 
     def use_seed(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt, seed and settings in the form, one image: Generate makes it
         again."""
         record, image = self.picked_image(job_id, picked, request)
-        return self.form_of(_remake(record, image))
+        return self.form_of(_remake(record, image), request)
 
     def more_like(self, job_id: str | None, picked: int | None, request: gr.Request) -> dict:
         """The picked image's prompt and settings, new seeds, several variants."""
         record, image = self.picked_image(job_id, picked, request)
-        values = self.form_of(_remake(record, image))
+        values = self.form_of(_remake(record, image), request)
         return values | {self.form["seed"]: -1, self.form["images_per_prompt"]: MORE_LIKE_VARIANTS}
 
-    def form_of(self, request: GenerationRequest) -> dict:
-        """The form's components as `request` fills them."""
-        values = text.form_values(request)
+    def form_of(self, request: GenerationRequest, asker: gr.Request | None = None) -> dict:
+        """The form's components as `request` fills them; its LoRAs as the library has them now
+        (a warning for each file gone or changed since)."""
+        loras, notes = reuse_notes(request.loras, self.service.loras)
+        for note in notes:
+            gr.Warning(say(note, language(asker)))
+        values = text.form_values(dataclasses.replace(request, loras=tuple(loras)))
         return {self.form[name]: value for name, value in values.items() if name in self.form}
 
     def picked_image(
@@ -331,8 +352,8 @@ IMAGE_INPUTS = ("images", "cutout", "painted", "reused")
 
 
 def _form_values(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A handler's arguments, by name: the request's form fields and the images section."""
-    return {name: arguments[name] for name in (*(f.name for f in FORM_FIELDS), *IMAGE_INPUTS)}
+    """A handler's arguments, by name: the request's form fields, the images and looks sections."""
+    return {name: arguments[name] for name in (*(f.name for f in FORM_FIELDS), *IMAGE_INPUTS, *LORA_INPUTS)}
 
 
 def _remember(sessions: OrderedDict[str, str], session: str, value: str) -> None:

@@ -15,6 +15,7 @@ from webui.jobs.views import Identity, JobSummary, JobView, about, job_json
 from webui.prompts import TemplateError, count_prompts, parse_prompts
 from webui.request import FIELDS, FORM_FIELDS, GenerationRequest
 from webui.settings import MAX_PROMPT_CHARS, SEED_PER_IMAGE
+from webui.ui.looks_part import form_rows
 from webui.words import ENGLISH, Message, columns, say, words
 
 CUSTOM = "Custom"
@@ -143,7 +144,7 @@ def form_values(request: GenerationRequest) -> dict[str, Any]:
     ]  # the images section
     values["images"] = values["painted"] = None  # uploads of before: the reused job's images replace them
     values["preset"] = preset_for(request.width, request.height)
-    return values
+    return values | form_rows(request.loras)
 
 
 def summary(record: JobRecord, language: str = ENGLISH) -> str:
@@ -199,6 +200,7 @@ def image_details(record: JobRecord, image: PlannedImage) -> dict[str, Any]:
         "width": r.width,
         "height": r.height,
         "steps": r.steps,
+        "loras": [[name, strength] for name, strength, *_ in r.loras],
         "file": str(record.path_of(image)),  # not "path": Gradio takes that for a FileData
         "job_id": record.id,
         "index": image.index,
@@ -212,8 +214,9 @@ def caption(prompt: str, seed: int, starred: bool) -> str:
 
 
 def picked_line(image: dict[str, Any]) -> str:
-    """The line under the picked image's prompt: seed, size and file."""
-    return f"seed {image['seed']} · {image['width']}x{image['height']} · `{image['file']}`"
+    """The line under the picked image's prompt: seed, size, LoRAs and file."""
+    looks = "".join(f" · LoRA {name} {strength:g}" for name, strength in image.get("loras", ()))
+    return f"seed {image['seed']} · {image['width']}x{image['height']}{looks} · `{image['file']}`"
 
 
 def job_status(record: JobRecord, view: JobView | None, notice: str | None = None) -> dict[str, Any]:
