@@ -107,6 +107,7 @@ def spawn_worker(
         "ZIMAGE_MIN_SIZE": "32",
         # A state folder of its own (the input images it fetched): no folder shared with the web host.
         "ZIMAGE_STATE_DIR": str(workdir / f"{name}-state"),
+        "ZIMAGE_LORA_DIR": str(workdir / f"{name}-loras"),  # nor the web host's LoRA folder
         **(env or {}),
         **{f"ZIMAGE_{k.upper()}": v for k, v in settings.items()},
     }

@@ -8,9 +8,11 @@ faults disarmed, Redis running).
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -30,9 +32,11 @@ from PIL import Image
 
 from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker, start_redis
 from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
+from tests.test_loras import make_lora, unload
 from webui.distributed import broker
 from webui.distributed.tasks import Turns
 from webui.inputs import InputStore, prepare_input
+from webui.loading import LoadedModel
 from webui.request import GenerationRequest
 from webui.settings import Settings
 
@@ -267,6 +271,46 @@ def test_a_product_job_over_both_workers_equals_the_embedded_pixels(
         ),
         inputs=store,
     )
+    files = pngs(status)
+    assert [m.path.name for m in local.images] == [f.name for f in files]
+    for mine, theirs in zip(local.images, files, strict=True):
+        with Image.open(theirs) as image:
+            difference = np.abs(
+                np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
+            ).max()
+        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+
+
+def test_a_lora_job_over_both_workers_equals_embedded_each_worker_fetching_the_file(
+    cluster: Cluster, make_engine, settings: Settings, demo_model: LoadedModel
+) -> None:
+    """The LoRA is in the web host's folder only: each worker gets it by hash through Redis,
+    keeps it, says it has it, and makes the pixels this process makes with it."""
+    path = make_lora(demo_model, cluster.workdir / "loras", "brand-look", 7)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not any(sha in w["loras"] for w in cluster.online().values())
+    shape = {**SMALL, "images_per_prompt": 4, "seed": 3}
+    body = {"prompts": ["a mug", "a cup"], "loras": [{"name": "brand-look", "strength": 0.7}], **shape}
+    request = urllib.request.Request(
+        cluster.web.url + "api/v1/jobs", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    before = {name: w["images"] for name, w in cluster.online().items()}
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        job_id = json.loads(answer.read())["id"]
+    status = wait_job(cluster.client(), job_id)
+    assert status["status"] == "done" and status["progress"]["images_done"] == 8, status
+    wait_for(lambda: all(sha in w["loras"] for w in cluster.online().values()), 10, "heartbeats naming it")
+    assert all(w["images"] > before[n] for n, w in cluster.online().items()), "a worker was left idle"
+    for name in ("w1", "w2"):
+        kept = cluster.workdir / f"{name}-state" / "loras" / f"{sha}.safetensors"
+        assert kept.read_bytes() == path.read_bytes()
+    settings.lora_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, settings.lora_path / path.name)
+    engine = make_engine(max_batch_size=4)
+    try:
+        local = make(engine, GenerationRequest(["a mug", "a cup"], loras=[("brand-look", 0.7, "")], **shape))
+    finally:
+        unload(engine)
     files = pngs(status)
     assert [m.path.name for m in local.images] == [f.name for f in files]
     for mine, theirs in zip(local.images, files, strict=True):

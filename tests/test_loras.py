@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from tests.helpers import Server, make, running_server, wait_for
 from tests.test_api_images import png
 from tests.test_lane import hold_first_call, queue_behind
-from webui.engine import ImageTask, RequestError
+from webui.engine import Engine, ImageTask, RequestError
 from webui.loading import LoadedModel
 from webui.loras import LoraLibrary
 from webui.outputs import PARAMETERS_KEY, read_png_parameters
@@ -55,9 +55,14 @@ def lora_engine(make_engine, demo_model: LoadedModel, settings):
     make_lora(demo_model, settings.lora_path, "brand-look", 1)
     engine = make_engine(max_batch_size=4)
     yield engine
-    engine.lane.calls.adapters.use(())  # the shared demo model: no adapter active for later tests
+    unload(engine)
+
+
+def unload(engine: Engine) -> None:
+    """No adapter left on the shared demo model, active or loaded, for later tests."""
+    engine.lane.calls.adapters.use(())
     for adapter in list(engine.lane.calls.adapters._loaded):
-        demo_model.pipe.delete_adapters(adapter)
+        engine.model.pipe.delete_adapters(adapter)
 
 
 def test_a_lora_changes_the_pixels_and_none_or_strength_0_equal_the_plain_model(lora_engine) -> None:

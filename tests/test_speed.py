@@ -149,6 +149,15 @@ def test_the_full_size_benchmark_runs_on_the_demo_model_and_reports(tmp_path: Pa
         8,
     ]  # 8 x 0.6 = 4.8: the first 3 skipped, as diffusers does
     assert kinds["text"]["step_cost_vs_text"] == 1.0 and all(k["images_per_s"] > 0 for k in kinds.values())
+    loras = report["loras"]  # two LoRA files made in the step: loading, switching, mixed queues
+    assert loras["load_first_s"] > 0 and loras["load_second_s"] > 0, loras
+    assert all(loras[f"{name}_ms"] > 0 for name in ("from_none", "stay", "switch", "to_none"))
+    mixed, one_set = loras["queue"]["mixed"], loras["queue"]["one_set"]
+    assert mixed["images_per_s"] > 0 and one_set["images_per_s"] > 0
+    # 4 jobs of 2 images in calls of 2: the lane puts A's jobs in calls together, then B's.
+    assert (mixed["calls"], mixed["set_changes"], one_set["set_changes"]) == (4, 1, 0)
+    assert loras["mixed_vs_one_set"] > 0 and len(loras["ratios"]) == 2  # a round per repeat
+    assert "loras: two sets mixed" in done.stdout
     assert "CUDA" in report["fp8"]["skipped"]
     assert "ratios" in report["served"], report["served"]  # else the error of the served step
     assert set(report["served"]["ratios"]) >= {"served_users_vs_engine_batched"}

@@ -60,8 +60,10 @@ class Engine:
         self.model = model
         self.settings = settings
         s = settings
-        # The library the lane loads from; it checks files against the layers of this model.
-        self.loras = LoraLibrary(s.lora_path, linear_shapes(model.pipe.transformer))
+        # The library the lane loads from; it checks files against the layers of this model, and
+        # keeps the copies a GPU worker fetches by hash in its state folder.
+        shapes = linear_shapes(model.pipe.transformer)
+        self.loras = LoraLibrary(s.lora_path, shapes, copies=s.state_path / "loras")
         self.lane = Lane(
             model,
             s.max_batch_size,

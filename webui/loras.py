@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from webui.lora_fit import Shapes, check_fit
 from webui.request import GenerationRequest, RequestError
 
 SUFFIX = ".safetensors"
+HASH = re.compile(r"[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}")  # a file name of the folder, never a path
 HEADER_MAX = 100_000_000  # bytes of a safetensors header we read at most
 
@@ -38,10 +41,15 @@ class LoraFile:
 
 
 class LoraLibrary:
-    """The LoRA files of one folder; with the model's layers, each file is checked to fit it."""
+    """The LoRA files of one folder; with the model's layers, each file is checked to fit it.
 
-    def __init__(self, folder: Path, shapes: Shapes | None = None) -> None:
-        self.folder, self.shapes = folder, shapes
+    `copies` holds files fetched by hash (a GPU worker's copies of the web host's files, named
+    `<sha256>.safetensors`): a job's LoRA is found by name in the folder when that version is
+    there, else by its hash among the copies.
+    """
+
+    def __init__(self, folder: Path, shapes: Shapes | None = None, copies: Path | None = None) -> None:
+        self.folder, self.shapes, self.copies = folder, shapes, copies
         self._hashes: dict[tuple[str, int, int], str] = {}  # (name, size, mtime) -> sha256
         self._fits: dict[tuple[str, str], RequestError | None] = {}  # (name, sha256) -> why not
 
@@ -92,6 +100,52 @@ class LoraLibrary:
             if (refused := self._fits[key]) is not None:
                 raise refused
         return found
+
+    def path_of(self, name: str, digest: str) -> Path:
+        """The file of this version of `name`: the folder's, or a copy fetched by its hash;
+        RequestError when neither is that version."""
+        copy = self._copy(digest)
+        if copy is not None:
+            return copy
+        found = self.get(name)
+        if found.sha256 != digest:
+            raise RequestError("lora_changed", name=name)
+        return found.path
+
+    def has(self, name: str, digest: str) -> bool:
+        try:
+            self.path_of(name, digest)
+        except RequestError:
+            return False
+        return True
+
+    def hashes(self) -> list[str]:
+        """The SHA-256 of every file here (folder and copies), as a worker reports them."""
+        found = {e.sha256 for e in map(self._entry, self.names()) if e is not None}
+        if self.copies is not None and self.copies.is_dir():
+            found |= {p.name.removesuffix(SUFFIX) for p in self.copies.glob(f"*{SUFFIX}")}
+        return sorted(found)
+
+    def keep_copy(self, data: bytes, digest: str) -> None:
+        """Keep a fetched file by its hash (checked first), written whole or not at all."""
+        if self.copies is None or hashlib.sha256(data).hexdigest() != digest or not HASH.fullmatch(digest):
+            raise RequestError("plain", text=f"LoRA file {digest[:16]}... arrived damaged.")
+        self.copies.mkdir(parents=True, exist_ok=True)
+        partial = self.copies / f".{digest}.{os.getpid()}.{threading.get_ident()}.partial"
+        partial.write_bytes(data)
+        os.replace(partial, self.copies / f"{digest}{SUFFIX}")
+
+    def _copy(self, digest: str) -> Path | None:
+        if self.copies is None or not HASH.fullmatch(digest):
+            return None
+        path = self.copies / f"{digest}{SUFFIX}"
+        return path if path.is_file() else None
+
+    def _entry(self, name: str) -> LoraFile | None:
+        try:
+            return self.get(name)
+        except RequestError:
+            return None
 
     def tensors(self, name: str) -> dict[str, Any]:
         """The tensor names of a LoRA file with their shapes (from its header)."""

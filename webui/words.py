@@ -175,6 +175,8 @@ _EN: dict[str, Template] = {
     "lora_library_empty": "No LoRA files yet: an admin puts `.safetensors` files in the LoRA folder (ZIMAGE_LORA_DIR).",
     "name_lora": "A LoRA",
     "lora_table_head": "| LoRA | size | trigger words or description |",
+    "lora_not_sent": "Worker {worker} lacks LoRA {name!r} (SHA-256 {digest}...) and Redis holds no copy "
+    "of it: put the file in the worker's LoRA folder, or submit the job again so the web host sends it.",
     "lora_no_fit": "LoRA {name!r} does not fit this model ({detail}): it was made for another model.",
     "lora_changed": "LoRA {name!r} changed or was replaced since the job was accepted: submit the job again.",
     "reused_invalid": "The reused images are not a list of [hash, name] pairs of stored inputs: reuse "
@@ -326,6 +328,8 @@ _ZH: dict[str, Template] = {
     "lora_library_empty": "还没有 LoRA 文件：管理员可将 `.safetensors` 文件放入 LoRA 文件夹（ZIMAGE_LORA_DIR）。",
     "name_lora": "LoRA",
     "lora_table_head": "| LoRA | 大小 | 触发词或说明 |",
+    "lora_not_sent": "工作进程 {worker} 缺少 LoRA {name!r}（SHA-256 {digest}...），Redis 中也没有副本："
+    "请把文件放入该工作进程的 LoRA 文件夹，或重新提交任务以便网页主机发送它。",
     "lora_no_fit": "LoRA {name!r} 与当前模型不匹配（{detail}）：它是为其他模型制作的。",
     "lora_changed": "LoRA {name!r} 在任务被接受后已更改或被替换：请重新提交任务。",
     "reused_invalid": "复用的图片不是已存储输入的 [哈希, 名称] 列表：请从历史（或 /history_reuse）重新复用该任务。",

@@ -16,6 +16,9 @@ the same pipeline class and our lane, at 1024x1024 unless told otherwise:
   4. the idle gap between back-to-back calls (jobs of several calls);
   4b. calls of each kind (text, variation at strength 0.6, product in scene) side by side, in
      rounds: images/s, and per denoising step against text (what starting from an image costs);
+  4c. LoRAs (two files made with PEFT over the loaded transformer): seconds of a file's first
+     load, milliseconds of a switch between two loaded sets and back to none, and images/s of a
+     queue mixing the two sets against one set, in rounds (webui/bench/loras_step.py);
   5. the served/engine ratio through the real web server with 8 users (tools/bench.py, run
      with the fastest settings found).
 It prints a table and writes a JSON report. `--model demo --device cpu` runs the same code
@@ -38,6 +41,7 @@ from typing import Any
 
 import torch
 
+from webui.bench.loras_step import measure_loras
 from webui.bench.steps import BACKENDS, Bench, fastest, served
 from webui.full_model import parameter_counts
 from webui.loading import load_model
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace, target: Path) -> dict[str, Any]:
     report["recommended"] = {"ZIMAGE_ATTENTION_BACKEND": backend, "ZIMAGE_COMPILE": compile_wins}
     step("idle_gap", partial(bench.idle_gap, backend))
     step("kinds", partial(bench.kinds, backend))
+    step("loras", partial(measure_loras, bench, backend))
     step("fp8", partial(bench.fp8, backend) if args.fp8 else partial(dict, skipped="--no-fp8"))
     del bench, model
     step("memory_left_gib", free_memory)
@@ -137,11 +142,28 @@ def print_table(report: dict[str, Any]) -> None:
         )
     if "error" in kinds:
         print(f"kinds: not run: {kinds['error'][:80]}")
+    print_loras(report.get("loras", {}))
     print(f"fp8: {report['fp8'].get('skipped') or report['fp8'].get('pixels_moved_mean_of_255')}")
     served = report.get("served")
     if served:
         print(f"served: {served.get('ratios') or served.get('error')}; idle gap {served.get('idle_gap')}")
     print(f"recommended: {report['recommended']}")
+
+
+def print_loras(loras: dict[str, Any]) -> None:
+    if "error" in loras:
+        print(f"loras: not run: {loras['error'][:80]}")
+    if "queue" not in loras:
+        return
+    print(
+        f"loras: first load {loras['load_first_s']} s (a second file {loras['load_second_s']} s), "
+        f"switch {loras['switch_ms']} ms, set again {loras['stay_ms']} ms, to none {loras['to_none_ms']} ms"
+    )
+    mixed, one = loras["queue"]["mixed"], loras["queue"]["one_set"]
+    print(
+        f"loras: two sets mixed {mixed['images_per_s']} images/s ({mixed['set_changes']} set changes in "
+        f"{mixed['calls']} calls), one set {one['images_per_s']}: x{loras['mixed_vs_one_set']}"
+    )
 
 
 def numbers(text: str) -> list[int]:

@@ -51,6 +51,11 @@ def input_key(digest: str) -> str:
     return f"{KEY_PREFIX}:input:{digest}"
 
 
+def lora_key(digest: str) -> str:
+    """A LoRA file's bytes, by SHA-256, put there by the web host for workers that lack it."""
+    return f"{KEY_PREFIX}:lora:{digest}"
+
+
 def starts_key(task_id: str) -> str:
     """How many times a task was started without finishing: its workers died under it."""
     return f"{KEY_PREFIX}:starts:{task_id}"
@@ -140,6 +145,7 @@ class WorkerInfo:
     seconds_per_unit: float | None  # recent seconds per pixel-step
     started: float  # time.time()
     last_seen: float
+    loras: tuple[str, ...] = ()  # SHA-256 of the LoRA files it has (its folder and fetched copies)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

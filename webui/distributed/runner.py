@@ -29,6 +29,7 @@ from webui.distributed.monitor import BROKER_ERRORS, Monitor
 from webui.inputs import input_store
 from webui.jobs.record import BLACK, PLANNED, SAVED, JobRecord, PlannedImage
 from webui.lane import Progress
+from webui.loras import LoraLibrary
 from webui.outputs import write_png
 from webui.request import RequestError
 from webui.settings import Settings, hide_password
@@ -69,6 +70,7 @@ class CeleryRunner:
         self._following: dict[str, _Following] = {}
         self.monitor = Monitor(self.redis, model, self.broker)
         self.inputs = input_store(settings.state_path)
+        self.loras = LoraLibrary(settings.lora_path)  # files the workers may lack, sent by hash
 
     # The Runner protocol.
 
@@ -155,6 +157,8 @@ class CeleryRunner:
             self.redis.set(
                 broker.input_key(digest), self.inputs.read(digest), nx=True, ex=broker.EVENTS_KEPT_S
             )
+        if todo:
+            self._offer_loras(record)
         # A share per worker online, at most one call's worth: Redis hands waiting tasks to idle
         # workers in turn, so a job of 16 images on 4 workers runs 4 images on each.
         workers = max(1, len(self.monitor.serving()))
@@ -172,6 +176,19 @@ class CeleryRunner:
             out[task_id] = [i.index for i in chunk]
             logger.info("job %s task %s: %d images sent to %s", record.id, task_id, len(chunk), self.queue)
         return _Following(record, out)
+
+    def _offer_loras(self, record: JobRecord) -> None:
+        """The job's LoRA files in Redis by hash, for the workers online that lack them (each
+        says which it has); RequestError when this host's file changed since acceptance."""
+        having = [set(w.loras) for w in self.monitor.serving()]
+        for name, _, digest in record.request.loras:
+            key = broker.lora_key(digest)
+            if (having and all(digest in h for h in having)) or self.redis.exists(key):
+                continue
+            data = self.loras.path_of(name, digest).read_bytes()
+            self.redis.set(key, data, nx=True, ex=broker.EVENTS_KEPT_S)
+            megabytes = len(data) / 1e6
+            logger.info("job %s: LoRA %s (%.1f MB) put in Redis for the workers", record.id, name, megabytes)
 
     def _lost(self, job: _Following) -> bool:
         """No word of the job's tasks for twice the task timeout, and none of them waits in the

@@ -125,6 +125,7 @@ class WorkerState:
         images, sheet = {i["index"]: i for i in payload["images"]}, payload.get("sheet", False)
         try:
             starts = prepare_inputs(request, self.fetch_inputs(request.inputs))
+            self.fetch_loras(request.loras)
         except RequestError as exc:
             self._refuse(job, task, str(exc))
             return
@@ -205,6 +206,19 @@ class WorkerState:
             self.inputs.put_bytes(data)
         return self.inputs
 
+    def fetch_loras(self, loras: tuple[tuple[str, float, str], ...]) -> None:
+        """Each LoRA of a task that this worker lacks (that version, by hash), fetched from where
+        the web host put it and kept; RequestError naming the file when it is nowhere."""
+        library = self.engine.loras
+        for name, _, digest in loras:
+            if library.has(name, digest):
+                continue
+            data = self.redis.get(broker.lora_key(digest))
+            if data is None:
+                raise RequestError("lora_not_sent", name=name, worker=self.name, digest=digest[:16])
+            library.keep_copy(data, digest)
+            logger.info("Fetched LoRA %s (%s, %.1f MB) from Redis", name, digest[:12], len(data) / 1e6)
+
     def watch(self) -> None:
         """Forever: stop the tasks of stopped jobs at their next step; say we are alive."""
         beat, failing = 0.0, False
@@ -247,6 +261,7 @@ class WorkerState:
             seconds_per_unit=stats.seconds_per_unit(),
             started=self.started,
             last_seen=time.time(),
+            loras=tuple(self.engine.loras.hashes()),
         )
 
     def forget(self) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from webui.limits import MAX_LORAS
 from webui.loras import LoraLibrary
-from webui.request import RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -32,19 +31,22 @@ class Adapters:
         self.pipe, self.library = pipe, library
         self.kept = max(kept, MAX_LORAS)  # never unload one of the set being made active
         self._loaded: OrderedDict[str, None] = OrderedDict()  # adapter names, least recent first
-        self._active = False
+        self._active: tuple[tuple[str, float], ...] = ()  # (adapter, strength) active now
 
     def use(self, loras: LoraSet) -> None:
         """Make `loras` (possibly none) the only active adapters, at their strengths."""
         if not loras:
             if self._active:
                 self.pipe.disable_lora()
-                self._active = False
+                self._active = ()
             return
         names = [self._load(name, digest) for name, _, digest in loras]
+        wanted = tuple(zip(names, (float(strength) for _, strength, _ in loras), strict=True))
+        if wanted == self._active:  # the previous call's set: nothing to change
+            return
         self.pipe.enable_lora()
-        self.pipe.set_adapters(names, adapter_weights=[float(strength) for _, strength, _ in loras])
-        self._active = True
+        self.pipe.set_adapters(names, adapter_weights=[strength for _, strength in wanted])
+        self._active = wanted
 
     def _load(self, name: str, digest: str) -> str:
         """The adapter of this file version, loaded if it is not; RequestError when the file is
@@ -53,14 +55,13 @@ class Adapters:
         if adapter in self._loaded:
             self._loaded.move_to_end(adapter)
             return adapter
-        found = self.library.get(name)
-        if found.sha256 != digest:
-            raise RequestError("lora_changed", name=name)
-        self.pipe.load_lora_weights(str(found.path.parent), weight_name=found.path.name, adapter_name=adapter)
+        path = self.library.path_of(name, digest)  # RequestError when that version is not here
+        self.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
         self._loaded[adapter] = None
         logger.info("Loaded LoRA %s (%s) as adapter %s", name, digest[:12], adapter)
         while len(self._loaded) > self.kept:
             old, _ = self._loaded.popitem(last=False)
             self.pipe.delete_adapters(old)
+            self._active = ()  # diffusers' deleting may change what is active: set it again next
             logger.info("Unloaded LoRA adapter %s (least recently used)", old)
         return adapter
