@@ -167,6 +167,36 @@ def test_the_rest_flow_submit_follow_fetch_and_stop_another(team: dict[str, Any]
     assert [j["id"] for j in mine[:2]] == [other["id"], job["id"]] and {j["owner"] for j in mine} == {"alice"}
 
 
+def test_an_embedded_server_lists_its_one_model_and_refuses_another_naming_it(team: dict[str, Any]) -> None:
+    server, alice = team["server"], team["keys"]["alice"]
+    status, models = call(server, "GET", "/api/v1/models", alice)
+    assert status == 200 and models == [
+        {
+            "name": "demo model",
+            "default": True,
+            "family": "turbo",
+            "steps": 8,
+            "guidance_scale": 0.0,
+            "negative_prompt": False,
+        }
+    ]
+    status, refused = call(
+        server, "POST", "/api/v1/jobs", alice, {"prompts": "x", "model": "demo model (base)"}
+    )
+    assert status == 400
+    assert refused["error"]["message"] == (
+        "Model 'demo model (base)' is not served here. Models you can name: demo model."
+    ), refused
+    status, job = call(
+        server, "POST", "/api/v1/jobs", alice, {"prompts": "x", "model": "demo model", **SMALL}
+    )
+    assert status == 202 and job["model"] == "demo model", job
+    # OpenAI's model names mean this server's model.
+    status, made = openai_call(server, alice, {"prompt": "x", "model": "gpt-image-1", "size": "64x64"})
+    assert status == 200 and len(made["data"]) == 1
+    assert call(server, "GET", "/api/v1/models", None)[0] == 401  # behind the login like the rest
+
+
 def test_bad_inputs_name_the_limit_and_full_queues_answer_429(team: dict[str, Any]) -> None:
     server, keys = team["server"], team["keys"]
     status, error = call(server, "POST", "/api/v1/jobs", keys["bob"], {"prompts": "a mug", "width": 250})

@@ -7,13 +7,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
 from transformers import Qwen3Model
 
 from tests.helpers import make
 from webui.demo_model import ensure_demo_model
-from webui.loading import LoadedModel
+from webui.loading import LoadedModel, load_model
+from webui.models import family_of
 from webui.request import GenerationRequest
+from webui.settings import Settings
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -87,3 +90,17 @@ def test_a_fixed_prompt_and_seed_give_the_pinned_pixels(engine) -> None:
     # Within 2/255: float rounding may differ between CPUs, a changed computation moves far more.
     assert np.abs(pixels[::16, ::16, 0] - np.array(EXPECTED_RED_GRID)).max() <= 2
     assert np.abs(pixels[30, 30:36] - np.array(EXPECTED_RUN)).max() <= 2
+
+
+def test_the_base_variant_has_other_weights(tmp_path: Path, demo_model: LoadedModel) -> None:
+    """`demo-base` stands in for Z-Image base: same architecture, other weights, base's family."""
+    base = load_model(Settings(model="demo-base", device="cpu", dtype="fp32", cache_dir=tmp_path).validate())
+    assert base.label == "demo model (base)" and base.is_demo
+    assert family_of(base.label).steps == 28 and family_of(demo_model.label).steps == 8
+    ours, theirs = (
+        dict(demo_model.pipe.transformer.named_parameters()),
+        dict(base.pipe.transformer.named_parameters()),
+    )
+    assert ours.keys() == theirs.keys()
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+    assert any(not torch.equal(ours[k], theirs[k]) for k in ours)

@@ -37,6 +37,7 @@ from webui.distributed import broker
 from webui.distributed.tasks import Turns
 from webui.inputs import InputStore, prepare_input
 from webui.loading import LoadedModel
+from webui.outputs import read_png_parameters
 from webui.request import GenerationRequest
 from webui.settings import Settings
 
@@ -56,7 +57,7 @@ class Cluster:
     workers: dict[str, Worker]
     web: Server
 
-    def spawn(self, name: str) -> Worker:
+    def spawn(self, name: str, **settings: str) -> Worker:
         self.workers[name] = spawn_worker(
             name,
             self.redis.url,
@@ -66,6 +67,7 @@ class Cluster:
             task_timeout=str(TASK_TIMEOUT_S),
             env={"WEBUI_FAULTS": str(self.faults)},
             max_batch_size="4",
+            **settings,
         )
         return self.workers[name]
 
@@ -319,6 +321,83 @@ def test_a_lora_job_over_both_workers_equals_embedded_each_worker_fetching_the_f
                 np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
             ).max()
         assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+
+
+def test_jobs_naming_the_second_model_go_only_to_its_worker_and_the_form_takes_its_defaults(
+    cluster: Cluster,
+) -> None:
+    """A worker of the demo's base variant joins: the models list and the page's menu offer it,
+    its jobs run there alone with base's defaults, and other names are refused."""
+    base = cluster.spawn("w3", model="demo-base")
+    try:
+        cluster.wait_online({"w3"})
+        models = get_json(cluster.web.url + "api/v1/models")
+        assert [
+            (m["name"], m["default"], m["steps"], m["guidance_scale"], m["negative_prompt"]) for m in models
+        ] == [
+            ("demo model", True, 8, 0.0, False),
+            ("demo model (base)", False, 28, 4.0, True),
+        ]
+        before = {name: w["images"] for name, w in cluster.online().items()}
+        body = {"prompts": ["a vase"], "images_per_prompt": 3, "seed": 4, "width": 32, "height": 32}
+        job_id = _post_job(cluster, {**body, "model": "demo model (base)"})
+        status = wait_job(cluster.client(), job_id)
+        assert status["status"] == "done", status
+        for made in pngs(status):  # base's steps and guidance: the body named neither
+            parameters = read_png_parameters(made)
+            assert (parameters["model"], parameters["steps"], parameters["guidance_scale"]) == (
+                "demo model (base)",
+                28,
+                4.0,
+            )
+        wait_for(lambda: cluster.online()["w3"]["images"] == 3, 10, "w3's heartbeat")
+        assert all(cluster.online()[n]["images"] == before[n] for n in ("w1", "w2"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post_job(cluster, {**body, "model": "nope"})
+        assert refused.value.code == 400
+        assert "Model 'nope' is not served here. Models you can name: demo model, demo model (base)." in (
+            refused.value.read().decode()
+        )
+        _switch_models_on_the_page(cluster.web.url)
+    finally:
+        base.stop()
+        del cluster.workers["w3"]
+
+
+def _post_job(cluster: Cluster, body: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        cluster.web.url + "api/v1/jobs", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())["id"]
+
+
+def _switch_models_on_the_page(url: str) -> None:
+    """In Chromium: choosing base sets its steps and guidance and shows the negative prompt;
+    choosing Turbo again puts them back and hides it."""
+    from playwright.sync_api import expect
+
+    from tests.helpers import ARTIFACTS, chromium
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(url)
+        expect(page.locator("#model")).to_be_visible(timeout=60_000)
+        page.locator("#advanced").get_by_text("Advanced").click()
+        expect(page.locator("#steps input[type=number]")).to_have_value("8")
+        expect(page.locator("#negative")).to_be_hidden()
+        page.locator("#model input").click()
+        page.get_by_role("option", name="demo model (base)").click()
+        expect(page.locator("#steps input[type=number]")).to_have_value("28")
+        expect(page.locator("#guidance input[type=number]")).to_have_value("4")
+        expect(page.locator("#negative")).to_be_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser-models-base.png"), full_page=True)
+        page.locator("#model input").click()
+        page.get_by_role("option", name="demo model", exact=True).click()
+        expect(page.locator("#steps input[type=number]")).to_have_value("8")
+        expect(page.locator("#guidance input[type=number]")).to_have_value("0")
+        expect(page.locator("#negative")).to_be_hidden()
 
 
 def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(

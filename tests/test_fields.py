@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from webui.api.schema import JobIn
-from webui.batch import build_parser
+from webui.batch import MODEL_DEFAULTS, build_parser
 from webui.request import API_FIELDS, FIELDS, FORM_FIELDS, GenerationRequest, RequestError
 from webui.ui import layout
 from webui.ui.page import Page
@@ -39,11 +39,13 @@ def test_every_api_field_is_a_batch_flag_with_its_default() -> None:
     parser = build_parser()
     defaults = vars(parser.parse_args(["--prompts-file", "p.txt", "--out", "o"]))
     for field in API_FIELDS:
-        if field.name != "prompts":
-            found = defaults[field.name]
-            assert (found if field.name != "loras" else found or ()) == field.default, (
-                field.name
-            )  # --lora appends
+        if field.name in ("prompts", "model"):  # the batch runs the model it loads (--model, a setting)
+            continue
+        found = defaults[field.name]
+        if field.name in MODEL_DEFAULTS:  # the loaded model's (Turbo's or base's) unless given
+            assert found is None, field.name
+        else:
+            assert (found if field.name != "loras" else found or ()) == field.default, field.name
     changed = vars(
         parser.parse_args(["--prompts-file", "p", "--out", "o", "--kind", "product", "--strength", "0.3"])
     )

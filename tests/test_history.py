@@ -254,6 +254,7 @@ def test_the_history_survives_restarts_and_a_lost_database_and_retention_runs_at
             "strength": 0.6,
             "product_scale": 0.6,
             "position": "center",
+            "model": "demo model",  # filled in at acceptance: the server's
             "reused": [],
             "images": None,
             "painted": None,

@@ -44,14 +44,14 @@ def main(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
     from webui.log import configure_logging
+    from webui.models import is_demo_name
     from webui.preflight import ModelLoadError, PortInUseError, check_port_free, local_model_folder
-    from webui.settings import FULL_RANDOM
 
     configure_logging(settings.log_level)
     try:
         # Before the heavy imports: a typo, a taken port or a wrong folder fails in a blink.
         check_port_free(settings.host, settings.port)
-        if settings.model not in ("auto", "demo", FULL_RANDOM):
+        if settings.model != "auto" and not is_demo_name(settings.model):
             local_model_folder(settings.model)
         from webui.server import serve
 
@@ -83,13 +83,12 @@ def embedded_backend(settings: Settings, load_model: ModelLoader | None) -> Back
 def distributed_backend(settings: Settings, load_tokenizer: TokenizerLoader | None) -> Backend:
     """The web host of distributed mode: the tokenizer only; GPU workers make the images."""
     from webui import loading
-    from webui.distributed.broker import model_key
     from webui.distributed.runner import CeleryRunner
     from webui.server import Backend
     from webui.validation import Validator
 
     tokenizer, label, dtype, is_demo = (load_tokenizer or loading.load_tokenizer)(settings)
-    runner = CeleryRunner(settings, model_key(label, dtype))
+    runner = CeleryRunner(settings, label, dtype)
     logger.info("Distributed mode: jobs go to the workers serving %s through %s", runner.model, runner.broker)
     shapes = loading.transformer_shapes(settings)  # LoRA files checked at submit
     return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, False, shapes)

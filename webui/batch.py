@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MODEL_DEFAULTS = ("steps", "guidance_scale")  # flags whose default is the loaded model's
+
+
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     """A flag per field of the request's table (webui/request.py), with its default and help."""
     for field in API_FIELDS:
@@ -80,15 +83,17 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
                 help="a LoRA of the library (ZIMAGE_LORA_DIR) and its strength (default 1); up to 4 times",
             )
             continue
-        if field.name == "prompts":
+        if field.name in ("prompts", "model"):  # the model is the one loaded (--model, a setting)
             continue
         kind = {int: int, float: float}.get(field.type, str)
         choices = field.spec.choices or None
-        shown = f" (default {field.default})" if field.default not in ("", None) else ""
+        by_model = field.name in MODEL_DEFAULTS  # None: the loaded model's (Turbo's or base's)
+        shown = " (default: the model's)" if by_model else f" (default {field.default})"
+        shown = "" if field.default in ("", None) else shown
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
             type=kind,
-            default=field.default,
+            default=None if by_model else field.default,
             choices=choices,
             help=field.spec.help + shown,
         )
@@ -117,16 +122,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from webui.engine import Engine, RequestError
     from webui.inputs import input_store
     from webui.loading import ModelLoadError, load_model
+    from webui.models import family_of
     from webui.request import GenerationRequest
 
     configure_logging(settings.log_level, sys.stderr)  # stdout is for the per-image lines
     store = input_store(settings.state_path)
     try:
-        values = {f.name: getattr(args, f.name) for f in API_FIELDS if f.name != "prompts"}
+        values = {f.name: getattr(args, f.name) for f in API_FIELDS if f.name not in ("prompts", "model")}
         values["loras"] = values["loras"] or ()
         digests, names = store_images(args.images, values["kind"], args.cutout, settings, store)
-        request = GenerationRequest(prompts=prompts, **values, inputs=digests, input_names=names)
         engine = Engine(load_model(settings), settings)
+        family = family_of(engine.model.label)
+        for name, value in {"steps": family.steps, "guidance_scale": family.guidance}.items():
+            values[name] = value if values[name] is None else values[name]
+        request = GenerationRequest(prompts=prompts, **values, inputs=digests, input_names=names)
         engine.validate(request)  # before the progress bar, so errors read cleanly
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,6 +6,10 @@ a Qwen3 text encoder, AutoencoderKL with 8x downsampling, FlowMatchEulerDiscrete
 a byte-level BPE tokenizer with a Qwen-style chat template), only far smaller. It is built
 from fixed seeds, written once in diffusers layout and then loaded through the same
 `ZImagePipeline.from_pretrained` call as the real weights. Its images are coloured noise.
+
+A second variant, `demo-base`, stands in for Z-Image base beside Turbo: the same tiny
+architecture with other weights (other seeds), so that jobs routed by model are told apart by
+their pixels.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from diffusers import (
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
+from webui.models import DEMO, DEMO_BASE
+
 logger = logging.getLogger(__name__)
 
 # Bump when anything below changes, so that an old cached copy is not reused.
 DEMO_VERSION = 1
-DEMO_LABEL = "demo model"
 SEED = 0
+SEEDS = {DEMO: SEED, DEMO_BASE: SEED + 100}  # each variant's weights
 
 # Qwen's template as the pipeline uses it: one user turn, then the assistant header.
 CHAT_TEMPLATE = (
@@ -58,10 +64,11 @@ the same subject in different colours, angles and settings, for an online shop c
 """
 
 
-def build_demo_pipeline() -> ZImagePipeline:
+def build_demo_pipeline(variant: str = DEMO) -> ZImagePipeline:
     """The demo pipeline in memory, identical on every call and every machine."""
     tokenizer = _build_tokenizer()
-    torch.manual_seed(SEED)
+    seed = SEEDS[variant]
+    torch.manual_seed(seed)
     text_encoder = Qwen3Model(
         Qwen3Config(
             vocab_size=len(tokenizer),
@@ -77,7 +84,7 @@ def build_demo_pipeline() -> ZImagePipeline:
             tie_word_embeddings=False,
         )
     )
-    torch.manual_seed(SEED + 1)
+    torch.manual_seed(seed + 1)
     transformer = ZImageTransformer2DModel(
         all_patch_size=(2,),
         all_f_patch_size=(1,),
@@ -91,7 +98,7 @@ def build_demo_pipeline() -> ZImagePipeline:
         axes_dims=[4, 6, 6],  # sums to the head dim, 32 / 2
         axes_lens=[1536, 512, 512],
     )
-    torch.manual_seed(SEED + 2)
+    torch.manual_seed(seed + 2)
     vae = AutoencoderKL(
         down_block_types=["DownEncoderBlock2D"] * 4,  # four blocks: 8x downsampling
         up_block_types=["UpDecoderBlock2D"] * 4,
@@ -120,19 +127,20 @@ def build_demo_pipeline() -> ZImagePipeline:
     )
 
 
-def ensure_demo_model(cache_dir: Path) -> Path:
-    """The demo model's folder under `cache_dir`, built and written there on first use.
+def ensure_demo_model(cache_dir: Path, variant: str = DEMO) -> Path:
+    """The demo model's folder (of `variant`) under `cache_dir`, built and written there on
+    first use.
 
     The folder appears in one rename, so a reader never sees a half-written model.
     """
-    target = cache_dir / f"demo-model-v{DEMO_VERSION}"
+    target = cache_dir / f"{variant}-model-v{DEMO_VERSION}"
     if (target / "model_index.json").is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     logger.info("Building the demo model (tiny, random weights) in %s", target)
     staging = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=cache_dir))
     try:
-        build_demo_pipeline().save_pretrained(staging)
+        build_demo_pipeline(variant).save_pretrained(staging)
         try:
             os.rename(staging, target)
         except OSError:

@@ -19,16 +19,16 @@ from diffusers import ZImagePipeline, ZImageTransformer2DModel
 from transformers import AutoTokenizer
 
 from webui import speed
-from webui.demo_model import DEMO_LABEL, ensure_demo_model
+from webui.demo_model import ensure_demo_model
 from webui.full_model import TRANSFORMER, build_components
 from webui.lora_fit import Shapes, shapes_from_config
+from webui.models import DEMO, DEMO_BASE, demo_label, is_demo_name
 from webui.preflight import ModelLoadError, local_model_folder
 from webui.settings import FULL_RANDOM, HUB_MODEL_ID, Settings, env_name
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-FULL_RANDOM_LABEL = "full-size random model"
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,10 @@ def load_tokenizer(settings: Settings) -> tuple[Any, str, str, bool]:
     cuda_available = torch.cuda.is_available()
     name = resolve_model_name(settings, cuda_available)
     dtype = dtype_name(resolve_dtype(settings, resolve_device(settings, cuda_available)))
-    if name in ("demo", FULL_RANDOM):
+    if is_demo_name(name):  # every variant has the demo's tokenizer
         return (
             AutoTokenizer.from_pretrained(ensure_demo_model(settings.cache_dir) / "tokenizer"),
-            FULL_RANDOM_LABEL if name == FULL_RANDOM else DEMO_LABEL,
+            demo_label(name),
             dtype,
             True,
         )
@@ -109,7 +109,7 @@ def transformer_shapes(settings: Settings) -> Shapes | None:
     try:
         if name == FULL_RANDOM:
             return shapes_from_config(TRANSFORMER)
-        where = ensure_demo_model(settings.cache_dir) if name == "demo" else name
+        where = ensure_demo_model(settings.cache_dir, name) if name in (DEMO, DEMO_BASE) else name
         return shapes_from_config(ZImageTransformer2DModel.load_config(where, subfolder="transformer"))
     except Exception as exc:
         logger.warning("LoRA files are not checked at submit: no transformer config of %s (%s)", name, exc)
@@ -122,18 +122,18 @@ def load_model(settings: Settings) -> LoadedModel:
     name = resolve_model_name(settings, cuda_available)
     device = resolve_device(settings, cuda_available)
     dtype = resolve_dtype(settings, device)
-    is_demo = name in ("demo", FULL_RANDOM)  # images are noise
+    is_demo = is_demo_name(name)  # images are noise
     started = time.monotonic()
     if name == FULL_RANDOM:  # made where it will run; with CPU offload, in CPU memory
         where = torch.device("cpu") if settings.cpu_offload else device
-        pipe, folder, label = full_random_pipeline(settings, where, dtype), "memory", FULL_RANDOM_LABEL
+        pipe, folder, label = full_random_pipeline(settings, where, dtype), "memory", demo_label(name)
     else:
-        folder = ensure_demo_model(settings.cache_dir) if is_demo else _locate_weights(name)
-        pipe, label = _from_folder(folder, dtype), DEMO_LABEL if is_demo else name
+        folder = ensure_demo_model(settings.cache_dir, name) if is_demo else _locate_weights(name)
+        pipe, label = _from_folder(folder, dtype), demo_label(name) if is_demo else name
     if is_demo:
         logger.warning(
             "Using the %s: random weights, images are noise. Set %s to %s or a local folder for real images.",
-            "built-in demo model (tiny)" if name == "demo" else label,
+            f"built-in {label} (tiny)" if name != FULL_RANDOM else label,
             env_name("model"),
             HUB_MODEL_ID,
         )

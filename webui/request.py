@@ -119,6 +119,11 @@ class GenerationRequest:
         "(-2..2, default 1); the file's SHA-256 is kept as it was when the job was accepted.",
         form=False,
     )
+    model: str = _field(
+        "",
+        "The model to run, by its name in GET /api/v1/models (Turbo, or base beside it); empty: "
+        "the server's default. Filled in when the job is accepted.",
+    )
 
     def __post_init__(self) -> None:
         # Tuples: nothing downstream (the pipeline rewrites lists in place) can change them.

@@ -175,6 +175,7 @@ _EN: dict[str, Template] = {
     "lora_library_empty": "No LoRA files yet: an admin puts `.safetensors` files in the LoRA folder (ZIMAGE_LORA_DIR).",
     "name_lora": "A LoRA",
     "lora_table_head": "| LoRA | size | trigger words or description |",
+    "model_not_served": "Model {model!r} is not served here. Models you can name: {served}.",
     "lora_not_sent": "Worker {worker} lacks LoRA {name!r} (SHA-256 {digest}...) and Redis holds no copy "
     "of it: put the file in the worker's LoRA folder, or submit the job again so the web host sends it.",
     "lora_no_fit": "LoRA {name!r} does not fit this model ({detail}): it was made for another model.",
@@ -328,6 +329,7 @@ _ZH: dict[str, Template] = {
     "lora_library_empty": "还没有 LoRA 文件：管理员可将 `.safetensors` 文件放入 LoRA 文件夹（ZIMAGE_LORA_DIR）。",
     "name_lora": "LoRA",
     "lora_table_head": "| LoRA | 大小 | 触发词或说明 |",
+    "model_not_served": "此服务器不提供模型 {model!r}。可用的模型：{served}。",
     "lora_not_sent": "工作进程 {worker} 缺少 LoRA {name!r}（SHA-256 {digest}...），Redis 中也没有副本："
     "请把文件放入该工作进程的 LoRA 文件夹，或重新提交任务以便网页主机发送它。",
     "lora_no_fit": "LoRA {name!r} 与当前模型不匹配（{detail}）：它是为其他模型制作的。",

@@ -9,7 +9,8 @@ where to generate, everything else is kept, pixel for pixel (a product-in-scene 
 image fills the frame).
 
 Fields: `prompt`, `n` (images of the prompt), `size` ("WxH"), `response_format` (`b64_json`,
-the default, or `url`), `model` (any: this server has one model), and the extras `seed`,
+the default, or `url`), `model` (a model of GET /api/v1/models; any other name, such as
+OpenAI's own, means the server's default), and the extras `seed`,
 `steps`, `negative_prompt` and `loras` (as REST has it: `[{"name", "strength"}]`; in the
 multipart edits, that list as JSON text in a form field). Other OpenAI fields (quality,
 style, user...) are accepted and ignored. Errors come in OpenAI's shape:
@@ -32,8 +33,9 @@ from webui.api.common import ApiContext, ApiError, refusal
 from webui.api.schema import LoraIn
 from webui.inputs import input_name, prepare_input
 from webui.jobs.record import FAILED, STOPPED, JobRecord
+from webui.models import family_of
 from webui.request import PRODUCT, GenerationRequest
-from webui.settings import DEFAULT_SIZE, DEFAULT_STEPS
+from webui.settings import DEFAULT_SIZE
 from webui.words import Message
 
 WAIT_POLL_S = 0.25
@@ -48,7 +50,7 @@ class ImagesIn(BaseModel):
     size: str = f"{DEFAULT_SIZE}x{DEFAULT_SIZE}"
     response_format: Literal["b64_json", "url"] = "b64_json"
     seed: int = -1
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None  # the model's default
     negative_prompt: str = ""
     loras: list[LoraIn] = []
 
@@ -71,7 +73,7 @@ def openai_router(ctx: ApiContext) -> APIRouter:
                 seed=body.seed,
                 width=width,
                 height=height,
-                steps=body.steps,
+                **_model(ctx, body.model, body.steps),
                 negative_prompt=body.negative_prompt,
                 loras=_loras(body.loras),
             )
@@ -92,7 +94,8 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         size: str = Form(f"{DEFAULT_SIZE}x{DEFAULT_SIZE}"),
         response_format: Literal["b64_json", "url"] = Form("b64_json"),
         seed: int = Form(-1),
-        steps: int = Form(DEFAULT_STEPS),
+        steps: int | None = Form(None),
+        model: str = Form(""),
         loras: str = Form("[]"),
     ) -> JSONResponse:
         try:
@@ -114,7 +117,7 @@ def openai_router(ctx: ApiContext) -> APIRouter:
                     seed=seed,
                     width=width,
                     height=height,
-                    steps=steps,
+                    **_model(ctx, model, steps),
                     kind=PRODUCT,
                     inputs=[store.put(cutout)],
                     input_names=[name],
@@ -131,6 +134,19 @@ def openai_router(ctx: ApiContext) -> APIRouter:
         return await _answer(ctx, request, record.id, response_format)
 
     return router
+
+
+def _model(ctx: ApiContext, asked: str | None, steps: int | None) -> dict[str, Any]:
+    """The model a call names, if served here (else the default, as OpenAI's model names mean
+    nothing here), with its steps and guidance unless the call gives steps."""
+    served = ctx.service.runner.models()
+    model = asked if asked in served else served[0]
+    family = family_of(model)
+    return {
+        "model": model,
+        "steps": family.steps if steps is None else steps,
+        "guidance_scale": family.guidance,
+    }
 
 
 def _loras(loras: list[LoraIn]) -> list[tuple[str, float, str]]:

@@ -6,6 +6,7 @@ GET    /api/v1/jobs/{id}              status, progress, images (each with a PNG 
 GET    /api/v1/jobs/{id}/events       server-sent events: progress, then the end
 DELETE /api/v1/jobs/{id}              Stop (finished images are kept)
 GET    /api/v1/jobs/{id}/images/{n}.png
+GET    /api/v1/models                 the models a job may name, with their defaults
 GET    /api/v1/loras                  the LoRA library
 GET    /api/v1/openapi.json, /api/v1/docs
 """
@@ -30,6 +31,7 @@ from webui.api.common import ApiContext, ApiError, refusal
 from webui.api.schema import JobIn, request_of
 from webui.jobs.record import SAVED
 from webui.jobs.views import Identity
+from webui.models import family_of
 from webui.words import Message, words
 
 EVENT_POLL_S = 0.25  # how often an event stream looks at its job: memory reads
@@ -69,7 +71,9 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         try:
             # Off the event loop, as the page does: long prompt lists and images take a while.
             record = await asyncio.to_thread(
-                lambda: service.submit(request_of(job, service.settings, service.inputs), who)
+                lambda: service.submit(
+                    request_of(job, service.settings, service.inputs, service.runner.models()[0]), who
+                )
             )
         except Message as exc:
             raise refusal(exc) from None
@@ -103,6 +107,23 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         except Message as exc:
             raise refusal(exc) from None
         return ctx.job_json(request, record, ctx.service.view(job_id))
+
+    @api.get("/models")
+    async def models(who: Identity = caller) -> list[dict[str, Any]]:
+        """The models a job may name now (`model`), the server's default first (in distributed
+        mode, with those a worker online serves), and what a job for each takes by default."""
+        served = ctx.service.runner.models()
+        return [
+            {
+                "name": label,
+                "default": label == served[0],
+                "family": family.name,
+                "steps": family.steps,
+                "guidance_scale": family.guidance,
+                "negative_prompt": family.negative,
+            }
+            for label, family in ((label, family_of(label)) for label in served)
+        ]
 
     @api.get("/loras")
     async def loras(who: Identity = caller) -> list[dict[str, Any]]:

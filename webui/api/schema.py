@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from webui.inputs import InputStore, input_name, prepare_input
+from webui.models import family_of
 from webui.prompts import parse_prompts
 from webui.request import API_FIELDS, GenerationRequest, RequestError
 from webui.settings import Settings
@@ -84,9 +85,14 @@ def decode(text: str, what: str) -> bytes:
         raise RequestError("not_base64", name=what) from None
 
 
-def request_of(job: BaseModel, settings: Settings, store: InputStore) -> GenerationRequest:
-    """The generation request of a body: prompts parsed, input images checked and stored."""
+def request_of(job: BaseModel, settings: Settings, store: InputStore, model: str) -> GenerationRequest:
+    """The generation request of a body: prompts parsed, input images checked and stored; steps
+    and guidance it leaves out as its model (`model` when it names none) takes them."""
     values = job.model_dump(exclude={"prompts", "images", "loras"})
+    family = family_of(values["model"] or model)
+    for name, value in (("steps", family.steps), ("guidance_scale", family.guidance)):
+        if name not in job.model_fields_set:
+            values[name] = value
     values["loras"] = [(lora.name, lora.strength, "") for lora in job.loras]  # type: ignore[attr-defined]
     lines = job.prompts if isinstance(job.prompts, str) else "\n".join(job.prompts)  # type: ignore[attr-defined]
     images: list[ImageIn] = job.images  # type: ignore[attr-defined]

@@ -31,9 +31,13 @@ class Monitor:
         self._broker_error: str | None = None
         threading.Thread(target=self._watch, name="broker-monitor", daemon=True).start()
 
-    def serving(self) -> list[WorkerInfo]:
-        """Workers online for this host's model."""
-        return [w for w in self._workers if w.model == self.model]
+    def serving(self, model: str | None = None) -> list[WorkerInfo]:
+        """Workers online for `model` (a model key; by default this host's)."""
+        return [w for w in self._workers if w.model == (model or self.model)]
+
+    def models(self) -> list[str]:
+        """The model keys of every worker online."""
+        return sorted({w.model for w in self._workers})
 
     def seconds_per_unit(self) -> float | None:
         """Seconds per pixel-step of all serving workers together, for ETAs."""

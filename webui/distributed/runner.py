@@ -60,15 +60,16 @@ class JobFailed(Exception):
 class CeleryRunner:
     """Jobs run on the GPU workers that serve `model`, through the broker."""
 
-    def __init__(self, settings: Settings, model: str) -> None:
-        self.settings, self.model = settings, model
-        self.queue = broker.queue_for(model)
+    def __init__(self, settings: Settings, label: str, dtype: str) -> None:
+        """`label`: the default model's; jobs naming another go to the queue of its workers."""
+        self.settings, self.label, self.dtype = settings, label, dtype
+        self.model = broker.model_key(label, dtype)
         self.broker = hide_password(settings.broker_url)
         self.app = broker.celery_app(settings.broker_url, settings.task_timeout)
         self.redis = broker.redis_client(settings.broker_url)
         self._closing = threading.Event()
         self._following: dict[str, _Following] = {}
-        self.monitor = Monitor(self.redis, model, self.broker)
+        self.monitor = Monitor(self.redis, self.model, self.broker)
         self.inputs = input_store(settings.state_path)
         self.loras = LoraLibrary(settings.lora_path)  # files the workers may lack, sent by hash
 
@@ -78,7 +79,7 @@ class CeleryRunner:
     def capacity(self) -> int:
         """Jobs out at once: enough to keep every worker's pool of task slots in use."""
         slots = 2 * self.settings.max_batch_size
-        return slots * max(1, len(self.monitor.serving()))
+        return slots * max(1, sum(len(self.monitor.serving(self._key(m))) for m in self.models()))
 
     def run(
         self,
@@ -161,7 +162,8 @@ class CeleryRunner:
             self._offer_loras(record)
         # A share per worker online, at most one call's worth: Redis hands waiting tasks to idle
         # workers in turn, so a job of 16 images on 4 workers runs 4 images on each.
-        workers = max(1, len(self.monitor.serving()))
+        model = self._key(record.request.model)
+        workers = max(1, len(self.monitor.serving(model)))
         size = max(1, min(self.settings.max_batch_size, math.ceil(len(todo) / workers)))
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
@@ -169,18 +171,18 @@ class CeleryRunner:
             self.app.send_task(
                 broker.TASK_NAME,
                 args=[self._payload(record, task_id, chunk)],
-                queue=self.queue,
+                queue=broker.queue_for(model),
                 task_id=task_id,
             )
             self.redis.hset(key, task_id, json.dumps([i.index for i in chunk]))
             out[task_id] = [i.index for i in chunk]
-            logger.info("job %s task %s: %d images sent to %s", record.id, task_id, len(chunk), self.queue)
+            logger.info("job %s task %s: %d images for %s", record.id, task_id, len(chunk), model)
         return _Following(record, out)
 
     def _offer_loras(self, record: JobRecord) -> None:
         """The job's LoRA files in Redis by hash, for the workers online that lack them (each
         says which it has); RequestError when this host's file changed since acceptance."""
-        having = [set(w.loras) for w in self.monitor.serving()]
+        having = [set(w.loras) for w in self.monitor.serving(self._key(record.request.model))]
         for name, _, digest in record.request.loras:
             key = broker.lora_key(digest)
             if (having and all(digest in h for h in having)) or self.redis.exists(key):
@@ -190,11 +192,21 @@ class CeleryRunner:
             megabytes = len(data) / 1e6
             logger.info("job %s: LoRA %s (%.1f MB) put in Redis for the workers", record.id, name, megabytes)
 
+    def models(self) -> list[str]:
+        """This host's model, then the others that workers online serve (in this precision)."""
+        suffix = broker.model_key("", self.dtype)
+        others = [k.removesuffix(suffix) for k in self.monitor.models() if k.endswith(suffix)]
+        return [self.label, *(label for label in others if label != self.label)]
+
+    def _key(self, label: str) -> str:
+        """The model key (and so the queue) of a job naming model `label` ("": this host's)."""
+        return broker.model_key(label or self.label, self.dtype)
+
     def _lost(self, job: _Following) -> bool:
         """No word of the job's tasks for twice the task timeout, and none of them waits in the
         queue: Redis lost them (restarted without its append-only file, say)."""
         quiet = time.monotonic() - job.heard > 2 * self.settings.task_timeout
-        return quiet and self.redis.llen(self.queue) == 0
+        return quiet and self.redis.llen(broker.queue_for(self._key(job.record.request.model))) == 0
 
     def _resend(self, job: _Following) -> _Following:
         """The job's missing images as new tasks; should an old one turn up, its images are
@@ -205,7 +217,7 @@ class CeleryRunner:
             record.id,
             len(job.outstanding),
             2 * self.settings.task_timeout,
-            self.queue,
+            broker.queue_for(self._key(record.request.model)),
         )
         self.redis.delete(broker.tasks_key(record.id))
         fresh = self._send(record)
@@ -218,7 +230,7 @@ class CeleryRunner:
             "v": broker.MESSAGE_VERSION,
             "job": record.id,
             "task": task_id,
-            "model": self.model,
+            "model": self._key(request.model),
             "request": request.to_record(),
             "sheet": len(record.images) > 1,  # send contact-sheet thumbnails
             "images": [

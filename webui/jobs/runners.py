@@ -57,6 +57,10 @@ class Runner(Protocol):
         """Fields for /healthz; "problem" names what makes the server unhealthy (503), if any."""
         ...
 
+    def models(self) -> list[str]:
+        """The models jobs may name now, the default first (by label)."""
+        ...
+
 
 class LocalRunner:
     """Jobs run here, on the engine's lane."""
@@ -98,6 +102,9 @@ class LocalRunner:
 
     def notice(self) -> str | None:
         return None
+
+    def models(self) -> list[str]:
+        return [self.engine.model.label]  # one process, one model
 
     def health(self) -> dict[str, Any]:
         engine, stats = self.engine, self.engine.stats

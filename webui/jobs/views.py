@@ -179,6 +179,7 @@ def job_json(
         "created": record.created.isoformat(),
         "owner": record.owner,
         "kind": r.kind,
+        "model": record.model,
         "position": view.position if live and view is not None else None,
         "eta_s": None if not live or view is None or view.eta_done_s is None else round(view.eta_done_s, 1),
         "notice": notice if live else None,

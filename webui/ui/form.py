@@ -70,14 +70,17 @@ def advanced_part(s: Settings) -> Parts:
     c: Parts = {}
     with gr.Accordion(t("advanced"), open=False, elem_id="advanced"):
         with gr.Row():
-            c["steps"] = gr.Slider(s.min_steps, s.max_steps, value=DEFAULT_STEPS, step=1, label=t("steps"))
+            c["steps"] = gr.Slider(
+                s.min_steps, s.max_steps, value=DEFAULT_STEPS, step=1, label=t("steps"), elem_id="steps"
+            )
             c["guidance_scale"] = gr.Slider(
-                0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, label=t("guidance")
+                0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, label=t("guidance"), elem_id="guidance"
             )
         c["negative_prompt"] = gr.Textbox(
             "",
             label=t("negative"),
             info=t("negative_info"),
+            elem_id="negative",
         )
         policies = [
             (t("per_image"), SEED_PER_IMAGE),

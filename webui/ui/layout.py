@@ -21,6 +21,7 @@ from webui.ui.history import History
 from webui.ui.i18n import t
 from webui.ui.inputs_part import inputs_part, wire_inputs
 from webui.ui.looks_part import LORA_INPUTS, looks_part, wire_looks
+from webui.ui.model_part import model_part, wire_model
 from webui.ui.page import IMAGE_INPUTS, Page
 from webui.ui.parts import QUIET, RAW, Parts
 from webui.ui.queue import queue_part, wire_queue
@@ -71,7 +72,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
                 gr.Row(equal_height=False, elem_id="generate-columns"),
             ):
                 with gr.Column(scale=2, min_width=FORM_MIN_WIDTH, elem_id="form-column"):
-                    c |= form_part(s) | inputs_part() | looks_part() | advanced_part(s)
+                    c |= model_part() | form_part(s) | inputs_part() | looks_part() | advanced_part(s)
                     c |= reuse_part() | queue_part()
                 with gr.Column(scale=3, min_width=RESULTS_MIN_WIDTH, elem_id="results-column"):
                     results = Results(page)
@@ -85,6 +86,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         wire_form(page, c)
         wire_inputs(page, c)
         wire_looks(page.service.loras, demo, c)
+        wire_model(page, demo, c)
         results.wire()
         history.wire(demo, history_tab)
     return demo
