@@ -6,6 +6,7 @@ examples as written."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import pytest
 from openai import AuthenticationError, BadRequestError, OpenAI
 from PIL import Image
 
+from tests.attacker import Tab
 from tests.helpers import (
     ARTIFACTS,
     CHROMIUM,
@@ -34,6 +36,8 @@ from tests.helpers import (
     running_server,
     wait_for,
 )
+from tests.test_loras import make_lora
+from webui.loading import LoadedModel
 
 SMALL = {"width": 256, "height": 256, "steps": 2}
 LONG = {"width": 1024, "height": 1024, "images_per_prompt": 8}  # seconds of work on the demo model
@@ -93,6 +97,8 @@ def team(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[
     assert "alice-password" not in (state / "users.json").read_text()
     assert keys["alice"] not in (state / "keys.json").read_text()  # only its hash is kept
     options = {"cross_batching": "false", "queue_size": "2", "max_jobs_per_user": "2"}
+    # Anyone's upload request: at most 16 MB; an admin's LoRA file: up to 20 MB.
+    options |= {"max_input_request_mb": "5", "max_lora_mb": "20"}
     with running_server(work, cache_dir, **options) as server:
         yield {"server": server, "state": state, "keys": keys}
 
@@ -339,6 +345,7 @@ def test_each_person_logs_in_to_the_page_and_history_shows_their_jobs_as_mine(te
                 page.get_by_role("button", name="Login").click()
                 expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
                 expect(page.locator("#signed-in")).to_contain_text(f"Signed in as {name}")
+                expect(page.locator("#lora-upload")).to_be_hidden()  # for admins only
                 page.get_by_role("tab", name="History").click()
                 table = page.locator("#history-table")
                 expect(table).to_contain_text("alice's lamp")  # everyone's, first
@@ -458,3 +465,34 @@ def test_failed_logins_are_logged_without_the_password_and_slowed_per_address(te
     log = server.log_text()
     assert "Failed login for 'alice' from 127.0.0.1" in log and "guess 1" not in log
     assert "Login refused for 127.0.0.1" in log
+
+
+def test_an_admin_adds_a_lora_file_from_the_page_and_no_one_else_can(
+    team: dict[str, Any], demo_model: LoadedModel, tmp_path: Path
+) -> None:
+    """Through the page's own protocol (upload, then the event): the file lands in the library
+    checked; a person who is not an admin has no button, no event and no large upload."""
+    server, keys = team["server"], team["keys"]
+    made = make_lora(demo_model, tmp_path, "brand-look", 5).read_bytes()
+    big = b"\0" * 17_000_000  # over anyone's upload limit, under an admin's
+    alice, dana = Tab(server.url), Tab(server.url)
+    assert alice.login("alice", "alice-password") == 200 and dana.login("dana", "dana-password") == 200
+    add = dana.event("add_lora")
+    assert alice.http.post("/gradio_api/upload", files={"files": ("big.safetensors", big)}).status_code == 413
+    refused = alice.call(add, [file_data(alice.upload("brand-look.safetensors", made))])
+    assert refused.error == "Only admins can do this."
+    assert dana.call(add, [file_data(dana.upload("brand-look.safetensors", made))]).error is None
+    status, listed = call(server, "GET", "/api/v1/loras", keys["alice"])
+    assert status == 200 and [e["name"] for e in listed] == ["brand-look"]
+    assert listed[0]["sha256"] == hashlib.sha256(made).hexdigest()
+    again = dana.call(add, [file_data(dana.upload("brand-look.safetensors", made))])
+    assert again.error and "A LoRA named 'brand-look' is in the library already" in again.error
+    junk = dana.call(add, [file_data(dana.upload("junk.safetensors", big))])  # an admin's may be large
+    assert junk.error == "LoRA 'junk' is not a safetensors file that can be read."
+    named = dana.call(add, [file_data(dana.upload("-look.safetensors", made))])
+    assert named.error and named.error.startswith("'-look.safetensors' is not a LoRA file name: use letters")
+    assert [p.name for p in (server.output_dir.parent / "loras").iterdir()] == ["brand-look.safetensors"]
+
+
+def file_data(path: str) -> dict[str, Any]:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}

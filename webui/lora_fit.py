@@ -1,12 +1,13 @@
 """Does a LoRA file fit the model? Checked when a job is accepted, so that it never fails mid-run.
 
-The file is read through diffusers' own `ZImagePipeline.lora_state_dict`, which turns the
-common Kohya and ai-toolkit key layouts into diffusers' names, exactly as the lane's loader
-will. Each LoRA weight then has to name a linear layer of the model's transformer and match
-its shape: `lora_A` is (rank, in_features), `lora_B` is (out_features, rank). A file none of
-whose keys name a layer (made for another architecture) or whose shapes differ is refused
-with its name. The model's layers come from the loaded transformer (embedded mode) or from its
-config built on the meta device, which allocates nothing (the web host of distributed mode).
+The file is read as safetensors (never as a pickle), then its tensors go through diffusers'
+own `ZImagePipeline.lora_state_dict`, which turns the common Kohya and ai-toolkit key layouts
+into diffusers' names, exactly as the lane's loader will. Each LoRA weight then has to name
+a linear layer of the model's transformer and match its shape: `lora_A` is (rank,
+in_features), `lora_B` is (out_features, rank). A file none of whose keys name a layer (made
+for another architecture) or whose shapes differ is refused with its name. The model's layers
+come from the loaded transformer (embedded mode) or from its config built on the meta device,
+which allocates nothing (the web host of distributed mode).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from diffusers import ZImagePipeline, ZImageTransformer2DModel
+from safetensors.torch import load_file
 
 from webui.request import RequestError
 
@@ -49,7 +51,9 @@ def shapes_from_config(config: dict[str, Any]) -> Shapes:
 def check_fit(path: Path, name: str, shapes: Shapes) -> None:
     """RequestError naming the file when it cannot act on a model with these layers."""
     try:
-        state = ZImagePipeline.lora_state_dict(str(path.parent), weight_name=path.name)
+        # Read here as safetensors, whatever the file is called (diffusers' loader would take a
+        # name without the suffix for a pickle); then its key conversion, on the tensors.
+        state = ZImagePipeline.lora_state_dict(load_file(path))
     except Exception as exc:  # a corrupt or odd file: refused, never a crash
         logger.info("LoRA %s could not be read by the loader: %s", name, exc)
         raise RequestError("lora_not_safetensors", name=name) from None

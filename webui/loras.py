@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import struct
 import threading
 from dataclasses import dataclass
@@ -100,6 +101,35 @@ class LoraLibrary:
             if (refused := self._fits[key]) is not None:
                 raise refused
         return found
+
+    def add(self, source: Path, file_name: str, limit_mb: float) -> LoraFile:
+        """An uploaded file added to the folder under its own name: refused (RequestError, by
+        name) when that is no name of ours, when it is too large, not safetensors, does not fit
+        the model, or a file of that name is there (a changed file would fail queued jobs)."""
+        name = file_name.removesuffix(SUFFIX)
+        if not file_name.endswith(SUFFIX) or not NAME.fullmatch(name) or ".." in name:
+            raise RequestError("lora_file_name", name=file_name[:60])
+        size = source.stat().st_size
+        if size > limit_mb * 1_000_000:
+            raise RequestError("lora_too_large", name=name, size=size / 1e6, limit=limit_mb)
+        target = self.folder / file_name
+        if target.exists():
+            raise RequestError("lora_exists", name=name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.partial"
+        try:
+            shutil.copyfile(source, partial)  # checked where it will live: no second copy
+            _header(partial, name)
+            if self.shapes is not None:
+                check_fit(partial, name, self.shapes)
+            with open(partial, "rb") as file:
+                os.fsync(file.fileno())
+            os.link(partial, target)  # fails if a file of that name appeared meanwhile
+        except FileExistsError:
+            raise RequestError("lora_exists", name=name) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return self.get(name)
 
     def path_of(self, name: str, digest: str) -> Path:
         """The file of this version of `name`: the folder's, or a copy fetched by its hash;

@@ -94,6 +94,12 @@ def open_jobs(backend: Backend, settings: Settings) -> JobService:
     return service
 
 
+def lora_upload_limit(settings: Settings, login_on: bool) -> int:
+    """Bytes of a LoRA file an admin may add from the page (a multipart envelope's worth more);
+    0 without a login: then no one is an admin."""
+    return int(settings.max_lora_mb * 1_000_000) + 65536 if login_on else 0
+
+
 def create_app(service: JobService, backend: Backend, settings: Settings) -> FastAPI:
     """The ASGI app: `/healthz` plus the Gradio page at `/`, behind the HTTP guards."""
     access = Access(settings, settings.state_path)
@@ -118,12 +124,14 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
-    app.add_middleware(UploadGate, uploads=uploads)
-    app.add_middleware(LoginGuard, access=access, login_on=login_on)
     limit = int(settings.max_request_mb * 1_000_000)
     image_limit = int(settings.max_input_request_mb * 1_000_000)
-    upload_limit = max(UPLOAD_BODY_LIMIT, image_limit)
-    app.add_middleware(BodyLimit, limit=limit, upload_limit=upload_limit, image_limit=image_limit)
+    upload_limit = max(UPLOAD_BODY_LIMIT, image_limit)  # anyone's upload request
+    admin_lora = lora_upload_limit(settings, login_on)  # an admin's LoRA file
+    admin_upload_limit = max(upload_limit, admin_lora)
+    app.add_middleware(UploadGate, uploads=uploads, limit=upload_limit)
+    app.add_middleware(LoginGuard, access=access, login_on=login_on)
+    app.add_middleware(BodyLimit, limit=limit, upload_limit=admin_upload_limit, image_limit=image_limit)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(SecurityHeaders)
     lifetime = settings.url_expiry_days * 86400
@@ -158,7 +166,8 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         server_port=settings.port,
         auth=access.check_login if login_on else None,
         allowed_paths=[str(settings.output_dir)],
-        max_file_size=max(MIN_UPLOAD, int(settings.max_input_mb * 1_000_000)),
+        # Per file: an admin's LoRA file; anyone else's whole upload stops at the gate's limit.
+        max_file_size=max(MIN_UPLOAD, int(settings.max_input_mb * 1e6), admin_lora),
         show_error=False,  # a gr.Error's words reach the page; no other exception's do
         ssr_mode=False,
         enable_monitoring=False,

@@ -154,6 +154,11 @@ class Settings:
         "Folder of LoRA files (`.safetensors`); a job names each by its file name without the "
         "suffix. Empty: `loras` next to the output folder. Files added or removed are seen at once.",
     )
+    max_lora_mb: float = _setting(
+        1024.0,
+        "Largest LoRA file an admin may add from the page, in megabytes (everyone else's uploads "
+        "keep the input image limit).",
+    )
     max_loras_loaded: int = _setting(
         8,
         "LoRA adapters kept loaded on the model for reuse; the least recently used beyond this are unloaded.",
@@ -400,7 +405,9 @@ class Settings:
                 f"Set both {env_name('auth_user')} and {env_name('auth_password')} to turn the "
                 "login on, or neither."
             )
-        for name in ("max_request_mb", "url_expiry_days", "max_input_mb", "max_input_request_mb"):
+        positive = ("max_request_mb", "url_expiry_days", "max_input_mb", "max_input_request_mb")
+        positive += ("max_lora_mb",)
+        for name in positive:
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{_names(name)} must be above 0 (got {getattr(self, name)}).")
         for name in ("allowed_hosts", "trusted_proxies"):

@@ -110,10 +110,12 @@ def named_paths(value: Any) -> list[Any] | None:
 
 class UploadGate:
     """ASGI middleware: remembers uploads, refuses events naming any other file, and gives
-    each browser the cookie its uploads are known by."""
+    each browser the cookie its uploads are known by. An upload's body may reach the body
+    limit's upload bound (an admin adding a LoRA file) only for an admin; anyone else's stops
+    at `limit` bytes (413)."""
 
-    def __init__(self, app: ASGIApp, uploads: Uploads) -> None:
-        self.app, self.uploads = app, uploads
+    def __init__(self, app: ASGIApp, uploads: Uploads, limit: int) -> None:
+        self.app, self.uploads, self.limit = app, uploads, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,7 +123,16 @@ class UploadGate:
             return
         path, cookies = scope["path"], HTTPConnection(scope).cookies
         if scope["method"] == "POST" and path.rstrip("/") == UPLOAD_ROUTE:
-            await self._upload(scope, receive, send, self.uploads.owner(cookies))
+            owner = self.uploads.owner(cookies)
+            if self.uploads.access.is_admin(owner[0]):
+                await self._upload(scope, receive, send, owner)
+            else:
+                from webui.http_guard import BodyLimit  # here: it imports this module
+
+                async def upload(scope: Scope, receive: Receive, send: Send) -> None:
+                    await self._upload(scope, receive, send, owner)
+
+                await BodyLimit(upload, self.limit, self.limit)(scope, receive, send)
         elif scope["method"] == "POST" and path.startswith(CLOSED_ROUTES):
             await JSONResponse({"detail": "Not Found"}, status_code=404)(scope, receive, send)
         elif scope["method"] == "POST" and path.startswith(GRADIO_ROUTES):

@@ -175,6 +175,13 @@ _EN: dict[str, Template] = {
     "lora_library_empty": "No LoRA files yet: an admin puts `.safetensors` files in the LoRA folder (ZIMAGE_LORA_DIR).",
     "name_lora": "A LoRA",
     "lora_table_head": "| LoRA | size | trigger words or description |",
+    "lora_file_name": "{name!r} is not a LoRA file name: use letters, digits, '.', '_', '-' or spaces, "
+    "ending in .safetensors.",
+    "lora_too_large": "LoRA {name!r} is {size:.0f} MB; the limit is {limit:g} MB (ZIMAGE_MAX_LORA_MB).",
+    "lora_exists": "A LoRA named {name!r} is in the library already: rename the file, or have an admin "
+    "remove the old one from the folder first (jobs queued with it would fail).",
+    "lora_added": "Added LoRA {name!r} to the library.",
+    "admins_only": "Only admins can do this.",
     "model_not_served": "Model {model!r} is not served here. Models you can name: {served}.",
     "lora_not_sent": "Worker {worker} lacks LoRA {name!r} (SHA-256 {digest}...) and Redis holds no copy "
     "of it: put the file in the worker's LoRA folder, or submit the job again so the web host sends it.",
@@ -329,6 +336,11 @@ _ZH: dict[str, Template] = {
     "lora_library_empty": "还没有 LoRA 文件：管理员可将 `.safetensors` 文件放入 LoRA 文件夹（ZIMAGE_LORA_DIR）。",
     "name_lora": "LoRA",
     "lora_table_head": "| LoRA | 大小 | 触发词或说明 |",
+    "lora_file_name": "{name!r} 不是有效的 LoRA 文件名：请使用字母、数字、'.'、'_'、'-' 或空格，并以 .safetensors 结尾。",
+    "lora_too_large": "LoRA {name!r} 大小为 {size:.0f} MB，上限为 {limit:g} MB（ZIMAGE_MAX_LORA_MB）。",
+    "lora_exists": "库中已有名为 {name!r} 的 LoRA：请重命名文件，或请管理员先从文件夹中删除旧文件（使用它的排队任务会失败）。",
+    "lora_added": "已将 LoRA {name!r} 加入库中。",
+    "admins_only": "只有管理员可以执行此操作。",
     "model_not_served": "此服务器不提供模型 {model!r}。可用的模型：{served}。",
     "lora_not_sent": "工作进程 {worker} 缺少 LoRA {name!r}（SHA-256 {digest}...），Redis 中也没有副本："
     "请把文件放入该工作进程的 LoRA 文件夹，或重新提交任务以便网页主机发送它。",

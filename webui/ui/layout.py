@@ -85,7 +85,7 @@ def create_demo(page: Page, model_label: str, is_demo: bool, browser_key: str) -
         _wire_jobs(page, demo, c, results)
         wire_form(page, c)
         wire_inputs(page, c)
-        wire_looks(page.service.loras, demo, c)
+        wire_looks(page, demo, c)
         wire_model(page, demo, c)
         results.wire()
         history.wire(demo, history_tab)

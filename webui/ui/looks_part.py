@@ -11,15 +11,18 @@ the model, as it does for the API.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from webui.limits import MAX_LORAS
 from webui.loras import LoraLibrary
 from webui.ui.i18n import t
-from webui.ui.parts import QUIET, Parts, language
+from webui.ui.parts import QUIET, Parts, error, language
 from webui.words import Message, words
+
+if TYPE_CHECKING:  # the page imports this module for its form's rows
+    from webui.ui.page import Page
 
 ROWS = range(1, MAX_LORAS + 1)
 # What the page's Generate sends for this section, in order: each row's name, then its strength.
@@ -32,6 +35,9 @@ def looks_part() -> Parts:
     c: Parts = {}
     with gr.Accordion(t("looks"), open=False, elem_id="looks") as c["looks"]:
         c["lora_list"] = gr.Markdown(elem_id="lora-list")
+        c["lora_upload"] = gr.UploadButton(
+            t("lora_add"), file_types=[".safetensors"], size="sm", visible=False, elem_id="lora-upload"
+        )  # for admins: shown when the page finds one signed in
         for n in ROWS:
             with gr.Row(equal_height=True):
                 c[f"lora_{n}"] = gr.Dropdown(
@@ -49,8 +55,10 @@ def looks_part() -> Parts:
     return c
 
 
-def wire_looks(library: LoraLibrary, demo: gr.Blocks, c: Parts) -> None:
-    """The library read again when the page loads and when the section is opened."""
+def wire_looks(page: Page, demo: gr.Blocks, c: Parts) -> None:
+    """The library read again when the page loads and when the section is opened; an admin's
+    upload added to it."""
+    library = page.service.loras
     outputs = [c["lora_list"], *(c[f"lora_{n}"] for n in ROWS)]
 
     def listed(request: gr.Request) -> list[Any]:
@@ -58,8 +66,25 @@ def wire_looks(library: LoraLibrary, demo: gr.Blocks, c: Parts) -> None:
         choices = [(t("lora_none"), NONE)] + [(e["name"], e["name"]) for e in entries if "error" not in e]
         return [library_table(entries, language(request)), *(gr.Dropdown(choices=choices) for _ in ROWS)]
 
+    def upload_shown(request: gr.Request) -> Any:
+        return gr.UploadButton(visible=page.identity(request).admin)
+
+    def add(file: Any, request: gr.Request) -> list[Any]:
+        """An admin's file into the library: checked as a job's would be, never over a file."""
+        try:
+            if not page.identity(request).admin:
+                raise Message("admins_only")
+            path = page.upload(file, request)
+            added = library.add(path, path.name, page.settings.max_lora_mb)
+        except Message as exc:
+            raise error(exc, request) from None
+        gr.Info(words("lora_added", name=added.name).say(language(request)))
+        return listed(request)
+
     demo.load(listed, None, outputs, **QUIET)
+    demo.load(upload_shown, None, c["lora_upload"], **QUIET)
     c["looks"].expand(listed, None, outputs, **QUIET)
+    c["lora_upload"].upload(add, c["lora_upload"], outputs, api_name="add_lora", show_progress="hidden")
 
 
 def library_table(entries: Sequence[Mapping[str, Any]], lang: str) -> str:
