@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +23,7 @@ from peft import LoraConfig, get_peft_model_state_dict
 from PIL import Image
 from safetensors.torch import save_file
 
-from tests.helpers import Server, make, running_server, wait_for
+from tests.helpers import Server, make, readme_code_blocks, running_server, wait_for
 from tests.test_api_images import png
 from tests.test_lane import hold_first_call, queue_behind
 from webui.engine import Engine, ImageTask, RequestError
@@ -202,6 +204,15 @@ def test_the_library_is_listed_and_rest_jobs_take_loras_by_name(
             assert json.loads(picture.info[PARAMETERS_KEY])["loras"] == [["brand-look", -0.5, sha]]
         with pytest.raises(BadRequestError, match="does not fit this model"):
             client.images.generate(prompt="x", size="64x64", extra_body={"loras": [{"name": "wider"}]})
+        # The docs' example as written (no login here: the key is not checked).
+        [example] = [b for b in readme_code_blocks("bash") if "/api/v1/loras" in b]
+        env = {**os.environ, "WEBUI_URL": server.url.rstrip("/"), "WEBUI_KEY": "unused"}
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", example], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert '"name":"demo model"' in done.stdout and '"name":"brand-look"' in done.stdout
+        assert '"url":"http' in done.stdout, done.stdout
         with pytest.raises(BadRequestError, match="loras must be a JSON list"):
             client.images.edit(image=("c.png", png(cut), "image/png"), prompt="x", extra_body={"loras": "[{"})
 

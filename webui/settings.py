@@ -76,8 +76,9 @@ class Settings:
 
     model: str = _setting(
         "auto",
-        f"`{HUB_MODEL_ID}` (or another hub id), a local folder in diffusers layout, or `demo` "
-        "for the built-in tiny model. `auto`: the hub model when a CUDA GPU is present, "
+        f"`{HUB_MODEL_ID}` (or another hub id, such as `Tongyi-MAI/Z-Image` for base), a local "
+        "folder in diffusers layout, or `demo` for the built-in tiny model (`demo-base`: its "
+        "stand-in for Z-Image base). `auto`: the hub model when a CUDA GPU is present, "
         f"else `demo`. `{FULL_RANDOM}`: the real architecture with random weights made on the "
         "device, for benchmarks without a download.",
     )
