@@ -445,28 +445,6 @@ def test_a_person_and_a_key_added_while_the_server_runs_work_at_once(team: dict[
         wait_for(lambda: page.get("/config").status_code == 401, 10, "his session to end")
 
 
-def test_failed_logins_are_logged_without_the_password_and_slowed_per_address(team: dict[str, Any]) -> None:
-    # Last in this module: it locks this address out of logging in for a while.
-    server = team["server"]
-
-    def login(name: str, password: str) -> int:
-        body = urllib.parse.urlencode({"username": name, "password": password}).encode()
-        try:
-            with urllib.request.urlopen(
-                urllib.request.Request(server.url + "login", data=body), timeout=30
-            ) as r:
-                return r.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    assert login("alice", "alice-password") == 200
-    assert [login("alice", f"guess {n}") for n in range(5)] == [400] * 5
-    assert login("alice", "alice-password") == 429  # even the right one, for a while
-    log = server.log_text()
-    assert "Failed login for 'alice' from 127.0.0.1" in log and "guess 1" not in log
-    assert "Login refused for 127.0.0.1" in log
-
-
 def test_an_admin_adds_a_lora_file_from_the_page_and_no_one_else_can(
     team: dict[str, Any], demo_model: LoadedModel, tmp_path: Path
 ) -> None:
@@ -496,3 +474,25 @@ def test_an_admin_adds_a_lora_file_from_the_page_and_no_one_else_can(
 
 def file_data(path: str) -> dict[str, Any]:
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_failed_logins_are_logged_without_the_password_and_slowed_per_address(team: dict[str, Any]) -> None:
+    # Last in this module: it locks this address out of logging in for a while.
+    server = team["server"]
+
+    def login(name: str, password: str) -> int:
+        body = urllib.parse.urlencode({"username": name, "password": password}).encode()
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(server.url + "login", data=body), timeout=30
+            ) as r:
+                return r.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert login("alice", "alice-password") == 200
+    assert [login("alice", f"guess {n}") for n in range(5)] == [400] * 5
+    assert login("alice", "alice-password") == 429  # even the right one, for a while
+    log = server.log_text()
+    assert "Failed login for 'alice' from 127.0.0.1" in log and "guess 1" not in log
+    assert "Login refused for 127.0.0.1" in log

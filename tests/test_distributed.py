@@ -147,6 +147,17 @@ def pngs(status: dict[str, Any]) -> list[Path]:
     return sorted(Path(status["folder"]).glob("[0-9]*.png"))
 
 
+def same_pixels(local: Any, files: list[Path]) -> None:
+    """The workers' PNGs are the images made in this process: same names, pixels within 2/255."""
+    assert [m.path.name for m in local.images] == [f.name for f in files]
+    for mine, theirs in zip(local.images, files, strict=True):
+        with Image.open(theirs) as image:
+            difference = np.abs(
+                np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
+            ).max()
+        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+
+
 def submit(user: Client, **request: Any) -> str:
     return user.predict(**{**SMALL, **request}, api_name="/submit")["id"]
 
@@ -273,14 +284,7 @@ def test_a_product_job_over_both_workers_equals_the_embedded_pixels(
         ),
         inputs=store,
     )
-    files = pngs(status)
-    assert [m.path.name for m in local.images] == [f.name for f in files]
-    for mine, theirs in zip(local.images, files, strict=True):
-        with Image.open(theirs) as image:
-            difference = np.abs(
-                np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
-            ).max()
-        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+    same_pixels(local, pngs(status))
 
 
 def test_a_lora_job_over_both_workers_equals_embedded_each_worker_fetching_the_file(
@@ -313,14 +317,7 @@ def test_a_lora_job_over_both_workers_equals_embedded_each_worker_fetching_the_f
         local = make(engine, GenerationRequest(["a mug", "a cup"], loras=[("brand-look", 0.7, "")], **shape))
     finally:
         unload(engine)
-    files = pngs(status)
-    assert [m.path.name for m in local.images] == [f.name for f in files]
-    for mine, theirs in zip(local.images, files, strict=True):
-        with Image.open(theirs) as image:
-            difference = np.abs(
-                np.asarray(image.convert("RGB"), dtype=int) - np.asarray(mine.image, dtype=int)
-            ).max()
-        assert difference <= 2, f"{theirs.name}: pixels differ by {difference}/255"
+    same_pixels(local, pngs(status))
 
 
 def test_jobs_naming_the_second_model_go_only_to_its_worker_and_the_form_takes_its_defaults(

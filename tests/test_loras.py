@@ -21,7 +21,7 @@ from diffusers import ZImagePipeline, ZImageTransformer2DModel
 from openai import BadRequestError, OpenAI
 from peft import LoraConfig, get_peft_model_state_dict
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tests.helpers import Server, make, readme_code_blocks, running_server, wait_for
 from tests.test_api_images import png
@@ -61,10 +61,12 @@ def lora_engine(make_engine, demo_model: LoadedModel, settings):
 
 
 def unload(engine: Engine) -> None:
-    """No adapter left on the shared demo model, active or loaded, for later tests."""
+    """No adapter left on the shared demo model, active or loaded, nor PEFT's layers, for later
+    tests."""
     engine.lane.calls.adapters.use(())
     for adapter in list(engine.lane.calls.adapters._loaded):
         engine.model.pipe.delete_adapters(adapter)
+    engine.model.pipe.unload_lora_weights()
 
 
 def test_a_lora_changes_the_pixels_and_none_or_strength_0_equal_the_plain_model(lora_engine) -> None:
@@ -83,6 +85,24 @@ def test_a_lora_changes_the_pixels_and_none_or_strength_0_equal_the_plain_model(
     assert np.abs(pixels(zero) - plain).max() <= 1
     after = make(engine, GenerationRequest(["a mug"], **SMALL))  # right after a LoRA job: no leak
     assert np.abs(pixels(after) - plain).max() <= 1
+
+
+def test_a_kohya_style_file_is_read_as_its_diffusers_twin(lora_engine, settings) -> None:
+    """The same weights under Kohya's key names (lora_unet_..., lora_down/lora_up, alpha), as
+    many trainers write them: accepted at submit and the same pixels as the diffusers file."""
+    engine, folder = lora_engine, settings.lora_path
+    state = load_file(folder / "brand-look.safetensors")
+    kohya = {}
+    for key, tensor in state.items():
+        layer, _, part = key.removeprefix("transformer.").partition(".lora_")
+        stem = "lora_unet_" + layer.replace(".", "_")
+        kohya[f"{stem}.lora_{'down' if part.startswith('A') else 'up'}.weight"] = tensor
+        if part.startswith("A"):
+            kohya[f"{stem}.alpha"] = torch.tensor(float(tensor.shape[0]))  # alpha = rank: scale 1
+    save_file(kohya, folder / "kohya-look.safetensors")
+    ours = make(engine, GenerationRequest(["a mug"], loras=[("brand-look", 1.0, "")], **SMALL))
+    theirs = make(engine, GenerationRequest(["a mug"], loras=[("kohya-look", 1.0, "")], **SMALL))
+    assert np.abs(pixels(ours) - pixels(theirs)).max() <= 1
 
 
 def test_jobs_with_and_without_a_lora_together_each_equal_their_run_alone(lora_engine) -> None:

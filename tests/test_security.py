@@ -39,9 +39,10 @@ from webui.users import Users
 PASSWORDS = {"alice": "alice-long-passphrase", "bob": "bob-long-passphrase", "carol": "carol-long-passphrase"}
 LINK_LIFETIME_S = 6  # the login server's signed URLs
 
-# The rest of a Generate event's values: kind, strength, product size, position, then the
-# images section (files, cut-out, painted photo, reused images), none of them used.
-IMAGES_OFF = ["text", 0.6, 0.6, "center", None, "auto", None, None]
+# The rest of a Generate event's values: kind, strength, product size, position, model (the
+# server's), the images section (files, cut-out, painted photo, reused images) and four LoRA
+# rows (name, strength), none of them used.
+IMAGES_OFF = ["text", 0.6, 0.6, "center", "", None, "auto", None, None, *["", 1.0] * 4]
 
 
 @dataclass

@@ -35,8 +35,9 @@ LONG = dict(
 )
 
 # The rest of a Generate event's values, as raw JSON: kind, strength, product size, position,
-# then the images section (files, cut-out, painted photo, reused images), none of them used.
-IMAGES_OFF = b', "text", 0.6, 0.6, "center", null, "auto", null, null'
+# model (the server's), the images section (files, cut-out, painted photo, reused images) and
+# four LoRA rows (name, strength), none of them used.
+IMAGES_OFF = b', "text", 0.6, 0.6, "center", "", null, "auto", null, null' + b', "", 1.0' * 4
 
 
 @pytest.fixture(scope="module")
@@ -499,8 +500,10 @@ def test_dropping_one_of_our_pngs_fills_the_form_and_remakes_the_same_image(
     original = Path(made[3]["file"])  # the navy mug, variant 1: seed 12
     form = user.predict(handle_file(str(original)), api_name="/reuse_png")
     expected = ["a navy mug", 1, 12, 64, 48, 2, 0.0, "", "studio lighting", "per-image"]
-    # Then the reused images (a State: not sent), and the uploads and painted photo, cleared.
-    assert list(form) == [*expected, "text", 0.6, 0.6, "center", "Custom", None, None]
+    # Then the model, the preset, the reused images (a State: not sent), the uploads and painted
+    # photo cleared, and the LoRA rows (none: cleared).
+    rows = ["", 1.0] * 4
+    assert list(form) == [*expected, "text", 0.6, 0.6, "center", "demo model", "Custom", None, None, *rows]
 
     prompts, per, seed, width, height, steps, guidance, negative, style, policy, *_ = form
     again = generate(

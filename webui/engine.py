@@ -62,7 +62,8 @@ class Engine:
         s = settings
         # The library the lane loads from; it checks files against the layers of this model, and
         # keeps the copies a GPU worker fetches by hash in its state folder.
-        shapes = linear_shapes(model.pipe.transformer)
+        transformer = getattr(model.pipe, "transformer", None)  # none in a stand-in (tools/bench.py)
+        shapes = None if transformer is None else linear_shapes(transformer)
         self.loras = LoraLibrary(s.lora_path, shapes, copies=s.state_path / "loras")
         self.lane = Lane(
             model,

@@ -10,8 +10,10 @@ that routing by model runs on real processes without a download.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from webui.request import GenerationRequest, RequestError
 from webui.settings import DEFAULT_GUIDANCE, DEFAULT_STEPS, FULL_RANDOM
 
 DEMO, DEMO_BASE = "demo", "demo-base"  # ZIMAGE_MODEL values of the built-in model's variants
@@ -43,6 +45,16 @@ def family_of(label: str) -> Family:
     if label == DEMO_BASE_LABEL or lowered.endswith(("z-image", "z_image", "z-image-base")):
         return BASE
     return TURBO
+
+
+def with_model(request: GenerationRequest, served: list[str]) -> GenerationRequest:
+    """The request naming its model (`served[0]`, the default, when it names none);
+    RequestError naming the models served when it names another."""
+    if not request.model:
+        return dataclasses.replace(request, model=served[0])
+    if request.model not in served:
+        raise RequestError("model_not_served", model=request.model[:80], served=", ".join(served))
+    return request
 
 
 def is_demo_name(name: str) -> bool:

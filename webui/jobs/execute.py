@@ -19,6 +19,7 @@ from webui.engine import Engine, ImageTask, Progress, Start
 from webui.inputs import InputStore
 from webui.jobs.record import BLACK, DONE, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.loras import with_lora_hashes
+from webui.models import with_model
 from webui.outputs import save_png, write_manifest, write_zip
 from webui.product import Placed, composite, place
 from webui.request import PRODUCT, GenerationRequest, RequestError
@@ -166,7 +167,7 @@ def generate(
     folder of its own under the output setting.
     """
     engine.validate(request)
-    request = with_lora_hashes(request, engine.loras)
+    request = with_lora_hashes(with_model(request, [engine.model.label]), engine.loras)
     model = engine.model
     record = JobRecord.plan(
         request,

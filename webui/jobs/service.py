@@ -13,7 +13,6 @@ of resumes.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from webui.jobs.store import JobStore, persist
 from webui.jobs.views import Identity, JobSummary, JobView, views_of
 from webui.lora_fit import Shapes
 from webui.loras import LoraLibrary, with_lora_hashes
+from webui.models import with_model
 from webui.outputs import write_manifest
 from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
@@ -97,7 +97,7 @@ class JobService:
         happens outside the lock: running jobs never wait on that write.
         """
         self._validate(request)
-        request = self._with_model(request)
+        request = with_model(request, self.runner.models())
         request = with_lora_hashes(request, self.loras)
         for digest in request.inputs:  # stored by the caller before this: a restart finds them
             if not self.inputs.has(digest):
@@ -132,16 +132,6 @@ class JobService:
             logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
             self._pump()
             return record
-
-    def _with_model(self, request: GenerationRequest) -> GenerationRequest:
-        """The request naming its model (the default when it names none); RequestError naming
-        the models served when it names another."""
-        served = self.runner.models()
-        if not request.model:
-            return dataclasses.replace(request, model=served[0])
-        if request.model not in served:
-            raise RequestError("model_not_served", model=request.model[:80], served=", ".join(served))
-        return request
 
     def _check_limits(self, who: Identity) -> None:
         # Jobs that will wait: those not yet running, and those being accepted beyond what the
