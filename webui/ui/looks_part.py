@@ -58,11 +58,10 @@ def looks_part() -> Parts:
 def wire_looks(page: Page, demo: gr.Blocks, c: Parts) -> None:
     """The library read again when the page loads and when the section is opened; an admin's
     upload added to it."""
-    library = page.service.loras
     outputs = [c["lora_list"], *(c[f"lora_{n}"] for n in ROWS)]
 
     def listed(request: gr.Request) -> list[Any]:
-        entries = library.entries()
+        entries = page.service.loras.entries()
         choices = [(t("lora_none"), NONE)] + [(e["name"], e["name"]) for e in entries if "error" not in e]
         return [library_table(entries, language(request)), *(gr.Dropdown(choices=choices) for _ in ROWS)]
 
@@ -75,7 +74,7 @@ def wire_looks(page: Page, demo: gr.Blocks, c: Parts) -> None:
             if not page.identity(request).admin:
                 raise Message("admins_only")
             path = page.upload(file, request)
-            added = library.add(path, path.name, page.settings.max_lora_mb)
+            added = page.service.loras.add(path, path.name, page.settings.max_lora_mb)
         except Message as exc:
             raise error(exc, request) from None
         gr.Info(words("lora_added", name=added.name).say(language(request)))
