@@ -300,14 +300,12 @@ def test_a_lora_job_over_both_workers_equals_embedded_each_worker_fetching_the_f
     request = urllib.request.Request(
         cluster.web.url + "api/v1/jobs", json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
-    before = {name: w["images"] for name, w in cluster.online().items()}
     with urllib.request.urlopen(request, timeout=60) as answer:
         job_id = json.loads(answer.read())["id"]
     status = wait_job(cluster.client(), job_id)
     assert status["status"] == "done" and status["progress"]["images_done"] == 8, status
     wait_for(lambda: all(sha in w["loras"] for w in cluster.online().values()), 10, "heartbeats naming it")
-    assert all(w["images"] > before[n] for n, w in cluster.online().items()), "a worker was left idle"
-    for name in ("w1", "w2"):
+    for name in ("w1", "w2"):  # each ran a task of it: a worker fetches a file only for its task
         kept = cluster.workdir / f"{name}-state" / "loras" / f"{sha}.safetensors"
         assert kept.read_bytes() == path.read_bytes()
     settings.lora_path.mkdir(parents=True, exist_ok=True)

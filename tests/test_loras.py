@@ -5,6 +5,7 @@ pixels, strength 0 and "none" equal the plain model, and nothing leaks between j
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 import os
@@ -37,10 +38,9 @@ SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 5}
 
 def make_lora(model: LoadedModel, folder: Path, name: str, seed: int) -> Path:
     """A LoRA for the demo transformer: PEFT adapters on its attention, random weights."""
-    transformer = model.pipe.transformer
+    transformer = copy.deepcopy(model.pipe.transformer)  # PEFT's layers never touch the shared model
     transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"]), "made")
     state = get_peft_model_state_dict(transformer, adapter_name="made")
-    transformer.delete_adapters("made")
     generator = torch.Generator().manual_seed(seed)
     state = {k: torch.randn(v.shape, generator=generator) * 0.3 for k, v in state.items()}
     folder.mkdir(parents=True, exist_ok=True)
