@@ -32,6 +32,7 @@ from starlette.routing import Mount
 from webui.access import Access, LoginGuard
 from webui.api.common import ApiContext
 from webui.api.openai_images import invalid_openai_body, openai_router
+from webui.api.queue_routes import paused_json
 from webui.api.rest import create_rest_api
 from webui.engine import Engine
 from webui.http_guard import BodyLimit, SecurityHeaders, allowed_hosts
@@ -142,6 +143,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         # Async and lock-light: it answers from the event loop even while a batch runs.
         queued, running = service.counts()
         extra = service.runner.health()
+        paused = service.control.paused()
         problem = extra.pop("problem", None)
         return JSONResponse(
             status_code=503 if problem else 200,
@@ -152,6 +154,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
                 "queue_length": queued,  # jobs waiting their turn
                 "jobs_queued": queued,
                 "jobs_running": running,
+                "paused": paused_json(paused),
                 **extra,
             },
         )

@@ -182,6 +182,7 @@ _EN: dict[str, Template] = {
     "remove the old one from the folder first (jobs queued with it would fail).",
     "lora_added": "Added LoRA {name!r} to the library.",
     "admins_only": "Only admins can do this.",
+    "bad_move": "A job moves to the front, up or down ({moves}), not {where!r}.",
     "model_not_served": "Model {model!r} is not served here. Models you can name: {served}.",
     "lora_not_sent": "Worker {worker} lacks LoRA {name!r} (SHA-256 {digest}...) and Redis holds no copy "
     "of it: put the file in the worker's LoRA folder, or submit the job again so the web host sends it.",
@@ -341,6 +342,7 @@ _ZH: dict[str, Template] = {
     "lora_exists": "库中已有名为 {name!r} 的 LoRA：请重命名文件，或请管理员先从文件夹中删除旧文件（使用它的排队任务会失败）。",
     "lora_added": "已将 LoRA {name!r} 加入库中。",
     "admins_only": "只有管理员可以执行此操作。",
+    "bad_move": "任务只能移到最前、上移或下移（{moves}），不能是 {where!r}。",
     "model_not_served": "此服务器不提供模型 {model!r}。可用的模型：{served}。",
     "lora_not_sent": "工作进程 {worker} 缺少 LoRA {name!r}（SHA-256 {digest}...），Redis 中也没有副本："
     "请把文件放入该工作进程的 LoRA 文件夹，或重新提交任务以便网页主机发送它。",

@@ -22,7 +22,7 @@ from webui.words import Message, Words, words
 # The page's words for a refusal, by the status an API answers with.
 TOO_MANY = {"queue_full", "per_person_cap"}  # 429: try again later
 UNAVAILABLE = {"restarting_submit", "shutting_down", "stalled"}  # 503
-FORBIDDEN = {"not_yours"}  # 403
+FORBIDDEN = {"not_yours", "admins_only"}  # 403
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ DELETE /api/v1/jobs/{id}              Stop (finished images are kept)
 GET    /api/v1/jobs/{id}/images/{n}.png
 GET    /api/v1/models                 the models a job may name, with their defaults
 GET    /api/v1/loras                  the LoRA library
+GET    /api/v1/queue, POST /api/v1/queue/pause, /resume, /api/v1/jobs/{id}/move  (queue_routes.py)
 GET    /api/v1/openapi.json, /api/v1/docs
 """
 
@@ -28,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from webui.api.common import ApiContext, ApiError, refusal
+from webui.api.queue_routes import add_queue_routes
 from webui.api.schema import JobIn, request_of
 from webui.jobs.record import SAVED
 from webui.jobs.views import Identity
@@ -107,6 +109,8 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
         except Message as exc:
             raise refusal(exc) from None
         return ctx.job_json(request, record, ctx.service.view(job_id))
+
+    add_queue_routes(api, ctx, caller)
 
     @api.get("/models")
     async def models(who: Identity = caller) -> list[dict[str, Any]]:

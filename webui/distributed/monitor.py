@@ -64,6 +64,7 @@ class Monitor:
             "notice": self.notice(),
             "workers": [asdict(w) for w in workers],
             "busy": any(w.busy for w in workers),
+            "call_running": any(w.busy for w in workers),  # as the workers last said
             "calls": {
                 "count": sum(w.calls for w in workers),
                 "images": sum(w.images for w in workers),

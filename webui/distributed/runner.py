@@ -192,6 +192,13 @@ class CeleryRunner:
             megabytes = len(data) / 1e6
             logger.info("job %s: LoRA %s (%.1f MB) put in Redis for the workers", record.id, name, megabytes)
 
+    def pause(self, paused: bool) -> None:
+        """Nothing here: the job service sends no new job while paused; tasks already handed to
+        the broker run (at most a call's worth per worker slot)."""
+
+    def reorder(self, job_ids: list[str]) -> None:
+        """Nothing here: tasks already handed to the broker run in the order sent."""
+
     def models(self) -> list[str]:
         """This host's model, then the others that workers online serve (in this precision)."""
         suffix = broker.model_key("", self.dtype)

@@ -61,6 +61,14 @@ class Runner(Protocol):
         """The models jobs may name now, the default first (by label)."""
         ...
 
+    def pause(self, paused: bool) -> None:
+        """Start no new pipeline call while paused (running ones finish)."""
+        ...
+
+    def reorder(self, job_ids: list[str]) -> None:
+        """Jobs already handed over take this order for their next calls."""
+        ...
+
 
 class LocalRunner:
     """Jobs run here, on the engine's lane."""
@@ -106,6 +114,12 @@ class LocalRunner:
     def models(self) -> list[str]:
         return [self.engine.model.label]  # one process, one model
 
+    def pause(self, paused: bool) -> None:
+        self.engine.lane.pause(paused)
+
+    def reorder(self, job_ids: list[str]) -> None:
+        self.engine.lane.reorder(job_ids)
+
     def health(self) -> dict[str, Any]:
         engine, stats = self.engine, self.engine.stats
         last = engine.last_progress_at
@@ -114,6 +128,7 @@ class LocalRunner:
             "mode": "embedded",
             "device": str(engine.model.device),
             "busy": engine.busy,
+            "call_running": engine.lane.call_running,  # what a drain waits for
             "last_progress": None if last is None else datetime.fromtimestamp(last, UTC).isoformat(),
             # Seconds the running pipeline call has gone without finishing a step.
             "call_quiet_s": round(engine.call_quiet_s, 1),

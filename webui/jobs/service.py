@@ -24,6 +24,7 @@ from PIL import Image
 
 from webui.engine import Progress
 from webui.inputs import input_store
+from webui.jobs.control import Paused, QueueControl
 from webui.jobs.execute import write_bundles, write_starred
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
@@ -37,6 +38,15 @@ from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
+
+
+PAUSE_LOOK_S = 1.0  # how often queue.json is looked at (a stat)
+MOVES = ("front", "up", "down")
+
+
+def _admin(who: Identity) -> None:
+    if not who.admin:
+        raise RequestError("admins_only")
 
 
 @dataclass(eq=False)
@@ -78,13 +88,18 @@ class JobService:
         self._on_end: dict[str, list[Callable[[], None]]] = {}  # job id -> callbacks for its end
         self._accepting: list[Identity] = []  # jobs being written to disk: counted against limits
         self._closing = False
+        self.control = QueueControl(settings.state_path)  # paused or not: survives restarts
+        self._paused = False  # as last applied to the runner
 
     def start(self, recovered: Iterable[JobRecord] = ()) -> None:
-        """Take up the jobs of an earlier run, ahead of any new one, in their order."""
+        """Take up the jobs of an earlier run, ahead of any new one, in their order (unless the
+        queue was left paused); then follow the pause state."""
+        self._apply_pause()
         with self._lock:
             for record in recovered:
                 self._live[record.id] = Live(record)
             self._pump()
+        threading.Thread(target=self._follow_pause, name="queue-control", daemon=True).start()
 
     @property
     def closing(self) -> bool:
@@ -268,6 +283,54 @@ class JobService:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    # Queue control, for admins: pause and resume (queue.json in the state folder, which the
+    # command line may also write: looked at once a second), and the order of the queue.
+
+    def pause(self, who: Identity) -> Paused:
+        _admin(who)
+        paused = self.control.pause(who.label)
+        self._apply_pause()
+        return paused
+
+    def resume(self, who: Identity) -> None:
+        _admin(who)
+        self.control.resume(who.label)
+        self._apply_pause()
+
+    def move(self, job_id: str, where: str, who: Identity) -> None:
+        """A job to the front of the queue, or one place up or down; the runner follows the
+        new order at its next call."""
+        _admin(who)
+        if where not in MOVES:
+            raise RequestError("bad_move", where=str(where)[:20], moves=", ".join(MOVES))
+        with self._lock:
+            if job_id not in self._live:
+                raise RequestError("no_job_id", job=str(job_id)[:40])
+            order = list(self._live)
+            n = order.index(job_id)
+            order.remove(job_id)
+            order.insert({"front": 0, "up": max(0, n - 1), "down": n + 1}[where], job_id)
+            self._live = {key: self._live[key] for key in order}
+            logger.info("job %s moved %s by %s", job_id, where, who.label)
+        self.runner.reorder(order)  # outside our lock: the lane has its own
+        with self._lock:
+            self._pump()
+
+    def _apply_pause(self) -> None:
+        """The pause state as the file has it now, applied to the runner and the queue."""
+        paused = self.control.paused() is not None
+        if paused == self._paused:
+            return
+        self.runner.pause(paused)  # outside our lock: the lane has its own
+        with self._lock:
+            self._paused = paused
+            self._pump()
+
+    def _follow_pause(self) -> None:
+        while not self._closing:
+            self._apply_pause()
+            time.sleep(PAUSE_LOOK_S)
+
     def _pump(self) -> None:
         """Hand the runner every job it has room for, in order. Under the lock."""
         while not self._closing:
@@ -279,12 +342,21 @@ class JobService:
             live.thread.start()
 
     def _next(self) -> Live | None:
-        active = [live for live in self._live.values() if live.dispatched]
-        if len(active) >= self.runner.capacity or any(live.suspect for live in active):
+        if self._paused:
             return None
-        waiting = next((live for live in self._live.values() if not live.dispatched), None)
+        lives = list(self._live.values())
+        active = [live for live in lives if live.dispatched]
+        if any(live.suspect for live in active):
+            return None
+        waiting = next((live for live in lives if not live.dispatched), None)
         if waiting is None or (waiting.suspect and active):
             return None
+        if len(active) >= self.runner.capacity:
+            # Full, unless a job moved ahead of one handed over that has not started yet: it
+            # goes to the runner too, which then follows the order (the lane holds both).
+            behind = lives[lives.index(waiting) + 1 :]
+            if not any(live.dispatched and live.record.status != RUNNING for live in behind):
+                return None
         return waiting
 
     def _run(self, live: Live) -> None:

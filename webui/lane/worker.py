@@ -73,10 +73,12 @@ class Lane:
         self.calls.on_embedded = self._prefetch_wanted.set
         self.stats = CallStats()
         self.closing = False
+        self.paused = False  # no call starts while set (the queue paused); the running one ends
         self.stalled = False  # a call stalled: jobs are refused until it comes back
         self.calls_started = 0
         self.last_step_at: float | None = None  # time.time() of the last finished step
-        self._jobs: list[Job] = []  # arrival order; those with work pending or in flight
+        self._jobs: list[Job] = []  # queue order; those with work pending or in flight
+        self._order: dict[str, int] = {}  # job id -> place, once an admin reordered the queue
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._savers = ThreadPoolExecutor(SAVER_THREADS, thread_name_prefix="saver")
@@ -100,6 +102,7 @@ class Lane:
                 if self.prefetch:
                     threading.Thread(target=self._prefetch, name="prompt-encoder", daemon=True).start()
             self._jobs.append(job)
+            self._sort()
             self._wake.notify()
         self._prefetch_wanted.set()  # it may go into the next call
 
@@ -109,6 +112,30 @@ class Lane:
             job.pending.clear()
             if job.in_flight == 0:
                 self._retire(job)
+
+    @property
+    def call_running(self) -> bool:
+        """A pipeline call is running now."""
+        return self._beat is not None
+
+    def pause(self, paused: bool) -> None:
+        """Start no call while paused (the running call finishes); go on when not."""
+        with self._wake:
+            self.paused = paused
+            self._wake.notify()
+
+    def reorder(self, job_ids: list[str]) -> None:
+        """Jobs take the order of `job_ids` (their ids, as the queue has them now), those in the
+        lane at once and those that arrive later; the next call follows it."""
+        with self._wake:
+            self._order = {job_id: n for n, job_id in enumerate(job_ids)}
+            self._sort()
+        self._prefetch_wanted.set()
+
+    def _sort(self) -> None:
+        """Under _wake: the queue's order, if it was given; arrival order otherwise."""
+        if self._order:
+            self._jobs.sort(key=lambda job: self._order.get(job.request_id, len(self._order)))
 
     def close(self) -> None:
         with self._wake:
@@ -145,12 +172,12 @@ class Lane:
     def _work(self) -> None:
         while True:
             with self._wake:
-                batch = self._next_batch()
+                batch = [] if self.paused else self._next_batch()
                 while not batch:
                     if self.closing:
                         return
                     self._wake.wait()
-                    batch = self._next_batch()
+                    batch = [] if self.paused else self._next_batch()
                 for job, _ in batch:
                     job.in_flight += 1
                 self._beat = time.monotonic()

@@ -1,0 +1,129 @@
+"""Running the queue: pause and resume, moving a job, for admins only; on the real lane in this
+process, and over REST on a running server (a restart while paused stays paused)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import running_server, wait_for
+from tests.test_api import cli
+from tests.test_jobs import ALICE, BOB, SMALL, service_on
+from tests.test_jobs import gpu_gate as gpu_gate  # a fixture, used by name
+from webui.jobs.control import QueueControl
+from webui.jobs.record import DONE
+from webui.jobs.views import Identity
+from webui.request import GenerationRequest, RequestError
+
+ADMIN = Identity(user="dana", admin=True)
+QUIET_S = 3  # how long "no new call starts" is watched
+
+
+def test_pause_lets_the_running_call_end_starts_no_other_and_resume_goes_on(
+    make_engine, gpu_gate: threading.Event
+) -> None:
+    engine = make_engine(max_batch_size=2, cross_batching=False)  # one job at a time, calls of 2
+    service = service_on(engine)
+    first = service.submit(GenerationRequest(["a mug"], images_per_prompt=6, **SMALL), ALICE)  # 3 calls
+    wait_for(lambda: engine.lane.call_running, 30, "the first call")
+    with pytest.raises(RequestError, match="Only admins can do this"):
+        service.pause(ALICE)
+    service.pause(ADMIN)
+    gpu_gate.set()  # the running call finishes
+    wait_for(lambda: not engine.lane.call_running, 30, "the running call to end")
+    second = service.submit(GenerationRequest(["a lamp"], **SMALL), BOB)
+    calls = engine.lane.calls_started
+    time.sleep(QUIET_S)
+    assert engine.lane.calls_started == calls == 1  # nothing new started while paused
+    assert service.record(first.id).done_count == 2 and service.view(second.id).status == "queued"
+    paused = QueueControl(engine.settings.state_path).paused()  # as a restart would read it
+    assert paused is not None and paused.by == "dana"
+    service.resume(ADMIN)
+    for job in (first, second):
+        assert service.wait(job.id, 60)
+        assert service.record(job.id).status == DONE
+    assert QueueControl(engine.settings.state_path).paused() is None
+
+
+def test_a_job_moved_to_the_front_makes_its_images_first(make_engine, gpu_gate: threading.Event) -> None:
+    """Three jobs wait behind a running one; the third is moved to the front, the first down:
+    the PNGs are written in the new order. With cross-user batching the lane holds waiting jobs
+    too, so both the queue and the lane follow."""
+    engine = make_engine(max_batch_size=1)
+    service = service_on(engine)
+    running = service.submit(GenerationRequest(["running"], **SMALL), ALICE)
+    wait_for(lambda: engine.lane.call_running, 30, "the first call")
+    a, b, c = (service.submit(GenerationRequest([name], **SMALL), BOB) for name in ("a", "b", "c"))
+    with pytest.raises(RequestError, match="Only admins can do this"):
+        service.move(c.id, "front", BOB)
+    with pytest.raises(RequestError, match="A job moves to the front, up or down"):
+        service.move(c.id, "sideways", ADMIN)
+    service.move(c.id, "front", ADMIN)
+    service.move(a.id, "down", ADMIN)
+    assert [v.id for v in service.views()] == [c.id, running.id, b.id, a.id]
+    gpu_gate.set()
+    for job in (running, a, b, c):
+        assert service.wait(job.id, 60)
+    ended = [service.record(job.id) for job in (a, b, c)]
+    written = sorted((job.path_of(job.images[0]).stat().st_mtime_ns, job.id) for job in ended)
+    assert [job_id for _, job_id in written] == [c.id, b.id, a.id]
+
+
+def test_rest_controls_for_admins_only_and_a_restart_while_paused_stays_paused(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+) -> None:
+    work = tmp_path_factory.mktemp("queue-control")
+    state = work / "state"
+    keys = {}
+    for name, admin in (("dana", True), ("alice", False)):
+        assert (
+            cli("webui.users", "add", name, *["--admin"] * admin, state=state, password="pw-" * 4).returncode
+            == 0
+        )
+        keys[name] = cli("webui.keys", "add", name, state=state).stdout.strip()
+    key = keys["dana"]
+    with running_server(work, cache_dir) as server:
+        assert _call(server.url, "POST", "queue/pause")[0] == 401
+        for path, body in (("queue/pause", None), ("queue/resume", None), ("jobs/x/move", {"to": "up"})):
+            status, refused = _call(server.url, "POST", path, keys["alice"], body)
+            assert status == 403 and refused["error"]["message"] == "Only admins can do this.", (
+                path,
+                refused,
+            )
+        assert _call(server.url, "GET", "queue", keys["alice"])[1]["paused"] is None  # anyone may look
+        status, state = _call(server.url, "POST", "queue/pause", key)
+        assert status == 200 and state["paused"]["by"] == "dana", state
+        status, job = _call(server.url, "POST", "jobs", key, {"prompts": ["a mug"], **SMALL})
+        assert status == 202
+    with running_server(work, cache_dir) as server:
+        health = json.load(urllib.request.urlopen(server.url + "healthz", timeout=30))
+        assert health["paused"]["by"] == "dana" and health["jobs_queued"] == 1
+        time.sleep(QUIET_S)
+        assert _call(server.url, "GET", f"jobs/{job['id']}", key)[1]["status"] == "queued"
+        status, moved = _call(server.url, "POST", f"jobs/{job['id']}/move", key, {"to": "front"})
+        assert status == 200 and moved["order"] == [job["id"]]
+        assert _call(server.url, "POST", f"jobs/{job['id']}/move", key, {"to": "back"})[0] == 422
+        assert _call(server.url, "POST", "queue/resume", key)[1]["paused"] is None
+        wait_for(
+            lambda: _call(server.url, "GET", f"jobs/{job['id']}", key)[1]["status"] == "done", 60, "done"
+        )
+        schema = json.load(urllib.request.urlopen(server.url + "api/v1/openapi.json", timeout=30))
+        assert {"/queue", "/queue/pause", "/queue/resume", "/jobs/{job_id}/move"} <= set(schema["paths"])
+
+
+def _call(url: str, method: str, path: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}api/v1/{path}", data, headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"null")
