@@ -5,6 +5,8 @@
 #   ./launch.sh worker             distributed mode: start the GPU workers (ZIMAGE_BROKER_URL)
 #   ./launch.sh stop               stop everything this checkout started (no process left behind)
 #   ./launch.sh restart            restart the WebUI and wait until healthy
+#   ./launch.sh drain              pause the queue and wait until no pipeline call runs
+#   ./launch.sh restart --drain    drain, restart, wait until healthy, then resume
 #   ./launch.sh status             Supervisor's view and the app's /healthz
 #   ./launch.sh logs               follow the WebUI log
 #   ./launch.sh serve [--flags]    run in the foreground without Supervisor
@@ -232,9 +234,19 @@ case "${1:-start}" in
   stop) stop_all ;;
   restart)
     running || die "not running; start it with ./launch.sh"
+    drained=false
+    if [ "${2:-}" = --drain ]; then
+      "$VENV/bin/python" -m webui.queue drain || die "not drained; the queue stays paused"
+      drained=true
+    fi
     "${CTL[@]}" restart webui
     wait_healthy
+    if $drained; then "$VENV/bin/python" -m webui.queue resume; fi
     say "ready: http://$HOST:$PORT/"
+    ;;
+  drain)
+    running || die "not running; start it with ./launch.sh"
+    exec "$VENV/bin/python" -m webui.queue drain
     ;;
   status)
     running || { say "not running"; exit 3; }
@@ -262,6 +274,6 @@ case "${1:-start}" in
     exec "$VENV/bin/python" -m pytest -n "$jobs" --dist loadfile "$@"
     ;;
   setup) setup ;;
-  -h | --help | help) sed -n '2,19s/^# \{0,1\}//p' "$0" ;;
+  -h | --help | help) sed -n '2,21s/^# \{0,1\}//p' "$0" ;;
   *) die "unknown command '$1'; see ./launch.sh --help" ;;
 esac

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import running_server, wait_for
+from tests.helpers import Server, free_port, running_server, wait_for
 from tests.test_api import cli
 from tests.test_jobs import ALICE, BOB, SMALL, service_on
 from tests.test_jobs import gpu_gate as gpu_gate  # a fixture, used by name
@@ -89,7 +90,12 @@ def test_rest_controls_for_admins_only_and_a_restart_while_paused_stays_paused(
         )
         keys[name] = cli("webui.keys", "add", name, state=state).stdout.strip()
     key = keys["dana"]
-    with running_server(work, cache_dir) as server:
+    port = free_port()
+    with running_server(work, cache_dir, metrics_port=str(port)) as server:
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            scrape(server.url + "metrics")  # behind the login: a person's key
+        assert scrape(server.url + "metrics", keys["alice"])["zimage_queue_paused{}"] == 0
+        assert "zimage_jobs{status=queued}" in scrape(f"http://127.0.0.1:{port}/metrics")  # its own port
         assert _call(server.url, "POST", "queue/pause")[0] == 401
         for path, body in (("queue/pause", None), ("queue/resume", None), ("jobs/x/move", {"to": "up"})):
             status, refused = _call(server.url, "POST", path, keys["alice"], body)
@@ -100,6 +106,7 @@ def test_rest_controls_for_admins_only_and_a_restart_while_paused_stays_paused(
         assert _call(server.url, "GET", "queue", keys["alice"])[1]["paused"] is None  # anyone may look
         status, state = _call(server.url, "POST", "queue/pause", key)
         assert status == 200 and state["paused"]["by"] == "dana", state
+        assert scrape(server.url + "metrics", key)["zimage_queue_paused{}"] == 1
         status, job = _call(server.url, "POST", "jobs", key, {"prompts": ["a mug"], **SMALL})
         assert status == 202
     with running_server(work, cache_dir) as server:
@@ -127,3 +134,46 @@ def _call(url: str, method: str, path: str, key: str | None = None, body: Any = 
             return answer.status, json.load(answer)
     except urllib.error.HTTPError as refused:
         return refused.code, json.loads(refused.read() or b"null")
+
+
+def scrape(url: str, key: str | None = None) -> dict[str, float]:
+    """GET a /metrics, parsed with prometheus-client's own parser: sample name{labels} -> value."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as answer:
+        text = answer.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}"] = sample.value
+    return found
+
+
+def test_metrics_have_the_series_and_move_after_a_job(shared_server: Server) -> None:
+    url = shared_server.url + "metrics"
+    before = scrape(url)
+    for series in (
+        "zimage_jobs{status=queued}",
+        "zimage_jobs{status=done}",
+        "zimage_queue_depth{}",
+        "zimage_queue_oldest_wait_seconds{}",
+        "zimage_queue_paused{}",
+        "zimage_images_total{}",
+        "zimage_failed_logins_total{}",
+    ):
+        assert series in before, series
+    status, job = _call(
+        shared_server.url, "POST", "jobs", None, {"prompts": ["a mug"], "images_per_prompt": 2, **SMALL}
+    )
+    assert status == 202
+    path = f"jobs/{job['id']}"
+    wait_for(lambda: _call(shared_server.url, "GET", path)[1]["status"] == "done", 60, "the job done")
+    after = scrape(url)
+    assert after["zimage_images_total{}"] >= before["zimage_images_total{}"] + 2
+    calls = "zimage_pipeline_call_seconds_count{kind=text,size=32x32}"
+    assert after[calls] >= before.get(calls, 0) + 1
+    assert after["zimage_images_per_call_sum{}"] >= before.get("zimage_images_per_call_sum{}", 0) + 2
+    assert after["zimage_jobs{status=done}"] == before["zimage_jobs{status=done}"] + 1
+    posted = "zimage_api_requests_total{code=202,route=/api/v1/jobs}"
+    assert after[posted] == before.get(posted, 0) + 1
+    assert after["zimage_api_requests_total{code=200,route=/api/v1/jobs/{id}}"] >= 1

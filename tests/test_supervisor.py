@@ -178,6 +178,27 @@ def test_jobs_survive_launch_restart_and_kill_9_under_supervisor(
     assert (copy / "logs" / "webui.log").read_text().count("resumed (after a crash)") >= 1
     check_resumed_image(url, jobs, killed_at)
 
+    # ./launch.sh drain with jobs running: it returns only when no call runs, and nothing starts
+    # after; ./launch.sh restart --drain then re-does no work: the calls of the old process and
+    # the new one made each image once (64 in all), and the queue goes on by itself.
+    before = get_json(url + "healthz")["calls"]["images"]  # this process's, before these jobs
+    ids = submit_four_users(url, "drain")
+    wait_for(lambda: made_pngs(copy, ids) >= 4, 120, "the jobs to save their first images")
+    drained = run(copy, env, "./launch.sh", "drain")
+    assert drained.returncode == 0 and "Drained: no pipeline call runs" in drained.stdout, drained.stdout
+    health = get_json(url + "healthz")
+    assert health["paused"]["by"] == "the command line" and not health["call_running"], health
+    time.sleep(2)
+    assert get_json(url + "healthz")["calls"]["images"] == health["calls"]["images"]  # none started
+    old_process = health["calls"]["images"] - before
+    assert 0 < old_process < 64
+    restarted = run(copy, env, "./launch.sh", "restart", "--drain")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "Resumed" in restarted.stdout
+    jobs = wait_done(url, ids)
+    check_complete(copy, jobs)
+    assert old_process + get_json(url + "healthz")["calls"]["images"] == 64  # no image made twice
+
     stopped = run(copy, env, "./launch.sh", "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not supervisord.is_running()

@@ -53,6 +53,7 @@ class Access:
         self.settings, self._clock = settings, clock
         self.users, self.keys = Users(state_dir), Keys(state_dir)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.failed_logins = 0
         self._checking: Counter[str] = Counter()  # login checks under way, per address
         self.gradio: Any = None  # Gradio's app (its session tokens), set once the page is mounted
 
@@ -135,6 +136,7 @@ class Access:
 
     def _failed(self, address: str) -> None:
         self._failures[address].append(self._clock())
+        self.failed_logins += 1  # since the start, for the metrics
 
 
 class LoginGuard:

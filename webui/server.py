@@ -9,6 +9,7 @@ next start resumes them), finished images stay on disk, and uvicorn closes the c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import socket
@@ -24,7 +25,8 @@ import gradio as gr
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount
@@ -43,12 +45,14 @@ from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
 from webui.keys import UrlKey
 from webui.lora_fit import Shapes
+from webui.metrics import Metrics, RequestCounter
 from webui.outputs import replace_atomically
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
 from webui.ui import PAGE_SCRIPT, Page, create_demo
 from webui.ui.i18n import I18N
 from webui.uploads import UploadGate, Uploads
+from webui.words import words
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,12 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     demo.queue(api_open=False, default_concurrency_limit=settings.max_threads)
     demo.max_threads = settings.max_threads
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = Metrics(service, access)
+    engine = getattr(service.runner, "engine", None)  # embedded mode: calls are seen here
+    if engine is not None:
+        engine.stats.observers.append(metrics.observe_call)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
     # Middleware runs last-added first: headers, host, size, login, then uploads and CORS.
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
@@ -134,9 +144,17 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
     app.add_middleware(LoginGuard, access=access, login_on=login_on)
     app.add_middleware(BodyLimit, limit=limit, upload_limit=admin_upload_limit, image_limit=image_limit)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(RequestCounter, metrics=metrics)
     app.add_middleware(SecurityHeaders)
     lifetime = settings.url_expiry_days * 86400
     add_apis(app, ApiContext(service, access, UrlKey(settings.state_path), lifetime))
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        """Prometheus' text format; with a login on, for a person's API key (bearer)."""
+        if login_on and access.person_of(request.headers.get("authorization")) is None:
+            return JSONResponse({"error": {"message": words("api_key_needed").say()}}, 401)
+        return Response(await asyncio.to_thread(metrics.text), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

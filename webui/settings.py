@@ -174,6 +174,12 @@ class Settings:
         "127.0.0.1", "Address the web server listens on. `0.0.0.0` opens it to your network."
     )
     port: int = _setting(7860, "Port of the web server.")
+    metrics_port: int = _setting(
+        0,
+        "A port of its own for Prometheus' GET /metrics, without the login (0: none; /metrics is "
+        "then on the server's port, behind the login: a person's API key as a bearer token).",
+    )
+    metrics_host: str = _setting("127.0.0.1", "Address the metrics port listens on.")
     queue_size: int = _setting(
         32,
         "Most jobs waiting in the queue (accepted, not yet running); one more is refused with a "

@@ -130,6 +130,11 @@ class JobStore:
             ).fetchall()
         return [JobRecord.from_record(json.loads(text), Path(folder)) for text, folder in rows]
 
+    def status_counts(self) -> dict[str, int]:
+        """How many jobs the database holds in each status (the metrics' jobs by status)."""
+        with self._cursor() as cur:
+            return dict(cur.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
+
     def listing(self, limit: int, owner: str | None = None) -> list[JobSummary]:
         """The newest `limit` jobs, newest first; only `owner`'s when given."""
         where, args = ("WHERE owner=?", (owner, limit)) if owner else ("", (limit,))

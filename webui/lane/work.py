@@ -112,6 +112,9 @@ class CallStats:
     # GPU's runs then: PNG encoding and saving are on the saver threads.
     gaps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))
     log: deque[LoggedCall] = field(default_factory=lambda: deque(maxlen=RECENT_GAPS))  # oldest first
+    # Called on the lane's thread after each finished call: (shape, images, seconds, the idle gap
+    # before it in seconds or None); the metrics observe calls through it.
+    observers: list[Callable[[Any, int, float, float | None], None]] = field(default_factory=list)
 
     def gap_summary(self) -> dict[str, float | int]:
         """Recent idle gaps between back-to-back calls, in milliseconds (median and worst)."""

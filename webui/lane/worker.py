@@ -265,12 +265,15 @@ class Lane:
         stats = self.stats
         stats.calls += 1
         stats.busy_s += seconds
-        timing, since = self.calls.last, self._backlog_since
+        timing, since, gap = self.calls.last, self._backlog_since, None
         if timing is not None and since is not None and timing.entered >= since:
             stats.gaps.append((timing.entered - since, timing.denoising - timing.entered))
+            gap = timing.denoising - since
         if complete:  # a stopped call's time says nothing about speed
             stats.images += len(batch)
             stats.recent.append((len(batch) * batch[0][0].shape.units, seconds))
+            for observe in stats.observers:
+                observe(batch[0][0].shape, len(batch), seconds, gap)
 
     def _settle(
         self,
