@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Server, free_port, running_server, wait_for
+from tests.helpers import ARTIFACTS, Server, chromium, free_port, running_server, wait_for
 from tests.test_api import cli
 from tests.test_jobs import ALICE, BOB, SMALL, service_on
 from tests.test_jobs import gpu_gate as gpu_gate  # a fixture, used by name
@@ -25,6 +25,7 @@ from webui.request import GenerationRequest, RequestError
 
 ADMIN = Identity(user="dana", admin=True)
 QUIET_S = 3  # how long "no new call starts" is watched
+IDLE_MEASURED_S = 10
 
 
 def test_pause_lets_the_running_call_end_starts_no_other_and_resume_goes_on(
@@ -123,6 +124,34 @@ def test_rest_controls_for_admins_only_and_a_restart_while_paused_stays_paused(
         )
         schema = json.load(urllib.request.urlopen(server.url + "api/v1/openapi.json", timeout=30))
         assert {"/queue", "/queue/pause", "/queue/resume", "/jobs/{job_id}/move"} <= set(schema["paths"])
+        _page_controls(server.url)
+
+
+def _page_controls(url: str) -> None:
+    """In Chromium: an admin's Queue panel pauses and resumes, and says who paused it; a person
+    who is not an admin sees no controls."""
+    from playwright.sync_api import expect
+
+    with chromium() as browser:
+        for name in ("dana", "alice"):
+            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            page.goto(url)
+            page.get_by_label("username").fill(name)
+            page.get_by_label("password").fill("pw-" * 4)
+            page.get_by_role("button", name="Login").click()
+            expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+            if name == "alice":
+                expect(page.locator("#queue-table")).to_be_visible()
+                expect(page.locator("#queue-controls")).to_be_hidden()
+                continue
+            page.locator("#queue-pause").click()
+            expect(page.locator("#queue-state")).to_contain_text("Paused by dana since", timeout=10_000)
+            assert json.load(urllib.request.urlopen(url + "healthz", timeout=30))["paused"]["by"] == "dana"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "queue-paused-admin.png"), full_page=True)
+            page.locator("#queue-resume").click()
+            expect(page.locator("#queue-state")).not_to_contain_text("Paused", timeout=10_000)
+            page.context.close()
 
 
 def _call(url: str, method: str, path: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -177,3 +206,43 @@ def test_metrics_have_the_series_and_move_after_a_job(shared_server: Server) -> 
     posted = "zimage_api_requests_total{code=202,route=/api/v1/jobs}"
     assert after[posted] == before.get(posted, 0) + 1
     assert after["zimage_api_requests_total{code=200,route=/api/v1/jobs/{id}}"] >= 1
+
+
+def test_ten_open_pages_cost_an_idle_server_little_and_see_a_change_at_once(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+) -> None:
+    """Ten pages open in Chromium on an idle server: its CPU time over 10 s is measured (and
+    reported, not asserted); then a job submitted over REST shows in every page's Queue panel,
+    pushed (no timer), and how long that took is reported too."""
+    import psutil
+
+    with running_server(tmp_path_factory.mktemp("ten-pages"), cache_dir) as server, chromium() as browser:
+        from playwright.sync_api import expect
+
+        pages = [browser.new_context().new_page() for _ in range(10)]
+        for page in pages:
+            page.goto(server.url)
+            expect(page.locator("#queue-table")).to_be_visible(timeout=60_000)
+        time.sleep(3)  # the pages' start-up events are done
+        process = psutil.Process(server.process.pid)
+        before, started = process.cpu_times(), time.monotonic()
+        time.sleep(IDLE_MEASURED_S)
+        after, elapsed = process.cpu_times(), time.monotonic() - started
+        busy = (after.user + after.system) - (before.user + before.system)
+        idle_share = busy / elapsed
+        body = {"prompts": ["a pushed lamp"], "images_per_prompt": 4, "width": 512, "height": 512}
+        sent = time.monotonic()
+        assert _call(server.url, "POST", "jobs", None, body)[0] == 202
+        seen = []
+        for page in pages:
+            expect(page.locator("#queue-table")).to_contain_text("a pushed lamp", timeout=10_000)
+            seen.append(time.monotonic() - sent)
+        figures = {
+            "pages": len(pages),
+            "idle_cpu_share_of_one_core": round(idle_share, 4),
+            "idle_seconds_measured": round(elapsed, 1),
+            "change_seen_by_all_pages_s": round(max(seen), 2),
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "idle-pages.json").write_text(json.dumps(figures, indent=2))
+        print(figures)

@@ -182,6 +182,8 @@ _EN: dict[str, Template] = {
     "remove the old one from the folder first (jobs queued with it would fail).",
     "lora_added": "Added LoRA {name!r} to the library.",
     "admins_only": "Only admins can do this.",
+    "queue_paused": "**Paused** by {by} since {since}: the running call finishes, nothing new starts.",
+    "pick_job_first": "Click a job's row in the queue first, then move it.",
     "bad_move": "A job moves to the front, up or down ({moves}), not {where!r}.",
     "model_not_served": "Model {model!r} is not served here. Models you can name: {served}.",
     "lora_not_sent": "Worker {worker} lacks LoRA {name!r} (SHA-256 {digest}...) and Redis holds no copy "
@@ -342,6 +344,8 @@ _ZH: dict[str, Template] = {
     "lora_exists": "库中已有名为 {name!r} 的 LoRA：请重命名文件，或请管理员先从文件夹中删除旧文件（使用它的排队任务会失败）。",
     "lora_added": "已将 LoRA {name!r} 加入库中。",
     "admins_only": "只有管理员可以执行此操作。",
+    "queue_paused": "**已暂停**：{by} 自 {since} 起暂停；正在运行的调用会完成，不会开始新的调用。",
+    "pick_job_first": "请先点击队列中某个任务所在的行，再移动它。",
     "bad_move": "任务只能移到最前、上移或下移（{moves}），不能是 {where!r}。",
     "model_not_served": "此服务器不提供模型 {model!r}。可用的模型：{served}。",
     "lora_not_sent": "工作进程 {worker} 缺少 LoRA {name!r}（SHA-256 {digest}...），Redis 中也没有副本："

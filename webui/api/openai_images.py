@@ -38,7 +38,7 @@ from webui.request import PRODUCT, GenerationRequest
 from webui.settings import DEFAULT_SIZE
 from webui.words import Message
 
-WAIT_POLL_S = 0.25
+WAIT_S = 5.0  # a waiting answer looks at its job when the queue changes, or after this
 SIZE = re.compile(r"(\d{1,6})x(\d{1,6})")  # more digits than any size: refused unparsed
 
 
@@ -174,14 +174,12 @@ def _size(text: str) -> tuple[int, int]:
 
 async def _answer(ctx: ApiContext, request: Request, job_id: str, response_format: str) -> JSONResponse:
     """The job's images in OpenAI's shape, once it ends (or the client leaves)."""
-    ended = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    ctx.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))
-    while not ended.is_set() and not await request.is_disconnected():
+    seen = -1
+    while not await request.is_disconnected():
         view = ctx.service.view(job_id)
         if view is None or view.finished:
             break
-        await asyncio.sleep(WAIT_POLL_S)
+        seen = await ctx.service.changes.wait(seen, WAIT_S)  # the end is a change
     record = ctx.record(job_id)
     if record.status in (FAILED, STOPPED) and not record.saved:
         message = record.error or f"Job {record.id} was stopped before any image was made."

@@ -36,7 +36,7 @@ from webui.jobs.views import Identity
 from webui.models import family_of
 from webui.words import Message, words
 
-EVENT_POLL_S = 0.25  # how often an event stream looks at its job: memory reads
+EVENT_WAIT_S = 5.0  # an event stream looks at its job when the queue changes, or after this
 JOBS_LISTED = 50
 
 
@@ -155,7 +155,7 @@ def create_rest_api(ctx: ApiContext) -> FastAPI:
 
 
 async def _events(ctx: ApiContext, request: Request, job_id: str) -> AsyncIterator[str]:
-    sent = None
+    sent, seen = None, -1
     while not await request.is_disconnected():
         record, view = ctx.service.record(job_id), ctx.service.view(job_id)
         if record is None or view is None:
@@ -168,7 +168,7 @@ async def _events(ctx: ApiContext, request: Request, job_id: str) -> AsyncIterat
         if now != sent:
             yield f"event: progress\ndata: {now}\n\n"
             sent = now
-        await asyncio.sleep(EVENT_POLL_S)
+        seen = await ctx.service.changes.settled(seen, EVENT_WAIT_S)  # a step, the end, a move...
 
 
 def _error_bodies(api: FastAPI) -> None:

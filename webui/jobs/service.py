@@ -24,6 +24,7 @@ from PIL import Image
 
 from webui.engine import Progress
 from webui.inputs import input_store
+from webui.jobs.changes import Changes
 from webui.jobs.control import Paused, QueueControl
 from webui.jobs.execute import write_bundles, write_starred
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
@@ -89,6 +90,7 @@ class JobService:
         self._accepting: list[Identity] = []  # jobs being written to disk: counted against limits
         self._closing = False
         self.control = QueueControl(settings.state_path)  # paused or not: survives restarts
+        self.changes = Changes()  # bumped on every change people see: pages wait on it
         self._paused = False  # as last applied to the runner
 
     def start(self, recovered: Iterable[JobRecord] = ()) -> None:
@@ -146,6 +148,7 @@ class JobService:
             self._live[record.id] = Live(record)
             logger.info("job %s accepted from %s: %d images", record.id, who.label, len(record.images))
             self._pump()
+            self.changes.bump()
             return record
 
     def _check_limits(self, who: Identity) -> None:
@@ -177,6 +180,7 @@ class JobService:
                 self._finish(live.record, STOPPED, None)
                 self._ended(job_id)
             logger.info("job %s: stop asked by %s", job_id, who.label)
+            self.changes.bump()
             return True
 
     def star(self, job_id: str, index: int, starred: bool) -> JobRecord:
@@ -273,6 +277,7 @@ class JobService:
         with self._lock:
             self._closing = True
             self._lock.notify_all()
+        self.changes.bump()  # followers say the server is restarting
         self.runner.close()
 
     def join(self, timeout: float) -> None:
@@ -315,6 +320,7 @@ class JobService:
         self.runner.reorder(order)  # outside our lock: the lane has its own
         with self._lock:
             self._pump()
+        self.changes.bump()
 
     def _apply_pause(self) -> None:
         """The pause state as the file has it now, applied to the runner and the queue."""
@@ -325,6 +331,7 @@ class JobService:
         with self._lock:
             self._paused = paused
             self._pump()
+        self.changes.bump()
 
     def _follow_pause(self) -> None:
         while not self._closing:
@@ -365,7 +372,7 @@ class JobService:
             self.runner.run(
                 record,
                 cancel=live.cancel,
-                on_progress=lambda p: setattr(live, "progress", p),
+                on_progress=lambda p: self._progressed(live, p),
                 on_start=lambda: self._started(record),
                 on_change=lambda image, thumbnail: self._changed(live, image, thumbnail),
             )
@@ -392,9 +399,14 @@ class JobService:
             self._ended(record.id)
             self._pump()
 
+    def _progressed(self, live: Live, progress: Progress) -> None:
+        live.progress = progress
+        self.changes.bump()
+
     def _ended(self, job_id: str) -> None:
         """The job leaves the queue: waiters and followers hear of it. Under the lock."""
         del self._live[job_id]
+        self.changes.bump()
         for callback in self._on_end.pop(job_id, []):
             callback()
         self._lock.notify_all()
@@ -405,12 +417,14 @@ class JobService:
             record.status = RUNNING
             record.started = record.started or now_utc()
             self.store.save(record)
+        self.changes.bump()
 
     def _changed(self, live: Live, image: PlannedImage, thumbnail: Image.Image | None) -> None:
         if thumbnail is not None:
             live.thumbnails[image.index] = thumbnail
         with self._lock:
             self.store.save(live.record)
+        self.changes.bump()
 
     def _finish(self, record: JobRecord, status: str, error: str | None) -> None:
         record.status, record.error, record.finished = status, error, now_utc()

@@ -11,7 +11,6 @@ its local storage (gr.BrowserState) stands for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import re
@@ -40,7 +39,7 @@ from webui.words import ENGLISH, Message, say, words
 
 logger = logging.getLogger(__name__)
 
-POLL_S = 0.25  # how often a following page looks at its job's progress: memory reads, no I/O
+WAIT_S = 5.0  # a following page looks at its job when the queue changes, or after this
 HISTORY_LIMIT = 200
 JOBS_LISTED = 50  # by /jobs
 PROMPT_FILE_MAX_BYTES = 1_000_000  # below the server's upload cap, so that this message is the one seen
@@ -175,9 +174,7 @@ class Page:
 
     async def follow(self, job_id: str, progress: gr.Progress, lang: str = ENGLISH) -> JobRecord:
         """Wait for the job, showing where it waits and then its progress; its record."""
-        loop, ended = asyncio.get_running_loop(), asyncio.Event()
-        self.service.on_end(job_id, lambda: loop.call_soon_threadsafe(ended.set))  # results at once
-        shown = None
+        shown, seen = None, -1
         while True:
             view = self.service.view(job_id)
             if view is None:
@@ -192,8 +189,7 @@ class Page:
             if now != shown:
                 progress(now[0], desc=now[1])
                 shown = now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), POLL_S)
+            seen = await self.service.changes.settled(seen, WAIT_S)  # a step, the end, a move...
         record = self.service.record(job_id)
         assert record is not None
         if record.status == FAILED:
