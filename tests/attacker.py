@@ -113,6 +113,11 @@ class Tab:
                     messages.append(message)
                     if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
                         break
+                    # A stream (the Queue panel's) goes on while its page is open: its first
+                    # answer is what it gives for these inputs.
+                    streaming = (dependency.get("types") or {}).get("generator")
+                    if streaming and message.get("msg") == "process_generating":
+                        break
         return Answer(200, "\n".join(texts), messages)
 
     def upload(self, name: str, data: bytes) -> str:

@@ -1,7 +1,10 @@
-"""The Kubernetes manifests (deploy/kubernetes/) agree with the code: settings, queue, GPUs."""
+"""The deployment files agree with the code: the Kubernetes manifests (settings, queue, GPUs) and
+the monitoring configuration (the series the server exports)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import yaml
@@ -65,3 +68,18 @@ def test_the_example_secret_holds_every_key_the_manifests_read() -> None:
     wanted = {line.split("key:")[1].strip(" }") for line in text.splitlines() if "key:" in line}
     assert wanted and wanted <= set(secret), sorted(wanted - set(secret))
     assert Path(MANIFESTS / "secret.example.yaml").is_file()
+
+
+def test_the_monitoring_config_and_dashboard_name_series_the_server_exports() -> None:
+    folder = PROJECT / "deploy" / "monitoring"
+    scrape = yaml.safe_load((folder / "prometheus.yml").read_text())
+    assert {job["metrics_path"] for job in scrape["scrape_configs"]} == {"/metrics"}
+    dashboard = json.loads((folder / "grafana-dashboard.json").read_text())
+    used = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"zimage_[a-z_]+", target["expr"])
+    }
+    exported = set(re.findall(r'"(zimage_[a-z_]+)"', (PROJECT / "webui" / "metrics.py").read_text()))
+    assert len(used) >= 10 and used <= exported, sorted(used - exported)

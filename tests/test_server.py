@@ -204,6 +204,8 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
         "device": "cpu",
         "demo": True,
         "busy": False,
+        "call_running": False,
+        "paused": None,
         "queue_length": 0,
         "jobs_queued": 0,
         "jobs_running": 0,

@@ -110,7 +110,7 @@ class _Now(Collector):
         yield GaugeMetricFamily(
             "zimage_queue_oldest_wait_seconds", "How long the oldest waiting job waited.", value=oldest
         )
-        paused = 1.0 if service.control.paused() is not None else 0.0
+        paused = 1.0 if service.paused() is not None else 0.0
         yield GaugeMetricFamily("zimage_queue_paused", "1 while an admin has the queue paused.", value=paused)
         health = service.runner.health()
         images = health.get("calls", {}).get("images", 0)

@@ -167,7 +167,7 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         # Async and lock-light: it answers from the event loop even while a batch runs.
         queued, running = service.counts()
         extra = service.runner.health()
-        paused = service.control.paused()
+        paused = service.paused()
         problem = extra.pop("problem", None)
         return JSONResponse(
             status_code=503 if problem else 200,

@@ -17,7 +17,6 @@ from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict
 
 from webui.api.common import ApiContext, refusal
-from webui.jobs.control import Paused
 from webui.jobs.views import Identity
 from webui.words import Message
 
@@ -32,7 +31,7 @@ def add_queue_routes(api: FastAPI, ctx: ApiContext, caller: Depends) -> None:
 
     def state() -> dict[str, Any]:
         queued, running = service.counts()
-        paused = paused_json(service.control.paused())
+        paused = paused_json(service.paused())
         return {"paused": paused, "jobs_queued": queued, "jobs_running": running}
 
     @api.get("/queue")
@@ -70,5 +69,6 @@ def add_queue_routes(api: FastAPI, ctx: ApiContext, caller: Depends) -> None:
         return {"order": [view.id for view in service.views()]}
 
 
-def paused_json(paused: Paused | None) -> dict[str, str] | None:
+def paused_json(paused: Any) -> dict[str, str] | None:
+    """The service's pause (by, since), or None, as JSON."""
     return None if paused is None else {"by": paused.by, "since": paused.since.isoformat()}

@@ -291,6 +291,10 @@ class JobService:
     # Queue control, for admins: pause and resume (queue.json in the state folder, which the
     # command line may also write: looked at once a second), and the order of the queue.
 
+    def paused(self) -> Paused | None:
+        """The pause in force, if any: by whom, since when."""
+        return self.control.paused()
+
     def pause(self, who: Identity) -> Paused:
         _admin(who)
         paused = self.control.pause(who.label)

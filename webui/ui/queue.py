@@ -6,6 +6,7 @@ paused the queue and since when."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,11 @@ from webui.ui.parts import QUIET, Parts, error, language, last_cell
 from webui.words import Message, words
 
 QUEUE_WAIT_S = 10.0  # an open page's panel looks at the queue when it changes, or after this
+# Each page's stream ends after this long and its page's timer starts another: a script that
+# opens streams and never closes them holds a slot of the panels' own group for this long at
+# most, and no more than PANELS streams run at once (other events have slots of their own).
+STREAM_S = 600.0
+PANELS = 300
 
 
 def queue_part() -> Parts:
@@ -51,12 +57,15 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
         return [text.table(rows, "queue_columns", lang), _state_line(page, lang)]
 
     async def follow(request: gr.Request) -> AsyncIterator[list[Any]]:
-        """The panel, again after each change (the queue's, not a timer's); it ends when the
-        page closes (Gradio drops the event with its session)."""
+        """The panel, again after each change (the queue's, not a timer's), for STREAM_S; it
+        ends sooner when the page closes (Gradio drops the event with its session)."""
+        ends = time.monotonic() + STREAM_S
         while True:
             seen = page.service.changes.version
             yield now(request)
-            seen = await page.service.changes.settled(seen, QUEUE_WAIT_S)
+            if time.monotonic() >= ends:
+                return
+            await page.service.changes.settled(seen, QUEUE_WAIT_S)
 
     def controls_shown(request: gr.Request) -> Any:
         return gr.Row(visible=page.identity(request).admin)
@@ -87,7 +96,9 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
 
         return handler
 
-    loaded.then(follow, None, [c["queue_table"], c["queue_state"]], concurrency_limit=None, **QUIET)
+    streamed = {"concurrency_limit": PANELS, "concurrency_id": "queue-panel", **QUIET}
+    loaded.then(follow, None, [c["queue_table"], c["queue_state"]], **streamed)
+    gr.Timer(STREAM_S).tick(follow, None, [c["queue_table"], c["queue_state"]], **streamed)
     loaded.then(controls_shown, None, c["queue_controls"], **QUIET)
     c["queue_table"].select(clicked, None, c["queue_picked"], **QUIET)
     for act in ("pause", "resume", "front", "up", "down"):
@@ -95,7 +106,7 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
 
 
 def _state_line(page: Page, lang: str) -> str:
-    paused = page.service.control.paused()
+    paused = page.service.paused()
     if paused is None:
         return ""
     return words("queue_paused", by=paused.by, since=f"{paused.since:%Y-%m-%d %H:%M} UTC").say(lang)
