@@ -25,7 +25,7 @@ from PIL import Image
 from webui.engine import Progress
 from webui.inputs import input_store
 from webui.jobs.changes import Changes
-from webui.jobs.control import Paused, QueueControl
+from webui.jobs.control import QueueControl, QueueControls
 from webui.jobs.execute import write_bundles, write_starred
 from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, JobRecord, PlannedImage, now_utc
 from webui.jobs.runners import Runner
@@ -39,15 +39,6 @@ from webui.request import GenerationRequest, RequestError, cannot_save
 from webui.settings import Settings, env_name
 
 logger = logging.getLogger(__name__)
-
-
-PAUSE_LOOK_S = 1.0  # how often queue.json is looked at (a stat)
-MOVES = ("front", "up", "down")
-
-
-def _admin(who: Identity) -> None:
-    if not who.admin:
-        raise RequestError("admins_only")
 
 
 @dataclass(eq=False)
@@ -67,7 +58,7 @@ class Live:
         return self.record.crash_resumes > 0
 
 
-class JobService:
+class JobService(QueueControls):
     """Accepts, orders, runs and stops jobs; the views of them that people see."""
 
     def __init__(
@@ -287,60 +278,6 @@ class JobService:
             threads = [live.thread for live in self._live.values() if live.thread is not None]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-
-    # Queue control, for admins: pause and resume (queue.json in the state folder, which the
-    # command line may also write: looked at once a second), and the order of the queue.
-
-    def paused(self) -> Paused | None:
-        """The pause in force, if any: by whom, since when."""
-        return self.control.paused()
-
-    def pause(self, who: Identity) -> Paused:
-        _admin(who)
-        paused = self.control.pause(who.label)
-        self._apply_pause()
-        return paused
-
-    def resume(self, who: Identity) -> None:
-        _admin(who)
-        self.control.resume(who.label)
-        self._apply_pause()
-
-    def move(self, job_id: str, where: str, who: Identity) -> None:
-        """A job to the front of the queue, or one place up or down; the runner follows the
-        new order at its next call."""
-        _admin(who)
-        if where not in MOVES:
-            raise RequestError("bad_move", where=str(where)[:20], moves=", ".join(MOVES))
-        with self._lock:
-            if job_id not in self._live:
-                raise RequestError("no_job_id", job=str(job_id)[:40])
-            order = list(self._live)
-            n = order.index(job_id)
-            order.remove(job_id)
-            order.insert({"front": 0, "up": max(0, n - 1), "down": n + 1}[where], job_id)
-            self._live = {key: self._live[key] for key in order}
-            logger.info("job %s moved %s by %s", job_id, where, who.label)
-        self.runner.reorder(order)  # outside our lock: the lane has its own
-        with self._lock:
-            self._pump()
-        self.changes.bump()
-
-    def _apply_pause(self) -> None:
-        """The pause state as the file has it now, applied to the runner and the queue."""
-        paused = self.control.paused() is not None
-        if paused == self._paused:
-            return
-        self.runner.pause(paused)  # outside our lock: the lane has its own
-        with self._lock:
-            self._paused = paused
-            self._pump()
-        self.changes.bump()
-
-    def _follow_pause(self) -> None:
-        while not self._closing:
-            self._apply_pause()
-            time.sleep(PAUSE_LOOK_S)
 
     def _pump(self) -> None:
         """Hand the runner every job it has room for, in order. Under the lock."""
