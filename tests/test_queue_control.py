@@ -4,9 +4,13 @@ process, and over REST on a running server (a restart while paused stays paused)
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -105,14 +109,21 @@ def test_rest_controls_for_admins_only_and_a_restart_while_paused_stays_paused(
                 refused,
             )
         assert _call(server.url, "GET", "queue", keys["alice"])[1]["paused"] is None  # anyone may look
-        status, state = _call(server.url, "POST", "queue/pause", key)
-        assert status == 200 and state["paused"]["by"] == "dana", state
+        status, queue = _call(server.url, "POST", "queue/pause", key)
+        assert status == 200 and queue["paused"]["by"] == "dana", queue
         assert scrape(server.url + "metrics", key)["zimage_queue_paused{}"] == 1
         status, job = _call(server.url, "POST", "jobs", key, {"prompts": ["a mug"], **SMALL})
         assert status == 202
     with running_server(work, cache_dir) as server:
         health = json.load(urllib.request.urlopen(server.url + "healthz", timeout=30))
         assert health["paused"]["by"] == "dana" and health["jobs_queued"] == 1
+        # The command line, from the server's folder (docs/operations.md), says as much.
+        port = urllib.parse.urlsplit(server.url).port
+        env = {**os.environ, "ZIMAGE_STATE_DIR": str(state), "ZIMAGE_PORT": str(port)}
+        command = [sys.executable, "-m", "webui.queue", "status"]
+        said = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert said.returncode == 0 and said.stdout.startswith("Paused by dana since"), said.stdout
+        assert '"jobs_queued": 1' in said.stdout
         time.sleep(QUIET_S)
         assert _call(server.url, "GET", f"jobs/{job['id']}", key)[1]["status"] == "queued"
         status, moved = _call(server.url, "POST", f"jobs/{job['id']}/move", key, {"to": "front"})
