@@ -33,6 +33,7 @@ from PIL import Image
 from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker, start_redis
 from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
 from tests.test_loras import make_lora, unload
+from tests.test_queue_control import scrape
 from webui.distributed import broker
 from webui.distributed.tasks import Turns
 from webui.inputs import InputStore, prepare_input
@@ -326,6 +327,8 @@ def test_jobs_naming_the_second_model_go_only_to_its_worker_and_the_form_takes_i
     base = cluster.spawn("w3", model="demo-base")
     try:
         cluster.wait_online({"w3"})
+        metrics = scrape(cluster.web.url + "metrics")  # the web host's monitor sees every worker
+        assert metrics["zimage_workers_online{}"] == 3 and "zimage_workers_busy{}" in metrics
         models = get_json(cluster.web.url + "api/v1/models")
         assert [
             (m["name"], m["default"], m["steps"], m["guidance_scale"], m["negative_prompt"]) for m in models
