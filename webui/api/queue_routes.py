@@ -10,6 +10,8 @@ Anyone may look; the rest answers 403 for people who are not admins.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -43,30 +45,33 @@ def add_queue_routes(api: FastAPI, ctx: ApiContext, caller: Depends) -> None:
     async def pause(who: Identity = caller) -> dict[str, Any]:
         """Admins: the running pipeline call finishes, no new one starts until resumed (kept
         across restarts)."""
-        try:
+        with _refusals():
             service.pause(who)
-        except Message as exc:
-            raise refusal(exc) from None
         return state()
 
     @api.post("/queue/resume")
     async def resume(who: Identity = caller) -> dict[str, Any]:
         """Admins: the queue goes on."""
-        try:
+        with _refusals():
             service.resume(who)
-        except Message as exc:
-            raise refusal(exc) from None
         return state()
 
     @api.post("/jobs/{job_id}/move")
     async def move(job_id: str, body: MoveIn, who: Identity = caller) -> dict[str, Any]:
         """Admins: a job to the front of the queue, or one place up or down; the queue's order
         after it (job ids)."""
-        try:
+        with _refusals():
             service.move(job_id, body.to, who)
-        except Message as exc:
-            raise refusal(exc) from None
         return {"order": [view.id for view in service.views()]}
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """The service's refusals as HTTP errors (403 for someone who is not an admin)."""
+    try:
+        yield
+    except Message as exc:
+        raise refusal(exc) from None
 
 
 def paused_json(paused: Any) -> dict[str, str] | None:
