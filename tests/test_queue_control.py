@@ -219,15 +219,14 @@ def test_metrics_have_the_series_and_move_after_a_job(shared_server: Server) -> 
     assert after["zimage_api_requests_total{code=200,route=/api/v1/jobs/{id}}"] >= 1
 
 
-def test_ten_open_pages_cost_an_idle_server_little_and_see_a_change_at_once(
-    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
-) -> None:
+def test_ten_open_pages_cost_an_idle_server_little_and_see_a_change_at_once(shared_server: Server) -> None:
     """Ten pages open in Chromium on an idle server: its CPU time over 10 s is measured (and
     reported, not asserted); then a job submitted over REST shows in every page's Queue panel,
     pushed (no timer), and how long that took is reported too."""
     import psutil
 
-    with running_server(tmp_path_factory.mktemp("ten-pages"), cache_dir) as server, chromium() as browser:
+    server = shared_server  # idle while this test runs: a test file's tests run one at a time
+    with chromium() as browser:
         from playwright.sync_api import expect
 
         pages = [browser.new_context().new_page() for _ in range(10)]
