@@ -160,6 +160,9 @@ def _page_controls(url: str) -> None:
             assert json.load(urllib.request.urlopen(url + "healthz", timeout=30))["paused"]["by"] == "dana"
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "queue-paused-admin.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.locator("#queue-panel").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "queue-paused-admin-phone.png"))
             page.locator("#queue-resume").click()
             expect(page.locator("#queue-state")).not_to_contain_text("Paused", timeout=10_000)
             page.context.close()
