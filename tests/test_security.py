@@ -429,8 +429,20 @@ def test_crafted_api_input_gets_4xx_in_plain_words(site: Site) -> None:
     )
     assert negative.status_code == 400
     assert "The negative prompt contains a control character" in negative.json()["error"]["message"]
-    for answer in (nested, size, negative):
+    # The routes of LoRAs, models and the queue: a path for a name, a model, a move.
+    lora = api.post("/api/v1/jobs", json={"prompts": "a mug", "loras": [{"name": "../../etc/passwd"}]})
+    assert lora.status_code == 400 and "No LoRA named '../../etc/passwd'" in lora.json()["error"]["message"]
+    model = api.post("/api/v1/jobs", json={"prompts": "a mug", "model": "/etc/passwd" * 50})
+    assert model.status_code == 400 and "is not served here" in model.json()["error"]["message"]
+    moves = [
+        api.post("/api/v1/jobs/../x/move", json={"to": "front"}),
+        api.post("/api/v1/jobs/x/move", content=b"{"),
+    ]
+    assert all(400 <= m.status_code < 500 for m in moves), [m.status_code for m in moves]
+    assert api.post("/api/v1/queue/pause").status_code == 403  # no admin in these sites
+    for answer in (nested, size, negative, lora, model, *moves):
         assert_plain_words(answer.text)
+        assert "root:" not in answer.text
 
 
 def test_crafted_page_input_gets_our_words(site: Site) -> None:
