@@ -51,7 +51,7 @@ class LoraLibrary:
 
     def __init__(self, folder: Path, shapes: Shapes | None = None, copies: Path | None = None) -> None:
         self.folder, self.shapes, self.copies = folder, shapes, copies
-        self._hashes: dict[tuple[str, int, int], str] = {}  # (name, size, mtime) -> sha256
+        self._files: dict[tuple[str, int, int], LoraFile] = {}  # (name, size, mtime) -> the file
         self._fits: dict[tuple[str, str], RequestError | None] = {}  # (name, sha256) -> why not
 
     def names(self) -> list[str]:
@@ -80,12 +80,14 @@ class LoraLibrary:
         path = self.folder / f"{name}{SUFFIX}"
         if not path.is_file() or path.is_symlink():
             raise RequestError("lora_missing", name=name, folder=self.folder)
-        metadata = _header(path, name).get("__metadata__") or {}
         stat = path.stat()
         key = (name, stat.st_size, stat.st_mtime_ns)
-        if key not in self._hashes:
-            self._hashes[key] = _sha256(path)
-        return LoraFile(name, path, stat.st_size, self._hashes[key], _description(metadata))
+        found = self._files.get(key)
+        if found is None:  # read once per version of the file: then a stat per look
+            metadata = _header(path, name).get("__metadata__") or {}
+            found = LoraFile(name, path, stat.st_size, _sha256(path), _description(metadata))
+            self._files[key] = found
+        return found
 
     def checked(self, name: str) -> LoraFile:
         """The file of `name`, refused by name when it does not fit the model (once per version)."""
