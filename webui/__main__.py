@@ -84,14 +84,15 @@ def distributed_backend(settings: Settings, load_tokenizer: TokenizerLoader | No
     """The web host of distributed mode: the tokenizer only; GPU workers make the images."""
     from webui import loading
     from webui.distributed.runner import CeleryRunner
+    from webui.loras import LoraLibrary
     from webui.server import Backend
     from webui.validation import Validator
 
     tokenizer, label, dtype, is_demo = (load_tokenizer or loading.load_tokenizer)(settings)
     runner = CeleryRunner(settings, label, dtype)
     logger.info("Distributed mode: jobs go to the workers serving %s through %s", runner.model, runner.broker)
-    shapes = loading.transformer_shapes(settings)  # LoRA files checked at submit
-    return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, False, shapes)
+    loras = LoraLibrary(settings.lora_path, loading.transformer_shapes(settings))  # checked at submit
+    return Backend(runner, Validator(tokenizer, settings).validate, label, is_demo, False, loras)
 
 
 if __name__ == "__main__":

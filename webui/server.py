@@ -44,7 +44,7 @@ from webui.jobs.runners import LocalRunner, Runner
 from webui.jobs.service import JobService
 from webui.jobs.store import JobStore
 from webui.keys import UrlKey
-from webui.lora_fit import Shapes
+from webui.loras import LoraLibrary
 from webui.metrics import Metrics, RequestCounter
 from webui.outputs import replace_atomically
 from webui.request import GenerationRequest
@@ -78,14 +78,15 @@ class Backend:
     label: str  # the model, as jobs and PNGs name it
     is_demo: bool
     local: bool  # images made in this process: a crash of it may be a job's doing
-    lora_shapes: Shapes | None = None  # the model's layers, to check LoRA files at submit
+    loras: LoraLibrary | None = None  # the library, checking files against the model's layers
 
 
 def embedded(engine: Engine) -> Backend:
     """The default: this process's engine makes the images."""
     model = engine.model
     runner = LocalRunner(engine, input_store(engine.settings.state_path))
-    return Backend(runner, engine.validate, model.label, model.is_demo, True, engine.loras.shapes)
+    # One library with the lane: each file is read and hashed once in this process.
+    return Backend(runner, engine.validate, model.label, model.is_demo, True, engine.loras)
 
 
 def open_jobs(backend: Backend, settings: Settings) -> JobService:
@@ -95,7 +96,7 @@ def open_jobs(backend: Backend, settings: Settings) -> JobService:
     if store.is_new:
         rebuild(store, settings.output_dir)
     b = backend
-    service = JobService(store, b.runner, settings, b.validate, b.label, b.is_demo, b.lora_shapes)
+    service = JobService(store, b.runner, settings, b.validate, b.label, b.is_demo, b.loras)
     service.start(recover(store, max_resumes=settings.crash_resumes, count_crashes=b.local))
     return service
 

@@ -31,7 +31,6 @@ from webui.jobs.record import DONE, FAILED, QUEUED, RUNNING, SAVED, STOPPED, Job
 from webui.jobs.runners import Runner
 from webui.jobs.store import JobStore, persist
 from webui.jobs.views import Identity, JobSummary, JobView, views_of
-from webui.lora_fit import Shapes
 from webui.loras import LoraLibrary, with_lora_hashes
 from webui.models import with_model
 from webui.outputs import write_manifest
@@ -69,11 +68,11 @@ class JobService(QueueControls):
         validate: Callable[[GenerationRequest], object],
         model_label: str,
         is_demo: bool,
-        lora_shapes: Shapes | None = None,
+        loras: LoraLibrary | None = None,
     ) -> None:
         self.store, self.runner, self.settings = store, runner, settings
         self.inputs = input_store(settings.state_path)  # jobs' input images, by content hash
-        self.loras = LoraLibrary(settings.lora_path, lora_shapes)  # files checked to fit the model
+        self.loras = loras or LoraLibrary(settings.lora_path)  # with the model's layers: checked to fit
         self._validate, self._model, self._demo = validate, model_label, is_demo
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
