@@ -17,6 +17,7 @@ taken for what it is, data from a browser, and checked at the door:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -108,6 +109,17 @@ def named_paths(value: Any) -> list[Any] | None:
     return found
 
 
+def _event_paths(body: bytes) -> list[Any] | None:
+    """The paths an event's body names (`named_paths`), but not in its `event_data`."""
+    try:
+        sent = json.loads(body)
+        return named_paths({**sent, "event_data": None} if isinstance(sent, dict) else sent)
+    except RecursionError:
+        return None  # nested past what Python's JSON reader follows
+    except ValueError:
+        return []  # not JSON: Gradio refuses it itself, and reads no file from it
+
+
 class UploadGate:
     """ASGI middleware: remembers uploads, refuses events naming any other file, and gives
     each browser the cookie its uploads are known by. An upload's body may reach the body
@@ -177,13 +189,8 @@ class UploadGate:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        try:
-            sent = json.loads(body)
-            paths = named_paths({**sent, "event_data": None} if isinstance(sent, dict) else sent)
-        except RecursionError:
-            paths = None  # nested past what Python's JSON reader follows
-        except ValueError:
-            paths = []  # not JSON: Gradio refuses it itself, and reads no file from it
+        # A big body (a long prompt box) is read off the event loop.
+        paths = await asyncio.to_thread(_event_paths, body) if len(body) > 65536 else _event_paths(body)
         if paths is None or any(not self.uploads.allowed(p, owner) for p in paths):
             answer = {"detail": words("not_an_upload").say()}
             await JSONResponse(answer, status_code=400)(scope, receive, send)
