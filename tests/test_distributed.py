@@ -352,7 +352,9 @@ def test_jobs_naming_the_second_model_go_only_to_its_worker_and_the_form_takes_i
                 28,
                 4.0,
             )
-        wait_for(lambda: cluster.online()["w3"]["images"] == 3, 10, "w3's heartbeat")
+        # At least 3: on loaded cores w3's first (cold) call may outlast the cluster's 6 s task
+        # timeout, and Redis then hands the task over again; only w3 may take it.
+        wait_for(lambda: cluster.online()["w3"]["images"] >= 3, 10, "w3's heartbeat")
         assert all(cluster.online()[n]["images"] == before[n] for n in ("w1", "w2"))
         with pytest.raises(urllib.error.HTTPError) as refused:
             _post_job(cluster, {**body, "model": "nope"})
