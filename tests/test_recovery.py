@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import urllib.request
 from pathlib import Path
 
+import httpx
 from gradio_client import Client
 from PIL import Image
 
+from tests.attacker import Tab
 from tests.helpers import Server, get_json, spawn_server, wait_for, wait_until_up
 from webui.engine import Engine
 from webui.jobs.record import QUEUED, RUNNING, SAVED, JobRecord
@@ -193,3 +196,63 @@ def test_a_product_job_resumes_with_its_inputs_after_a_restart_and_a_kill(
             if server.process.poll() is None:
                 server.process.terminate()
                 server.process.wait(30)
+
+
+# The Generate form of a text job (32x32, 8 steps), as the page sends it.
+TEXT_FORM = ["a red mug", 2, 7, 32, 32, 8, 0, "", "", "per-image", "text", 0.6, 0.6, "center", ""]
+TEXT_FORM += [None, "auto", None, None, *["", 1.0] * 4]
+
+
+def test_a_restart_tells_open_pages_and_waits_for_none_of_their_streams(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """SIGTERM with a page following its running job and streams open (Gradio's heartbeat, the
+    REST events): the page is told the server restarts, the streams end properly, and uvicorn's
+    graceful shutdown ends without running into its timeout (10 s, then a traceback)."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "slow").write_text("0.3")  # each step: the job is still running at the signal
+    server = spawn_server(tmp_path, cache_dir, module="tests.faults", env={"WEBUI_FAULTS": str(faults)})
+    ended: dict[str, object] = {}
+    connected: set[str] = set()
+
+    def read_to_the_end(name: str, path: str) -> None:
+        lines = []
+        try:
+            with httpx.Client(base_url=server.url, timeout=60) as client, client.stream("GET", path) as got:
+                for line in got.iter_lines():
+                    connected.add(name)
+                    lines.append(line)
+            ended[name] = lines
+        except httpx.HTTPError as exc:  # cut off rather than ended
+            ended[name] = exc
+
+    try:
+        wait_until_up(server)
+        tab = Tab(server.url)
+        page = threading.Thread(target=lambda: ended.update(page=tab.call(tab.event("generate"), TEXT_FORM)))
+        page.start()
+        wait_for(lambda: get_json(server.url + "healthz")["jobs_running"] == 1, 60, "the page's job to run")
+        [job] = get_json(server.url + "api/v1/jobs")
+        paths = {
+            "heartbeat": f"/gradio_api/heartbeat/{tab.session}",
+            "events": f"/api/v1/jobs/{job['id']}/events",
+        }
+        streams = [threading.Thread(target=read_to_the_end, args=item) for item in paths.items()]
+        for thread in streams:
+            thread.start()
+        wait_for(lambda: connected == {"heartbeat", "events"}, 30, "the streams' first lines")
+        server.process.terminate()  # as supervisorctl restart does
+        assert server.process.wait(60) in (0, -15)
+        for thread in (page, *streams):
+            thread.join(30)
+        assert "The server is restarting" in (ended["page"].error or ""), ended["page"]
+        assert isinstance(ended["heartbeat"], list), ended["heartbeat"]
+        assert isinstance(ended["events"], list) and "event: progress" in ended["events"], ended["events"]
+        log = server.log_text()
+        assert "Server stopped" in log
+        assert "graceful shutdown exceeded" not in log and "ASGI callable returned" not in log, log[-2000:]
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(30)

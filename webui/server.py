@@ -49,6 +49,7 @@ from webui.metrics import Metrics, RequestCounter
 from webui.outputs import replace_atomically
 from webui.request import GenerationRequest
 from webui.settings import Settings, env_name
+from webui.streams import EndStreamsOnShutdown, Shutdown
 from webui.ui import PAGE_SCRIPT, Page, create_demo
 from webui.ui.i18n import I18N
 from webui.uploads import UploadGate, Uploads
@@ -107,7 +108,9 @@ def lora_upload_limit(settings: Settings, login_on: bool) -> int:
     return int(settings.max_lora_mb * 1_000_000) + 65536 if login_on else 0
 
 
-def create_app(service: JobService, backend: Backend, settings: Settings) -> FastAPI:
+def create_app(
+    service: JobService, backend: Backend, settings: Settings, shutdown: Shutdown | None = None
+) -> FastAPI:
     """The ASGI app: `/healthz` plus the Gradio page at `/`, behind the HTTP guards."""
     access = Access(settings, settings.state_path)
     login_on = access.login_on  # as at start-up: the page's login is made once
@@ -138,10 +141,11 @@ def create_app(service: JobService, backend: Backend, settings: Settings) -> Fas
         engine.stats.observers.append(metrics.observe_call)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
-    # Middleware runs last-added first: headers, host, size, login, then uploads and CORS.
+    # Middleware runs last-added first: headers, host, size, login, then uploads, streams and CORS.
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
+    app.add_middleware(EndStreamsOnShutdown, shutdown=shutdown or Shutdown())  # open pages hold up no restart
     limit = int(settings.max_request_mb * 1_000_000)
     image_limit = int(settings.max_input_request_mb * 1_000_000)
     upload_limit = max(UPLOAD_BODY_LIMIT, image_limit)  # anyone's upload request
@@ -254,15 +258,16 @@ def warn_if_exposed(settings: Settings) -> None:
 class _Server(uvicorn.Server):
     """uvicorn, plus: close the job service on SIGTERM/SIGINT, and say when the port is bound."""
 
-    def __init__(self, config: uvicorn.Config, service: JobService, label: str) -> None:
+    def __init__(self, config: uvicorn.Config, service: JobService, label: str, shutdown: Shutdown) -> None:
         super().__init__(config)
-        self.service, self.label = service, label
+        self.service, self.label, self.streams = service, label, shutdown
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         logger.info(
             "Signal %d: no new work; running jobs stop at their next step and resume at the next start", sig
         )
         self.service.close()
+        self.streams.begin()  # open pages' streams end in a moment: the restart waits for none
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -303,8 +308,9 @@ def serve(backend: Backend, settings: Settings) -> None:
     warn_if_exposed(settings)
     service = open_jobs(backend, settings)
     start_retention(service, settings)
+    shutdown = Shutdown()
     config = uvicorn.Config(
-        create_app(service, backend, settings),
+        create_app(service, backend, settings, shutdown),
         host=settings.host,
         port=settings.port,
         log_config=None,  # our logging configuration, to stdout
@@ -313,7 +319,7 @@ def serve(backend: Backend, settings: Settings) -> None:
         **proxy_options(settings),
     )
     try:
-        _Server(config, service, backend.label).run()
+        _Server(config, service, backend.label, shutdown).run()
     finally:
         service.close()
         service.join(JOBS_PUT_DOWN_S)
