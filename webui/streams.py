@@ -6,8 +6,9 @@ for responses to finish, so with one page open a restart waited its whole grace 
 then cancelled them with a traceback. Here a streaming GET hears that its client went away
 shortly after the shutdown begins: Starlette's StreamingResponse and Gradio's streams stop on
 that as they do for a closed tab, and the response is then ended properly, so uvicorn closes
-the connection at once. The short delay lets what is already on its way out (a page told that
-the server is restarting) go first.
+the connection at once. Responses of a declared length (downloads) are never cut. The short
+delay lets what is already on its way out (a page told that the server is restarting) go
+first.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ class Shutdown:
     """The server's shutdown, begun from any thread (the signal handler), awaited in its loop."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: begin() runs in a signal handler, on the loop's thread, which may be inside
+        # ended() at that moment.
+        self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ended: asyncio.Future[None] | None = None
         self._begun = False
@@ -52,7 +55,8 @@ class Shutdown:
 
 
 class EndStreamsOnShutdown:
-    """Pure ASGI middleware: a GET's `receive` also returns a disconnect once streams end."""
+    """Pure ASGI middleware: a streaming GET's `receive` also returns a disconnect once streams
+    end."""
 
     def __init__(self, app: ASGIApp, shutdown: Shutdown) -> None:
         self.app, self.shutdown = app, shutdown
@@ -62,19 +66,29 @@ class EndStreamsOnShutdown:
             await self.app(scope, receive, send)
             return
         ended = self.shutdown.ended()
+        # Done once the shutdown has begun and this response is a stream: started without a
+        # Content-Length. Downloads of a known size are never cut (they finish within the grace).
+        cut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        streaming = False
+
+        def maybe_cut(_: object = None) -> None:
+            if streaming and ended.done() and not cut.done():
+                cut.set_result(None)
+
+        ended.add_done_callback(maybe_cut)
         # One receive at a time is outstanding, shared by the response's disconnect listener and
         # Gradio's polls. `is_disconnected` asks in a cancelled scope: its wait ends at once but
         # the receive carries on, and a later poll that finds it done answers without waiting.
         pending: asyncio.Future[Message] | None = None
-        gone, started, complete = False, False, False
+        gone, complete = False, False
 
         async def receive_until_shutdown() -> Message:
             nonlocal pending, gone
-            if gone or ended.done():
+            if gone or cut.done():
                 return DISCONNECT
             task = pending = pending or asyncio.ensure_future(receive())
             if not task.done():
-                await asyncio.wait((task, ended), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((task, cut), return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():
                     return DISCONNECT
             if pending is task:
@@ -84,16 +98,19 @@ class EndStreamsOnShutdown:
             return message
 
         async def watching_send(message: Message) -> None:
-            nonlocal started, complete
-            started = started or message["type"] == "http.response.start"
-            complete = message["type"] == "http.response.body" and not message.get("more_body", False)
+            nonlocal streaming, complete
             await send(message)
+            if message["type"] == "http.response.start":
+                streaming = not any(k.lower() == b"content-length" for k, _ in message.get("headers", ()))
+                maybe_cut()
+            complete = message["type"] == "http.response.body" and not message.get("more_body", False)
 
         try:
             await self.app(scope, receive_until_shutdown, watching_send)
-            if started and not complete and ended.done() and not gone:  # cut by the shutdown
+            if cut.done() and not complete and not gone:  # a stream cut by the shutdown: end it
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            ended.remove_done_callback(maybe_cut)
             if pending is not None:
                 pending.cancel()
 

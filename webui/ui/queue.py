@@ -63,7 +63,7 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
         while True:
             seen = page.service.changes.version
             yield now(request)
-            if time.monotonic() >= ends:
+            if time.monotonic() >= ends or page.service.closing:  # closing: the page's stream ends
                 return
             await page.service.changes.settled(seen, QUEUE_WAIT_S)
 
