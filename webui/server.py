@@ -108,9 +108,7 @@ def lora_upload_limit(settings: Settings, login_on: bool) -> int:
     return int(settings.max_lora_mb * 1_000_000) + 65536 if login_on else 0
 
 
-def create_app(
-    service: JobService, backend: Backend, settings: Settings, shutdown: Shutdown | None = None
-) -> FastAPI:
+def create_app(service: JobService, backend: Backend, settings: Settings, shutdown: Shutdown) -> FastAPI:
     """The ASGI app: `/healthz` plus the Gradio page at `/`, behind the HTTP guards."""
     access = Access(settings, settings.state_path)
     login_on = access.login_on  # as at start-up: the page's login is made once
@@ -145,7 +143,7 @@ def create_app(
     # No origin but the app's own: the page is same-origin, and Gradio's own CORS rules would
     # let any web page call the API once the server listens beyond localhost.
     app.add_middleware(CORSMiddleware, allow_origins=[])
-    app.add_middleware(EndStreamsOnShutdown, shutdown=shutdown or Shutdown())  # open pages hold up no restart
+    app.add_middleware(EndStreamsOnShutdown, shutdown=shutdown)  # open pages hold up no restart
     limit = int(settings.max_request_mb * 1_000_000)
     image_limit = int(settings.max_input_request_mb * 1_000_000)
     upload_limit = max(UPLOAD_BODY_LIMIT, image_limit)  # anyone's upload request

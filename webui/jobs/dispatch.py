@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -54,7 +53,6 @@ class Dispatch:
     changes: Changes
     _lock: threading.Condition
     _live: dict[str, Live]
-    _on_end: dict[str, list[Callable[[], None]]]
     _paused: bool
     _closing: bool
 
@@ -127,8 +125,6 @@ class Dispatch:
         """The job leaves the queue: waiters and followers hear of it. Under the lock."""
         del self._live[job_id]
         self.changes.bump()
-        for callback in self._on_end.pop(job_id, []):
-            callback()
         self._lock.notify_all()
 
     def _started(self, record: JobRecord) -> None:

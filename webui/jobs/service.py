@@ -55,7 +55,6 @@ class JobService(Dispatch, QueueControls):
         self._validate, self._model, self._demo = validate, model_label, is_demo
         self._lock = threading.Condition()
         self._live: dict[str, Live] = {}  # acceptance order
-        self._on_end: dict[str, list[Callable[[], None]]] = {}  # job id -> callbacks for its end
         self._accepting: list[Identity] = []  # jobs being written to disk: counted against limits
         self._closing = False
         self.control = QueueControl(settings.state_path)  # paused or not: survives restarts
@@ -219,15 +218,6 @@ class JobService(Dispatch, QueueControls):
         with self._lock:
             mine = [job_id for job_id, live in self._live.items() if who.owns(live.record)]
         return mine[-1] if mine else None
-
-    def on_end(self, job_id: str, callback: Callable[[], None]) -> bool:
-        """Call `callback` (on another thread) when the job ends or is put down for a restart;
-        False, and no call, if it is not running or waiting now."""
-        with self._lock:
-            if job_id not in self._live:
-                return False
-            self._on_end.setdefault(job_id, []).append(callback)
-            return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> bool:
         """Block until the job has ended (or the service closes); False on timeout."""
