@@ -192,6 +192,15 @@ def scrape(url: str, key: str | None = None) -> dict[str, float]:
     return found
 
 
+def test_the_queue_command_answers_at_once_without_loading_torch() -> None:
+    # `./launch.sh drain` pauses within a second: importing torch first took 4-7 s on 2 cores,
+    # long enough for a short queue to run out before the pause.
+    loaded = "[m for m in ('torch', 'diffusers', 'gradio') if m in sys.modules]"
+    heavy = f"import sys, webui.queue; print({loaded})"
+    said = subprocess.run([sys.executable, "-c", heavy], capture_output=True, text=True, timeout=60)
+    assert said.returncode == 0 and said.stdout.strip() == "[]", said.stdout + said.stderr
+
+
 def test_metrics_have_the_series_and_move_after_a_job(shared_server: Server) -> None:
     url = shared_server.url + "metrics"
     before = scrape(url)

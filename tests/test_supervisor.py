@@ -180,12 +180,20 @@ def test_jobs_survive_launch_restart_and_kill_9_under_supervisor(
 
     # ./launch.sh drain with jobs running: it returns only when no call runs, and nothing starts
     # after; ./launch.sh restart --drain then re-does no work: the calls of the old process and
-    # the new one made each image once (64 in all), and the queue goes on by itself.
+    # the new one made each image once (64 in all), and the queue goes on by itself. The second
+    # call is held at its first step, so that the drain meets a running call on any machine.
     before = get_json(url + "healthz")["calls"]["images"]  # this process's, before these jobs
+    (copy / "faults" / "hold").write_text("8")  # one call of 8 steps, then the next one holds
     ids = submit_four_users(url, "drain")
     wait_for(lambda: made_pngs(copy, ids) >= 4, 120, "the jobs to save their first images")
-    drained = run(copy, env, "./launch.sh", "drain")
-    assert drained.returncode == 0 and "Drained: no pipeline call runs" in drained.stdout, drained.stdout
+    drain = subprocess.Popen(["./launch.sh", "drain"], cwd=copy, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: get_json(url + "healthz")["paused"] is not None, 30, "the server to see the pause")
+        assert get_json(url + "healthz")["call_running"] and drain.poll() is None  # it waits for the call
+    finally:
+        (copy / "faults" / "hold").unlink()
+    drained_out, _ = drain.communicate(timeout=120)
+    assert drain.returncode == 0 and "Drained: no pipeline call runs" in drained_out, drained_out
     health = get_json(url + "healthz")
     assert health["paused"]["by"] == "the command line" and not health["call_running"], health
     time.sleep(2)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webui.jobs.record import QUEUED, RUNNING, JobRecord, Status
-from webui.lane import Progress
 from webui.request import steps_run
 from webui.words import ENGLISH, words
+
+if TYPE_CHECKING:  # the lane imports torch; `python -m webui.queue` needs none of it
+    from webui.lane import Progress
 
 
 @dataclass(frozen=True)
