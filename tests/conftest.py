@@ -24,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from tests.helpers import Server, running_server
+from tests.helpers import Server, server_with_faults
 from webui.engine import Engine
 from webui.loading import LoadedModel, load_model
 from webui.settings import Settings
@@ -46,9 +46,12 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> 
     """The real server with default settings, started once for the tests that need no other.
 
     Each server start costs 10-15 s of imports on two cores. A test that changes what it
-    shares (the output folder, say) puts it back.
+    shares (the output folder, say) puts it back. It runs with tests/faults.py's hooks (nothing
+    armed, nothing changes), so that a test can hold or slow a call it must see running.
     """
-    with running_server(tmp_path_factory.mktemp("shared"), cache_dir) as server:
+    work = tmp_path_factory.mktemp("shared")
+    (work / "faults").mkdir()
+    with server_with_faults(work, cache_dir, work / "faults") as server:
         yield server
 
 

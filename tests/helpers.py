@@ -91,6 +91,7 @@ class Server:
     output_dir: Path
     log: Path
     process: subprocess.Popen
+    faults: Path | None = None  # where its faults are armed, when started by `server_with_faults`
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -158,6 +159,7 @@ def server_with_faults(workdir: Path, cache_dir: Path, faults: Path, **options: 
     by files in `faults` (`arm`); as `running_server` otherwise."""
     env = {**options.pop("env", {}), "WEBUI_FAULTS": str(faults)}
     with running_server(workdir, cache_dir, module="tests.faults", env=env, **options) as server:
+        server.faults = faults
         yield server
 
 
@@ -166,6 +168,27 @@ def arm(faults: Path, name: str, content: str = "") -> None:
     partial = faults / f".{name}.partial"
     partial.write_text(content)
     partial.rename(faults / name)
+
+
+@contextmanager
+def held(faults: Path, forwards: int) -> Iterator[None]:
+    """Pipeline calls run `forwards` steps (transformer forwards), then wait until the block
+    ends: what a test sees mid-job, it sees however fast the machine."""
+    arm(faults, "hold", str(forwards))
+    try:
+        yield
+    finally:
+        (faults / "hold").unlink(missing_ok=True)
+
+
+@contextmanager
+def slowed(faults: Path, step_s: float) -> Iterator[None]:
+    """Each step (transformer forward) first sleeps `step_s`: work that outlasts a test's checks."""
+    arm(faults, "slow", str(step_s))
+    try:
+        yield
+    finally:
+        (faults / "slow").unlink(missing_ok=True)
 
 
 def wait_for(condition, timeout: float, what: str) -> None:

@@ -6,14 +6,13 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, Server, arm, chromium, server_with_faults, wait_for
+from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, held, server_with_faults, wait_for
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -40,17 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, faults: Pa
         tmp_path_factory.mktemp("browser"), cache_dir, faults, cross_batching="false"
     ) as server:
         yield server
-
-
-@contextmanager
-def held(faults: Path, forwards: int) -> Iterator[None]:
-    """Pipeline calls run `forwards` steps (transformer forwards), then wait until the block
-    ends: what the page shows mid-job, it shows however fast the machine."""
-    arm(faults, "hold", str(forwards))
-    try:
-        yield
-    finally:
-        (faults / "hold").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")

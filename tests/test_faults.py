@@ -125,7 +125,7 @@ def test_an_image_that_comes_out_nan_is_not_saved_and_the_user_is_told(server: S
 def test_queue_limit_n_with_n_plus_one_submissions_at_once_the_extra_one_is_told_busy(
     server: Server, faults: Path
 ) -> None:
-    arm(faults, "slow", "0.5")  # a slow GPU: steps finish, just late
+    arm(faults, "slow", "1.5")  # a slow GPU: steps finish, just late (3 s a call, under the stall timeout)
     users = [client(server) for _ in range(4 + 3 + 1)]
     running = [
         user.submit(prompts=f"running {n}", **SMALL, api_name="/generate") for n, user in enumerate(users[:4])
@@ -144,7 +144,7 @@ def test_queue_limit_n_with_n_plus_one_submissions_at_once_the_extra_one_is_told
 
     with ThreadPoolExecutor(4) as pool:  # queue size N = 3: N + 1 at once
         answers = pool.map(submit, range(4))
-        time.sleep(1)
+        wait_for(lambda: jobs_in_service(server) == 4 + 3, 30, "three jobs queued behind the four")
         (faults / "slow").unlink()
         outcome = sorted(answers)
     assert outcome == ["busy", "served", "served", "served"]

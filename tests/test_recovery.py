@@ -211,7 +211,7 @@ def test_a_restart_tells_open_pages_and_waits_for_none_of_their_streams(
     graceful shutdown ends without running into its timeout (10 s, then a traceback)."""
     faults = tmp_path / "faults"
     faults.mkdir()
-    (faults / "slow").write_text("0.3")  # each step: the job is still running at the signal
+    (faults / "hold").write_text("1")  # the job's call makes one step, then waits: running at the signal
     server = spawn_server(tmp_path, cache_dir, module="tests.faults", env={"WEBUI_FAULTS": str(faults)})
     ended: dict[str, object] = {}
     connected: set[str] = set()
@@ -243,6 +243,7 @@ def test_a_restart_tells_open_pages_and_waits_for_none_of_their_streams(
             thread.start()
         wait_for(lambda: connected == {"heartbeat", "events"}, 30, "the streams' first lines")
         server.process.terminate()  # as supervisorctl restart does
+        (faults / "hold").unlink()
         assert server.process.wait(60) in (0, -15)
         for thread in (page, *streams):
             thread.join(30)

@@ -18,7 +18,17 @@ from gradio_client.client import Job
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageChops
 
-from tests.helpers import Server, generate, get_json, readme_code_blocks, running_server, wait_for
+from tests.helpers import (
+    Server,
+    generate,
+    get_json,
+    held,
+    readme_code_blocks,
+    running_server,
+    server_with_faults,
+    slowed,
+    wait_for,
+)
 from webui.keys import Keys
 from webui.outputs import read_manifest, read_png_parameters
 from webui.users import Users
@@ -43,10 +53,17 @@ IMAGES_OFF = b', "text", 0.6, 0.6, "center", "", null, "auto", null, null' + b',
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Server]:
     # One request at a time into the engine, so that the queue in front of it is what we test.
-    with running_server(
-        tmp_path_factory.mktemp("server"), cache_dir, queue_size="1", cross_batching="false"
-    ) as server:
+    # Faults' hooks hold or slow a call that a test must see running, however fast the machine.
+    work = tmp_path_factory.mktemp("server")
+    (work / "faults").mkdir()
+    options = {"queue_size": "1", "cross_batching": "false"}
+    with server_with_faults(work, cache_dir, work / "faults", **options) as server:
         yield server
+
+
+def faults(server: Server) -> Path:
+    assert server.faults is not None
+    return server.faults
 
 
 def client(server: Server) -> Client:
@@ -215,17 +232,18 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
     }
     assert set(idle["calls"]) == {"count", "images", "busy_s", "idle_gap"}
     user = client(server)
-    job = user.submit(**LONG, api_name="/generate")
     try:
-        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the batch to start")
-        seen = set()
-        for _ in range(10):
-            started = time.monotonic()
-            health = get_json(server.url + "healthz", timeout=2)
-            assert time.monotonic() - started < 2  # not stuck behind the running batch
-            seen.add(health["last_progress"])
-            time.sleep(0.1)
-        assert health["busy"] and len(seen) > 1  # progress keeps moving
+        with slowed(faults(server), 0.05):  # 160 steps: 8 s or more, progress moving all along
+            job = user.submit(**LONG, api_name="/generate")
+            wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the batch to start")
+            seen = set()
+            for _ in range(10):
+                started = time.monotonic()
+                health = get_json(server.url + "healthz", timeout=2)
+                assert time.monotonic() - started < 2  # not stuck behind the running batch
+                seen.add(health["last_progress"])
+                time.sleep(0.1)
+            assert health["busy"] and len(seen) > 1  # progress keeps moving
     finally:
         stop_until_done(server, user, job)
 
@@ -233,9 +251,10 @@ def test_healthz_answers_while_a_batch_runs(server: Server) -> None:
 def test_stop_keeps_the_images_already_finished(server: Server) -> None:
     before = set(pngs(server.output_dir))
     user = client(server)
-    job = user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: len(set(pngs(server.output_dir)) - before) >= 4, 60, "four finished images")
-    user.predict(api_name="/stop")
+    with held(faults(server), 8):  # the first call (4 images) is saved, the second waits
+        job = user.submit(**LONG, api_name="/generate")
+        wait_for(lambda: len(set(pngs(server.output_dir)) - before) >= 4, 60, "four finished images")
+        user.predict(api_name="/stop")
     gallery, summary, images, _archive, _ = job.result(timeout=60)
 
     kept = len(gallery)
@@ -254,15 +273,18 @@ def test_stop_keeps_the_images_already_finished(server: Server) -> None:
 
 def test_a_full_queue_gets_a_clear_busy_error_naming_the_limit(server: Server) -> None:
     running_user, waiting_user = client(server), client(server)
-    running = running_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the first job to run")
-    waiting = waiting_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] == 1, 30, "the second to queue")
+    jobs = []
     try:
-        with pytest.raises(AppError, match=r"The queue is full: 1 jobs are waiting.*\(ZIMAGE_QUEUE_SIZE=1\)"):
-            generate(client(server), prompts="a")
+        with held(faults(server), 1):  # the first job runs until the checks are done
+            jobs.append((running_user, running_user.submit(**LONG, api_name="/generate")))
+            wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the first job to run")
+            jobs.append((waiting_user, waiting_user.submit(**LONG, api_name="/generate")))
+            wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] == 1, 30, "the second to queue")
+            full = r"The queue is full: 1 jobs are waiting.*\(ZIMAGE_QUEUE_SIZE=1\)"
+            with pytest.raises(AppError, match=full):
+                generate(client(server), prompts="a")
     finally:
-        for user, job in ((running_user, running), (waiting_user, waiting)):
+        for user, job in jobs:
             stop_until_done(server, user, job)
 
 
@@ -330,10 +352,11 @@ def test_with_auth_set_only_logged_in_clients_generate_and_the_shared_login_is_a
 def test_two_users_requests_share_pipeline_calls(shared_server: Server) -> None:
     server = shared_server  # default settings: cross-batching on, calls of up to 4 images
     long_user, short_user = client(server), client(server)
-    long_job = long_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
-    short = generate(short_user, prompts="a short one", seed=7, width=256, height=256, steps=8)
-    assert not long_job.done()  # the short request did not wait for the 80 images
+    with slowed(faults(server), 0.05):  # the 80 images take 8 s or more: the short one comes first
+        long_job = long_user.submit(**LONG, api_name="/generate")
+        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long request to run")
+        short = generate(short_user, prompts="a short one", seed=7, width=256, height=256, steps=8)
+        assert not long_job.done()  # the short request did not wait for the 80 images
     assert [i["seed"] for i in short[2]] == [7]
     stop_until_done(server, long_user, long_job)
     shared = re.findall(r"call of 4 images \((\w+) x\d, (\w+) x\d\)", server.log_text())
@@ -345,27 +368,27 @@ def test_pages_waiting_on_jobs_hold_no_worker_thread(shared_server: Server, tmp_
     event of the page still answers."""
     server = shared_server
     long_user, users = client(server), [client(server) for _ in range(18)]  # pages open
-    long_job = long_user.submit(**LONG, api_name="/generate")
-    wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long job to run")
-    waiting = [
-        (
-            user,
-            user.submit(
-                **{**LONG, "prompts": f"waiting {n}", "images_per_prompt": 1, "width": 128},
-                api_name="/generate",
-            ),
-        )
-        for n, user in enumerate(users)
-    ]
-    wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] >= 10, 60, "the jobs to queue")
-    listing = tmp_path / "prompts.txt"
-    listing.write_text("a red sneaker\na navy mug\n")
-    checker = client(server)
-    assert (
-        checker.predict(handle_file(str(listing)), api_name="/load_prompts") == "a red sneaker\na navy mug\n"
-    )
-    assert checker.predict(api_name="/history")[0][1] in ("running", "queued")
-    assert sum(not job.done() for _, job in waiting) >= 17  # they were all still waiting meanwhile
+    with held(faults(server), 8):  # the long job's second call waits until the checks are done
+        long_job = long_user.submit(**LONG, api_name="/generate")
+        wait_for(lambda: get_json(server.url + "healthz")["busy"], 30, "the long job to run")
+        waiting = [
+            (
+                user,
+                user.submit(
+                    **{**LONG, "prompts": f"waiting {n}", "images_per_prompt": 1, "width": 128},
+                    api_name="/generate",
+                ),
+            )
+            for n, user in enumerate(users)
+        ]
+        wait_for(lambda: get_json(server.url + "healthz")["jobs_queued"] >= 10, 60, "the jobs to queue")
+        listing = tmp_path / "prompts.txt"
+        listing.write_text("a red sneaker\na navy mug\n")
+        checker = client(server)
+        loaded = checker.predict(handle_file(str(listing)), api_name="/load_prompts")
+        assert loaded == "a red sneaker\na navy mug\n"
+        assert checker.predict(api_name="/history")[0][1] in ("running", "queued")
+        assert sum(not job.done() for _, job in waiting) == 18  # they were all still waiting meanwhile
     stop_until_done(server, long_user, long_job)
     for _, job in waiting:
         assert len(job.result(timeout=120)[0]) == 1
