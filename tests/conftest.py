@@ -50,7 +50,6 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> 
     armed, nothing changes), so that a test can hold or slow a call it must see running.
     """
     work = tmp_path_factory.mktemp("shared")
-    (work / "faults").mkdir()
     with server_with_faults(work, cache_dir, work / "faults") as server:
         yield server
 

@@ -157,6 +157,7 @@ def running_server(workdir: Path, cache_dir: Path, **options: Any) -> Iterator[S
 def server_with_faults(workdir: Path, cache_dir: Path, faults: Path, **options: Any) -> Iterator[Server]:
     """The real server with tests/faults.py's hooks (`python -m tests.faults`), its faults armed
     by files in `faults` (`arm`); as `running_server` otherwise."""
+    faults.mkdir(parents=True, exist_ok=True)
     env = {**options.pop("env", {}), "WEBUI_FAULTS": str(faults)}
     with running_server(workdir, cache_dir, module="tests.faults", env=env, **options) as server:
         server.faults = faults

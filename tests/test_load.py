@@ -19,7 +19,6 @@ def test_twenty_users_are_served_or_told_busy_one_call_at_a_time_with_flat_memor
     tmp_path: Path, cache_dir: Path
 ) -> None:
     records = tmp_path / "faults"  # none armed: the server only records its forwards
-    records.mkdir()
     with server_with_faults(tmp_path, cache_dir, records, queue_size="8") as server:
         app = psutil.Process(server.process.pid)
         outcomes: Counter[str] = Counter()

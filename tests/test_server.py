@@ -55,7 +55,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterato
     # One request at a time into the engine, so that the queue in front of it is what we test.
     # Faults' hooks hold or slow a call that a test must see running, however fast the machine.
     work = tmp_path_factory.mktemp("server")
-    (work / "faults").mkdir()
     options = {"queue_size": "1", "cross_batching": "false"}
     with server_with_faults(work, cache_dir, work / "faults", **options) as server:
         yield server
