@@ -396,6 +396,7 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     expect(page.locator("#per-prompt input[type=number]")).to_have_value("1")
     page.locator("#generate").click()
     expect(page.locator("#summary")).to_contain_text("1 image in", timeout=120_000)
+    expect(page.locator("#picked")).to_be_hidden()  # the new job's images: nothing picked in them
     [remade] = server.output_dir.rglob("001_a-linen-chair_s*.png")  # the new job's one image
     with Image.open(remade) as new, Image.open(picked) as old:
         assert remade.name.split("_s")[1] == picked.name.split("_s")[1]  # the same seed

@@ -85,24 +85,26 @@ class Results:
 
     @property
     def generated_outputs(self) -> list:
-        return self.of(*GENERATED, "job")
+        return self.of(*GENERATED, "job", "picked", "pick_panel")
 
     @property
     def shaping(self) -> list:
-        return self.of("gallery", "starred", "picked", "pick_panel")
+        return self.of("gallery", "starred")
 
     @property
     def shown(self) -> list:
         return self.of(*GENERATED, "job", "starred", "picked", "pick_panel")
 
     def generated(self, record: JobRecord, lang: str = ENGLISH, values: dict | None = None) -> dict:
-        """/generate's answer: the job's results by component (`values`: text.outputs's, if made)."""
+        """/generate's answer: the job's results by component (`values`: text.outputs's, if made),
+        nothing picked. The pick is cleared here, with the new images, and not by the event after:
+        an image picked before that one answers would be unpicked under the user's hand."""
         values = text.outputs(record, lang) if values is None else values
         shown = {self.c[name]: value for name, value in values.items() if name in GENERATED}
-        return shown | {self.c["job"]: record.id}
+        return shown | {self.c["job"]: record.id} | self._unpicked()
 
     def shape(self, job_id: str | None) -> dict:
-        """After a job's results arrive: the grid's shape, the starred download, nothing picked."""
+        """After a job's results arrive: the grid's shape and the starred download."""
         return self._shape(self.page.service.record(job_id) if job_id else None)
 
     def show(self, record: JobRecord, lang: str = ENGLISH) -> dict:
@@ -111,8 +113,11 @@ class Results:
         values = text.outputs(record, lang)
         return self.generated(record, lang, values) | self._shape(record, images=values["gallery"])
 
+    def _unpicked(self) -> dict:
+        return {self.c["picked"]: None, self.c["pick_panel"]: gr.Column(visible=False)}
+
     def _shape(self, record: JobRecord | None, images: list | None = None) -> dict:
-        """The grid's columns (and `images`, when given), the starred download, nothing picked."""
+        """The grid's columns (and `images`, when given) and the starred download."""
         c = self.c
         gallery = starred = gr.skip()
         if record is not None:
@@ -123,12 +128,7 @@ class Results:
                 else gr.Gallery(images, columns=columns, selected_index=None)
             )
             starred = self._starred_button(record)
-        return {
-            c["gallery"]: gallery,
-            c["starred"]: starred,
-            c["picked"]: None,
-            c["pick_panel"]: gr.Column(visible=False),
-        }
+        return {c["gallery"]: gallery, c["starred"]: starred}
 
     def pick(self, job_id: str | None, event: gr.SelectData, request: gr.Request) -> dict:
         """The picked image: its prompt to copy, seed, size and file, its PNG, its star."""
