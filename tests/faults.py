@@ -17,6 +17,10 @@ armed by a file in the folder named by $WEBUI_FAULTS:
 - `crash`: a transformer forward of images as wide as the number in the file (pixels) kills
   the process with SIGKILL, as a segfault or the kernel's out-of-memory killer would.
 
+- `panel_stream` (read once, at start): "S W": each page's Queue panel stream lasts S seconds
+  and looks at the queue at least every W seconds (600 and 10 in use), so that a test sees the
+  panel's timer renew its stream several times.
+
 It also keeps a record: `most_in_flight` holds the most transformer forwards that ever ran at
 once in the process (1 while every call waits for the one before it).
 """
@@ -112,7 +116,16 @@ def load_with_faults(settings: Settings) -> LoadedModel:
     return model
 
 
+def short_panel_streams() -> None:
+    armed = FAULTS / "panel_stream"
+    if armed.exists():
+        from webui.ui import queue  # before the page is built: its timer takes STREAM_S then
+
+        queue.STREAM_S, queue.QUEUE_WAIT_S = map(float, armed.read_text().split())
+
+
 if __name__ == "__main__":
+    short_panel_streams()
     if sys.argv[1:2] == ["worker"]:
         from webui.distributed.worker import main as worker_main
 

@@ -383,7 +383,10 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
 ) -> None:
     generate_small(page, "a brass lamp\na linen chair")
     expect(page.locator("#gallery img")).to_have_count(2, timeout=120_000)
-    page.locator("#gallery img").nth(1).click()  # the linen chair
+    # The lamp, then at once the chair (a thumbnail under the lamp shown large): the second pick
+    # is answered too, after the first, and the panel describes the image shown.
+    page.locator("#gallery .gallery-item img").nth(0).click()
+    page.locator("#gallery .thumbnails .thumbnail-item").nth(1).click()
     expect(page.locator("#picked-prompt textarea")).to_have_value("a linen chair")
     picked = Path(page.locator("#picked code").inner_text())
     assert picked.name.startswith("002_a-linen-chair_s") and picked.is_file()
@@ -397,6 +400,7 @@ def test_use_this_seed_remakes_the_picked_image_and_more_like_this_asks_for_new_
     page.locator("#generate").click()
     expect(page.locator("#summary")).to_contain_text("1 image in", timeout=120_000)
     expect(page.locator("#picked")).to_be_hidden()  # the new job's images: nothing picked in them
+    expect(page.locator("#gallery .thumbnails")).to_be_hidden()  # nor shown large
     [remade] = server.output_dir.rglob("001_a-linen-chair_s*.png")  # the new job's one image
     with Image.open(remade) as new, Image.open(picked) as old:
         assert remade.name.split("_s")[1] == picked.name.split("_s")[1]  # the same seed

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ARTIFACTS, Server, chromium, free_port, held, running_server, wait_for
+from tests.helpers import (
+    ARTIFACTS,
+    Server,
+    chromium,
+    free_port,
+    held,
+    running_server,
+    server_with_faults,
+    wait_for,
+)
 from tests.test_api import cli
 from tests.test_jobs import ALICE, BOB, SMALL, service_on
 from tests.test_jobs import gpu_gate as gpu_gate  # a fixture, used by name
@@ -251,7 +260,7 @@ def test_ten_open_pages_cost_an_idle_server_little_and_see_a_change_at_once(shar
         after, elapsed = process.cpu_times(), time.monotonic() - started
         busy = (after.user + after.system) - (before.user + before.system)
         idle_share = busy / elapsed
-        body = {"prompts": ["a pushed lamp"], "images_per_prompt": 4, "width": 512, "height": 512}
+        body = {"prompts": ["a pushed lamp"], "width": 64, "height": 64}
         seen = []
         with held(server.faults, 0):  # the job stays in the Queue panel until every page is looked at
             sent = time.monotonic()
@@ -271,3 +280,31 @@ def test_ten_open_pages_cost_an_idle_server_little_and_see_a_change_at_once(shar
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "idle-pages.json").write_text(json.dumps(figures, indent=2))
         print(figures)
+
+
+def test_an_open_pages_queue_panel_stays_live_while_its_timer_renews_the_stream(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """A page's Queue panel is a stream that ends after a while and is renewed by a timer (here
+    6 s streams that look at the queue each second): over three renewals, a job submitted every
+    2 s shows in the open page within 3 s. The timer's tick that came while the last stream was
+    still ending was dropped before: the panel then stood still until the tick after."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "panel_stream").write_text("6 1")
+    with (
+        server_with_faults(tmp_path, cache_dir, faults, max_jobs_per_user="20") as server,
+        chromium() as browser,
+    ):
+        from playwright.sync_api import expect
+
+        page = browser.new_context().new_page()
+        page.goto(server.url)
+        expect(page.locator("#queue-table")).to_be_visible(timeout=60_000)
+        with held(faults, 0):  # the jobs stay in the panel
+            for n in range(9):
+                sent = time.monotonic()
+                body = {"prompts": [f"live lamp {n}"], "width": 64, "height": 64}
+                assert _call(server.url, "POST", "jobs", None, body)[0] == 202
+                expect(page.locator("#queue-table")).to_contain_text(f"live lamp {n}", timeout=3_000)
+                time.sleep(max(0.0, 2 - (time.monotonic() - sent)))

@@ -126,6 +126,7 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         concurrency_limit=None,
         **RAW,  # the form's values are checked by text.request_from_form
     ).then(results.shape, results.c["job"], results.shaping, **QUIET)
+    c["generate"].click(results.unpick, None, results.unpicking, **QUIET)
     # On load, first who this browser is; then its panel, and its newest unfinished job followed.
     identified = demo.load(page.identify, c["browser_id"], c["browser_id"], **QUIET)
     wire_queue(page, identified, c)

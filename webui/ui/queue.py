@@ -98,7 +98,11 @@ def wire_queue(page: Page, loaded: gr.events.Dependency, c: Parts) -> None:
 
     streamed = {"concurrency_limit": PANELS, "concurrency_id": "queue-panel", **QUIET}
     loaded.then(follow, None, [c["queue_table"], c["queue_state"]], **streamed)
-    gr.Timer(STREAM_S).tick(follow, None, [c["queue_table"], c["queue_state"]], **streamed)
+    # A tick's stream ends a little after the next tick (its last wait): that tick must wait
+    # for it, not be dropped, or the panel would stand still until the tick after.
+    gr.Timer(STREAM_S).tick(
+        follow, None, [c["queue_table"], c["queue_state"]], trigger_mode="always_last", **streamed
+    )
     loaded.then(controls_shown, None, c["queue_controls"], **QUIET)
     c["queue_table"].select(clicked, None, c["queue_picked"], **QUIET)
     for act in ("pause", "resume", "front", "up", "down"):

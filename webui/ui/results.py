@@ -66,7 +66,9 @@ class Results:
 
     def wire(self) -> None:
         c, form = self.c, list(self.page.form.values())
-        c["gallery"].select(self.pick, c["job"], self.picking, **QUIET)
+        # Every pick answered, in order: the default drops a pick made while one is pending, and
+        # the panel would then describe the image before the one shown large.
+        c["gallery"].select(self.pick, c["job"], self.picking, trigger_mode="multiple", **QUIET)
         c["star"].click(self.star, [c["job"], c["picked"]], self.starring, **QUIET)
         c["use_seed"].click(self.page.use_seed, [c["job"], c["picked"]], form, **QUIET)
         c["more_like"].click(self.page.more_like, [c["job"], c["picked"]], form, **QUIET)
@@ -115,6 +117,15 @@ class Results:
 
     def _unpicked(self) -> dict:
         return {self.c["picked"]: None, self.c["pick_panel"]: gr.Column(visible=False)}
+
+    @property
+    def unpicking(self) -> list:
+        return self.of("gallery", "picked", "pick_panel")
+
+    def unpick(self) -> dict:
+        """When Generate is clicked: no image of the old job stays shown large or picked (the new
+        job's grid would otherwise open large at the same place, with no panel)."""
+        return {self.c["gallery"]: gr.Gallery(selected_index=None)} | self._unpicked()
 
     def _shape(self, record: JobRecord | None, images: list | None = None) -> dict:
         """The grid's columns (and `images`, when given) and the starred download."""
