@@ -215,6 +215,40 @@ def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
     context.close()
 
 
+def test_a_reopened_page_that_generates_shows_its_new_job_not_the_one_it_followed(
+    browser: Browser, server: Server, faults: Path
+) -> None:
+    """A page opened while this browser's job A runs follows A; Generate there starts job B, and
+    the grid is B's from then on: A's end does not replace it (every summary shown is recorded)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    first = context.new_page()
+    first.goto(server.url)
+    expect(first.locator("#prompts textarea")).to_be_visible(timeout=60_000)
+    first.wait_for_function("() => localStorage.getItem('zimage-webui-browser') !== null", timeout=30_000)
+    first.locator("#prompts textarea").fill("\n".join(f"followed tab {n}" for n in range(8)))
+    set_size(first, 64)
+    with held(faults, 3):  # job A's first call, at its third step
+        first.locator("#generate").click()
+        expect(first.locator("#gallery").get_by_text("step 3 of 8")).to_be_visible(timeout=60_000)
+        first.close()
+        again = context.new_page()
+        again.goto(server.url)
+        expect(again.locator("#gallery").get_by_text("step 3 of 8").first).to_be_visible(timeout=60_000)
+        again.evaluate(
+            """() => { const summary = document.querySelector('#summary'); window.summaries = [];
+            new MutationObserver(() => window.summaries.push(summary.innerText))
+              .observe(summary, {subtree: true, childList: true, characterData: true}); }"""
+        )
+        generate_small(again, "a newer lamp")
+        wait_for(lambda: "a newer lamp" in [r[3] for r in queue_rows(again)], 30, "job B in the queue")
+    expect(again.locator("#summary")).to_contain_text("1 image in", timeout=120_000)
+    expect(again.locator("#gallery img")).to_have_count(1)
+    shown = again.evaluate("() => window.summaries")
+    assert not [text for text in shown if "8 images" in text], shown  # A's results never took the grid
+    assert len([p for p in server.output_dir.rglob("*.png") if "followed-tab" in p.name]) == 8
+    context.close()
+
+
 def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: Page) -> None:
     page.locator("#prompts textarea").fill("a {red|navy} mug")
     page.locator("#style textarea").fill("studio lighting")

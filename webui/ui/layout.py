@@ -126,7 +126,6 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         concurrency_limit=None,
         **RAW,  # the form's values are checked by text.request_from_form
     ).then(results.shape, results.c["job"], results.shaping, **QUIET)
-    c["generate"].click(results.unpick, None, results.unpicking, **QUIET)
     # On load, first who this browser is; then its panel, and its newest unfinished job followed.
     identified = demo.load(page.identify, c["browser_id"], c["browser_id"], **QUIET)
     wire_queue(page, identified, c)
@@ -142,6 +141,8 @@ def _wire_jobs(page: Page, demo: gr.Blocks, c: Parts, results: Results) -> None:
         show_progress="full",
         api_visibility="private",
     )
+    # Generate takes the grid over: the old job's image shown large and picked is closed.
+    c["generate"].click(results.unpick, None, results.unpicking, **QUIET)
     # Queued like every event (Gradio's direct route is closed), in a group of its own without a
     # limit: Stop gets through however busy the queue is. It takes no input.
     c["stop"].click(page.stop, api_name="stop", concurrency_limit=None, show_progress="hidden")

@@ -196,7 +196,10 @@ class Page(Reuse):
         return record
 
     def unfinished(self, request: gr.Request) -> str | None:
-        """On load: this person's newest unfinished job, which the page then follows."""
+        """On load: this person's newest unfinished job, which the page then follows; none when
+        the page has clicked Generate already (it follows that job)."""
+        if request.session_hash in self._following:
+            return None
         return self.service.latest_unfinished(self.identity(request))
 
     async def attach(
@@ -205,12 +208,16 @@ class Page(Reuse):
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> dict:
-        """Follow a job found on load: its results and the grid's shape in one answer."""
+        """Follow a job found on load: its results and the grid's shape in one answer; nothing
+        when the page has generated another job meanwhile (the grid is that job's)."""
         if job_id is None:
             return dict.fromkeys(self.results.shown, gr.skip())
         _remember(self._following, request.session_hash, job_id)
         lang = language(request)
-        return self.results.show(await self.follow(job_id, progress, lang), lang)
+        record = await self.follow(job_id, progress, lang)
+        if self._following.get(request.session_hash) != job_id:
+            return dict.fromkeys(self.results.shown, gr.skip())
+        return self.results.show(record, lang)
 
     def stop(self, request: gr.Request) -> None:
         """Stop the job this page follows."""
