@@ -484,7 +484,8 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
 
 
 def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(cluster: Cluster) -> None:
-    cluster.arm("slow", "0.25")
+    cluster.arm("slow", "0.25")  # steps slow enough to be seen in progress
+    cluster.arm("hold", "4")  # each worker's first call of 4 steps, then its next call waits
     user = cluster.client()
     job_id = submit(user, prompts="a lamp", images_per_prompt=16, width=48, height=48, steps=4)
     seen: list[dict[str, Any]] = []
@@ -500,6 +501,7 @@ def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(
     ]
     assert {"w1", "w2"} & {name.split("@")[0] for s in seen for name in s["workers"].split(", ") if name}
     assert user.predict(job_id, api_name="/stop_job") is True
+    (cluster.faults / "hold").unlink()  # the held calls go on, and stop at their next step
     status = wait_job(user, job_id, 30)
     assert status["status"] == "stopped"
     assert 1 <= status["progress"]["images_done"] < 16
