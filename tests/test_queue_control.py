@@ -287,8 +287,9 @@ def test_an_open_pages_queue_panel_stays_live_while_its_timer_renews_the_stream(
 ) -> None:
     """A page's Queue panel is a stream that ends after a while and is renewed by a timer (here
     6 s streams that look at the queue each second): over three renewals, a job submitted every
-    2 s shows in the open page within 3 s. The timer's tick that came while the last stream was
-    still ending was dropped before: the panel then stood still until the tick after."""
+    2 s shows in the open page within 3 s (the first, once the page's first stream runs). The
+    timer's tick that came while the last stream was still ending was dropped before: the
+    panel then stood still until the tick after."""
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "panel_stream").write_text("6 1")
@@ -302,9 +303,13 @@ def test_an_open_pages_queue_panel_stays_live_while_its_timer_renews_the_stream(
         page.goto(server.url)
         expect(page.locator("#queue-table")).to_be_visible(timeout=60_000)
         with held(faults, 0):  # the jobs stay in the panel
-            for n in range(9):
+            for n in range(10):
                 sent = time.monotonic()
                 body = {"prompts": [f"live lamp {n}"], "width": 64, "height": 64}
                 assert _call(server.url, "POST", "jobs", None, body)[0] == 202
-                expect(page.locator("#queue-table")).to_contain_text(f"live lamp {n}", timeout=3_000)
+                # The first waits for the page's first stream however busy the machine is.
+                seen_within_s = 30 if n == 0 else 3
+                expect(page.locator("#queue-table")).to_contain_text(
+                    f"live lamp {n}", timeout=seen_within_s * 1000
+                )
                 time.sleep(max(0.0, 2 - (time.monotonic() - sent)))
