@@ -23,7 +23,7 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 
 @pytest.fixture(scope="module")
@@ -177,17 +177,24 @@ def test_two_users_see_both_jobs_in_the_queue_panel_and_one_stops_their_own(
     expect(second.locator("#gallery .caption-label")).to_contain_text("a navy mug", timeout=120_000)
 
 
-def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
-    browser: Browser, server: Server, faults: Path
-) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 1400})  # one browser, two tabs in turn
+def known_page(context: BrowserContext, server: Server, prompts: str) -> Page:
+    """A tab of `context`'s browser, loaded and known to the server by the browser's id, with
+    `prompts` typed and 64x64 images asked for."""
     page = context.new_page()
     page.goto(server.url)
     expect(page.locator("#prompts textarea")).to_be_visible(timeout=60_000)
     # The browser's id is in its local storage once the page has loaded (gr.BrowserState).
     page.wait_for_function("() => localStorage.getItem('zimage-webui-browser') !== null", timeout=30_000)
-    page.locator("#prompts textarea").fill("\n".join(f"closed tab {n}" for n in range(12)))
+    page.locator("#prompts textarea").fill(prompts)
     set_size(page, 64)
+    return page
+
+
+def test_a_closed_page_leaves_its_job_running_and_a_new_page_follows_it(
+    browser: Browser, server: Server, faults: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})  # one browser, two tabs in turn
+    page = known_page(context, server, "\n".join(f"closed tab {n}" for n in range(12)))
     with held(faults, 8 + 3):  # the first call, and three steps of the second
         page.locator("#generate").click()
         expect(page.locator("#gallery").get_by_text("images 5-8 of 12, step 3 of 8")).to_be_visible(
@@ -221,12 +228,7 @@ def test_a_reopened_page_that_generates_shows_its_new_job_not_the_one_it_followe
     """A page opened while this browser's job A runs follows A; Generate there starts job B, and
     the grid is B's from then on: A's end does not replace it (every summary shown is recorded)."""
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
-    first = context.new_page()
-    first.goto(server.url)
-    expect(first.locator("#prompts textarea")).to_be_visible(timeout=60_000)
-    first.wait_for_function("() => localStorage.getItem('zimage-webui-browser') !== null", timeout=30_000)
-    first.locator("#prompts textarea").fill("\n".join(f"followed tab {n}" for n in range(8)))
-    set_size(first, 64)
+    first = known_page(context, server, "\n".join(f"followed tab {n}" for n in range(8)))
     with held(faults, 3):  # job A's first call, at its third step
         first.locator("#generate").click()
         expect(first.locator("#gallery").get_by_text("step 3 of 8")).to_be_visible(timeout=60_000)

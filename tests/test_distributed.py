@@ -31,7 +31,7 @@ from gradio_client import Client
 from PIL import Image
 
 from tests.cluster import REDIS, WHY_NO_REDIS, RedisServer, Worker, spawn_worker, start_redis
-from tests.helpers import Server, get_json, make, running_server, spawn_server, wait_for, wait_until_up
+from tests.helpers import Server, get_json, held, make, running_server, spawn_server, wait_for, wait_until_up
 from tests.test_loras import make_lora, unload
 from tests.test_queue_control import scrape
 from webui.distributed import broker
@@ -485,23 +485,24 @@ def test_workers_with_other_settings_get_no_tasks_and_refuse_a_mismatched_one(
 
 def test_stop_drops_queued_tasks_and_stops_running_ones_keeping_finished_images(cluster: Cluster) -> None:
     cluster.arm("slow", "0.25")  # steps slow enough to be seen in progress
-    cluster.arm("hold", "4")  # each worker's first call of 4 steps, then its next call waits
     user = cluster.client()
-    job_id = submit(user, prompts="a lamp", images_per_prompt=16, width=48, height=48, steps=4)
-    seen: list[dict[str, Any]] = []
+    # Each worker's first call of 4 steps, then its next call waits until the stop is sent; the
+    # held calls then go on, and stop at their next step.
+    with held(cluster.faults, 4):
+        job_id = submit(user, prompts="a lamp", images_per_prompt=16, width=48, height=48, steps=4)
+        seen: list[dict[str, Any]] = []
 
-    def first_image() -> bool:
-        seen.append(user.predict(job_id, api_name="/job"))
-        return seen[-1]["progress"]["images_done"] >= 1
+        def first_image() -> bool:
+            seen.append(user.predict(job_id, api_name="/job"))
+            return seen[-1]["progress"]["images_done"] >= 1
 
-    wait_for(first_image, 60, "a first image")
-    # Per-step progress from the workers (ahead of the images finished), and who runs the job.
-    assert any(s["progress"]["fraction"] * 16 > s["progress"]["images_done"] for s in seen), [
-        (s["progress"]["fraction"], s["progress"]["images_done"]) for s in seen
-    ]
-    assert {"w1", "w2"} & {name.split("@")[0] for s in seen for name in s["workers"].split(", ") if name}
-    assert user.predict(job_id, api_name="/stop_job") is True
-    (cluster.faults / "hold").unlink()  # the held calls go on, and stop at their next step
+        wait_for(first_image, 60, "a first image")
+        # Per-step progress from the workers (ahead of the images finished), and who runs the job.
+        assert any(s["progress"]["fraction"] * 16 > s["progress"]["images_done"] for s in seen), [
+            (s["progress"]["fraction"], s["progress"]["images_done"]) for s in seen
+        ]
+        assert {"w1", "w2"} & {name.split("@")[0] for s in seen for name in s["workers"].split(", ") if name}
+        assert user.predict(job_id, api_name="/stop_job") is True
     status = wait_job(user, job_id, 30)
     assert status["status"] == "stopped"
     assert 1 <= status["progress"]["images_done"] < 16
