@@ -277,6 +277,15 @@ def generate(user: Any, **request: Any) -> tuple:
     return user.predict(**{**SMALL_REQUEST, **request}, api_name="/generate")
 
 
+def gallery_boxes(page: Any, count: int) -> list[dict[str, float]]:
+    """Where the gallery's first `count` images sit (a playwright Page), measured once every one
+    has loaded: an image still loading sits elsewhere in its cell."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#gallery img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    return [page.locator("#gallery img").nth(n).bounding_box() for n in range(count)]
+
+
 @contextmanager
 def chromium() -> Iterator[Any]:
     """Headless Chromium under Playwright, closed afterwards (a playwright Browser)."""

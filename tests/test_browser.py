@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, held, server_with_faults, wait_for
+from tests.helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    Server,
+    chromium,
+    gallery_boxes,
+    held,
+    server_with_faults,
+    wait_for,
+)
 
 if not Path(CHROMIUM).is_file():
     if os.environ.get("CI"):
@@ -263,7 +272,7 @@ def test_results_form_a_grid_of_a_row_per_prompt_and_a_column_per_variant(page: 
     expect(images).to_have_count(6, timeout=120_000)
     captions = page.locator("#gallery .caption-label").all_inner_texts()
     assert [c.split(" (seed")[0] for c in captions] == ["a red mug"] * 3 + ["a navy mug"] * 3
-    boxes = [images.nth(n).bounding_box() for n in range(6)]
+    boxes = gallery_boxes(page, 6)
     rows = [sorted({round(b["y"]) for b in boxes[k : k + 3]}) for k in (0, 3)]
     assert len(rows[0]) == 1 and len(rows[1]) == 1 and rows[0][0] < rows[1][0]  # two rows
     assert [round(b["x"]) for b in boxes[:3]] == [round(b["x"]) for b in boxes[3:]]  # three columns, aligned
@@ -321,7 +330,7 @@ def test_at_1366x768_ctrl_enter_generates_and_progress_and_results_are_in_view(
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "layout-1366x768-progress.png"))
     expect(page.locator("#gallery img")).to_have_count(4, timeout=120_000)
-    boxes = [page.locator("#gallery img").nth(n).bounding_box() for n in range(4)]
+    boxes = gallery_boxes(page, 4)
     first = boxes[0]
     assert first and first["y"] < 768 and first["x"] > form["x"] + form["width"], first
     # One image per prompt: a wrapping grid, at least 3 a row.

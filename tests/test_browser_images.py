@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, running_server
+from tests.helpers import ARTIFACTS, CHROMIUM, Server, chromium, gallery_boxes, running_server
 from tests.test_loras import make_lora
 from webui.loading import LoadedModel
 from webui.outputs import read_png_parameters
@@ -96,7 +96,7 @@ def test_transparent_cutouts_preview_then_results_grouped_by_product(
         "blue-box: on a beach",
         "blue-box: in a kitchen",
     ]
-    boxes = [page.locator("#gallery img").nth(n).bounding_box() for n in range(4)]
+    boxes = gallery_boxes(page, 4)
     rows = [round(box["y"]) for box in boxes if box is not None]
     assert rows[0] == rows[1] < rows[2] == rows[3]  # a row per product
     page.screenshot(path=str(ARTIFACTS / "browser-products-results.png"), full_page=True)
