@@ -72,6 +72,13 @@ class Cluster:
         )
         return self.workers[name]
 
+    def respawn_dead(self) -> int:
+        """Supervisor's part: a fresh process for each worker that exited; how many there were."""
+        dead = [name for name, worker in self.workers.items() if worker.process.poll() is not None]
+        for name in dead:
+            self.spawn(name)
+        return len(dead)
+
     def health(self) -> dict[str, Any]:
         return get_json(self.web.url + "healthz")
 
@@ -542,9 +549,7 @@ def test_a_worker_killed_mid_task_has_its_task_run_by_another(cluster: Cluster) 
         assert len(files) == 16 and not any("-2." in f.name for f in files)  # every image exactly once
         assert sorted(Path(i["file"]) for i in status["images"]) == files
     finally:  # the next tests need both workers, whatever happened here
-        for name, worker in list(cluster.workers.items()):
-            if worker.process.poll() is not None:
-                cluster.spawn(name)
+        cluster.respawn_dead()
         cluster.wait_online({"w1", "w2"})
 
 
@@ -614,12 +619,9 @@ def test_a_task_that_killed_three_workers_fails_its_job_and_others_go_on(cluster
     poison = submit(user, prompts="a poison pill", width=64, height=64)
     deaths = 0
 
-    def ended_with_respawns() -> bool:  # Supervisor's part: start a fresh worker after each death
+    def ended_with_respawns() -> bool:
         nonlocal deaths
-        for name, worker in list(cluster.workers.items()):
-            if worker.process.poll() is not None:
-                deaths += 1
-                cluster.spawn(name)
+        deaths += cluster.respawn_dead()
         return user.predict(poison, api_name="/job")["status"] in ("failed", "done", "stopped")
 
     wait_for(ended_with_respawns, 180, "the poison job to fail")
